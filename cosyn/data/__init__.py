@@ -1,0 +1,1 @@
+"""Datasets: readers for every supported format, conditioning targets, torch Dataset."""

@@ -1,0 +1,73 @@
+"""The one in-memory record every dataset reader produces."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from cosyn.classes import ClassSet
+
+
+class DataError(ValueError):
+    """Bad input data. The message names the file and the problem."""
+
+
+@dataclass
+class Sample:
+    """One tile: image, instance map, class map and per-instance centroids/classes.
+
+    - image: (H, W, 3) uint8 RGB
+    - inst_map: (H, W) int32, 0 = background, ids need not be contiguous
+    - class_map: (H, W) uint8 class ids of `classes`
+    - inst_ids: (N,) int32, ascending, the non-zero ids of inst_map
+    - centroids: (N, 2) float64, (x = column, y = row), mean of each instance's pixels
+    - inst_classes: (N,) int32 class id of each instance
+    - source: the source tile / slide id, used to split validation (never by patch)
+    """
+
+    name: str
+    image: np.ndarray
+    inst_map: np.ndarray
+    class_map: np.ndarray
+    inst_ids: np.ndarray
+    centroids: np.ndarray
+    inst_classes: np.ndarray
+    classes: ClassSet
+    tissue: str | None = None
+    mpp: float | None = None
+    source: str = ""
+
+    @property
+    def height(self) -> int:
+        return int(self.image.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.image.shape[1])
+
+
+def instance_table(
+    inst_map: np.ndarray, class_map: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Ids, centroids (x, y) and majority classes of the instances of `inst_map`.
+
+    Vectorised over all instances with bincount, so tiles with tens of thousands of
+    nuclei stay fast; ids may exceed 65535.
+    """
+    flat = inst_map.ravel().astype(np.int64)
+    ids, inverse = np.unique(flat, return_inverse=True)
+    keep = ids != 0
+    n_all = len(ids)
+    counts = np.bincount(inverse, minlength=n_all).astype(np.float64)
+    rows, cols = np.indices(inst_map.shape)
+    sum_x = np.bincount(inverse, weights=cols.ravel(), minlength=n_all)
+    sum_y = np.bincount(inverse, weights=rows.ravel(), minlength=n_all)
+    centroids = np.stack([sum_x / np.maximum(counts, 1), sum_y / np.maximum(counts, 1)], axis=1)
+    n_cls = int(class_map.max()) + 1 if class_map.size else 1
+    joint = np.bincount(inverse * n_cls + class_map.ravel().astype(np.int64), minlength=n_all * n_cls)
+    joint = joint.reshape(n_all, n_cls)
+    fg = joint[:, 1:] if n_cls > 1 else np.zeros((n_all, 0))
+    majority = (np.argmax(fg, axis=1) + 1) if fg.shape[1] else np.zeros(n_all, dtype=np.int64)
+    majority = np.where(fg.sum(axis=1) > 0, majority, 0) if fg.shape[1] else majority
+    return ids[keep].astype(np.int32), centroids[keep], majority[keep].astype(np.int32)

@@ -1,0 +1,176 @@
+"""The layout contract (DESIGN §3): what the canvas edits, the CLI reads, every export carries.
+
+Coordinates are pixels, origin top-left, x = column.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cosyn.classes import ClassSet
+
+MAX_CANVAS = 2048
+MAX_POINTS = 20000
+
+
+class LayoutError(ValueError):
+    """A layout that breaks the contract; the message says what and where."""
+
+
+@dataclass(frozen=True)
+class Point:
+    x: float
+    y: float
+    cls: str
+
+
+@dataclass
+class Layout:
+    width: int
+    height: int
+    classes: list[str]
+    points: list[Point] = field(default_factory=list)
+    mpp: float | None = None
+    tissue: str | None = None
+    prompt: str | None = None
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # -- validation -------------------------------------------------------------------------
+    def validate(self, max_canvas: int = MAX_CANVAS, max_points: int = MAX_POINTS, where: str = "layout") -> None:
+        for name, v in (("width", self.width), ("height", self.height)):
+            if not isinstance(v, (int, np.integer)) or isinstance(v, bool):
+                raise LayoutError(f"{where}: {name} must be an integer, got {v!r}")
+            if not 8 <= v <= max_canvas:
+                raise LayoutError(f"{where}: {name}={v} is outside the allowed 8..{max_canvas} px")
+        try:
+            class_set = ClassSet(tuple(self.classes))
+        except ValueError as e:
+            raise LayoutError(f"{where}: bad class list: {e}") from None
+        if len(self.points) > max_points:
+            raise LayoutError(f"{where}: {len(self.points)} points exceed the limit of {max_points}")
+        if self.mpp is not None and not (0.01 <= float(self.mpp) <= 10):
+            raise LayoutError(f"{where}: mpp={self.mpp} is not a plausible microns-per-pixel value")
+        for i, p in enumerate(self.points):
+            if not (np.isfinite(p.x) and np.isfinite(p.y)):
+                raise LayoutError(f"{where}: point {i} has a non-finite coordinate ({p.x}, {p.y})")
+            if not (0 <= p.x < self.width and 0 <= p.y < self.height):
+                raise LayoutError(
+                    f"{where}: point {i} at ({p.x:g}, {p.y:g}) lies outside the "
+                    f"{self.width}x{self.height} canvas"
+                )
+            if p.cls.strip().lower() not in class_set.names[1:]:
+                raise LayoutError(
+                    f"{where}: point {i} has unknown class {p.cls!r}; known: {list(class_set.names[1:])}"
+                )
+
+    @property
+    def class_set(self) -> ClassSet:
+        return ClassSet(tuple(self.classes))
+
+    # -- array views --------------------------------------------------------------------------
+    def xy(self) -> np.ndarray:
+        """(N, 2) float array of (x, y)."""
+        return np.array([[p.x, p.y] for p in self.points], dtype=np.float64).reshape(-1, 2)
+
+    def class_ids(self) -> np.ndarray:
+        cs = self.class_set
+        return np.array([cs.id_of(p.cls) for p in self.points], dtype=np.int32)
+
+    def counts(self) -> dict[str, int]:
+        out = {n: 0 for n in self.classes[1:]}
+        for p in self.points:
+            out[p.cls.strip().lower()] += 1
+        return out
+
+    @classmethod
+    def from_arrays(
+        cls,
+        width: int,
+        height: int,
+        classes: ClassSet | list[str],
+        xy: np.ndarray,
+        class_ids: np.ndarray,
+        **kw: Any,
+    ) -> Layout:
+        names = list(classes.names) if isinstance(classes, ClassSet) else list(classes)
+        pts = [Point(float(x), float(y), names[int(c)]) for (x, y), c in zip(xy, class_ids, strict=True)]
+        return cls(width=int(width), height=int(height), classes=names, points=pts, **kw)
+
+    def rescaled(self, factor: float, width: int, height: int, mpp: float | None) -> Layout:
+        """Same field of view on a canvas `factor` times larger; points clipped inside it."""
+        pts = [
+            Point(min(p.x * factor, width - 1e-3), min(p.y * factor, height - 1e-3), p.cls) for p in self.points
+        ]
+        return Layout(width, height, list(self.classes), pts, mpp, self.tissue, self.prompt)
+
+    # -- JSON ------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "width": self.width,
+            "height": self.height,
+            "mpp": self.mpp,
+            "tissue": self.tissue,
+            "classes": list(self.classes),
+            "points": [{"x": p.x, "y": p.y, "cls": p.cls} for p in self.points],
+        }
+        if self.prompt:
+            d["prompt"] = self.prompt
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1)
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str = "layout") -> Layout:
+        if not isinstance(d, dict):
+            raise LayoutError(f"{where}: expected a JSON object, got {type(d).__name__}")
+        missing = [k for k in ("width", "height", "classes") if k not in d]
+        if missing:
+            raise LayoutError(f"{where}: missing key(s) {missing}")
+        pts_raw = d.get("points", [])
+        if not isinstance(pts_raw, list):
+            raise LayoutError(f"{where}: 'points' must be a list")
+        pts = []
+        for i, p in enumerate(pts_raw):
+            try:
+                pts.append(Point(float(p["x"]), float(p["y"]), str(p["cls"])))
+            except (KeyError, TypeError, ValueError):
+                raise LayoutError(f"{where}: point {i} must be {{'x': num, 'y': num, 'cls': name}}, got {p!r}") from None
+        classes = d["classes"]
+        if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+            raise LayoutError(f"{where}: 'classes' must be a list of names")
+        mpp = d.get("mpp")
+        try:
+            mpp = None if mpp is None else float(mpp)
+        except (TypeError, ValueError):
+            raise LayoutError(f"{where}: mpp must be a number, got {mpp!r}") from None
+        return cls(
+            width=d["width"],
+            height=d["height"],
+            classes=[c.strip().lower() for c in classes],
+            points=pts,
+            mpp=mpp,
+            tissue=d.get("tissue"),
+            prompt=d.get("prompt") or None,
+        )
+
+    @classmethod
+    def load(cls, path: str | Path) -> Layout:
+        path = Path(path)
+        try:
+            d = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise LayoutError(f"{path}: no such layout file") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise LayoutError(f"{path}: not valid JSON ({e})") from None
+        return cls.from_dict(d, where=str(path))
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_json())
