@@ -142,7 +142,9 @@ class Layout:
             try:
                 pts.append(Point(float(p["x"]), float(p["y"]), str(p["cls"])))
             except (KeyError, TypeError, ValueError):
-                raise LayoutError(f"{where}: point {i} must be {{'x': num, 'y': num, 'cls': name}}, got {p!r}") from None
+                raise LayoutError(
+                    f"{where}: point {i} must be {{'x': num, 'y': num, 'cls': name}}, got {p!r}"
+                ) from None
         classes = d["classes"]
         if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
             raise LayoutError(f"{where}: 'classes' must be a list of names")

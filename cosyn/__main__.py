@@ -1,0 +1,3 @@
+from cosyn.cli import main
+
+raise SystemExit(main())

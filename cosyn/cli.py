@@ -1,0 +1,136 @@
+"""`python -m cosyn <command>`: prepare, train, export-checkpoint, sample."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from cosyn.layout import LayoutError
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from cosyn.data.prepare import prepare
+
+    report = prepare(args.src, args.out, fmt=args.format, overwrite=args.overwrite)
+    print(report.to_markdown())
+    print(f"wrote {args.out} (report: {Path(args.out) / 'report.md'})")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from cosyn.train import TrainConfig, train
+
+    opts: dict = json.loads(Path(args.config).read_text()) if args.config else {}
+    for key in ("data", "out", "init", "steps", "batch", "lr", "crop", "mpp", "threads", "format", "seed",
+                "save_every", "preview_every"):
+        value = getattr(args, key)
+        if value is not None:
+            opts[key] = value
+    if args.fp32:
+        opts["bf16"] = False
+    cfg = TrainConfig.from_dict(opts)
+    if not cfg.data and not args.resume:
+        raise SystemExit("train: --data is required (or --resume an existing --out run)")
+    run = train(cfg, resume=args.resume)
+    print(f"run folder: {run}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    import torch
+
+    from cosyn.train import export_checkpoint
+
+    out = export_checkpoint(args.run, args.out, dtype=torch.float32 if args.fp32 else torch.float16)
+    print(f"exported {out}")
+    return 0
+
+
+def _sample(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from cosyn.export import write_bundle
+    from cosyn.layout import Layout
+    from cosyn.pipeline import CoSynPipeline
+
+    layout = Layout.load(args.layout)
+    pipe = CoSynPipeline.from_pretrained(args.checkpoint)
+    formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
+    out = Path(args.out)
+    with tqdm(total=args.steps, desc="sampling", unit="step") as bar:
+        def on_step(p) -> None:
+            bar.n = p.step
+            bar.refresh()
+        triples = pipe.sample(layout, prompt=args.prompt, steps=args.steps, guidance=args.guidance,
+                              seed=args.seed, n=args.n, sampler=args.sampler, on_step=on_step)
+    for i, tr in enumerate(triples):
+        folder = write_bundle(tr, out / f"{i:03d}", formats=formats)
+        missed = tr.params["missed_centroids"]
+        print(f"{folder}: {len(tr.inst_classes)} instances, {missed} of {tr.params['centroids']} centroids missed")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cosyn", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    pr = sub.add_parser("prepare", help="normalise a dataset and write a validation report")
+    pr.add_argument("src")
+    pr.add_argument("--format", default="auto", choices=["auto", "consep", "hovernet", "pannuke", "conic", "folder"])
+    pr.add_argument("--out", required=True)
+    pr.add_argument("--overwrite", action="store_true")
+    pr.set_defaults(func=_prepare)
+
+    tr = sub.add_parser("train", help="train from scratch, fine-tune (--init) or --resume")
+    tr.add_argument("--data")
+    tr.add_argument("--out")
+    tr.add_argument("--init")
+    tr.add_argument("--steps", type=int)
+    tr.add_argument("--batch", type=int)
+    tr.add_argument("--lr", type=float)
+    tr.add_argument("--crop", type=int)
+    tr.add_argument("--mpp", type=float)
+    tr.add_argument("--threads", type=int, help="torch CPU threads (0 = torch default)")
+    tr.add_argument("--format")
+    tr.add_argument("--seed", type=int)
+    tr.add_argument("--save-every", dest="save_every", type=int)
+    tr.add_argument("--preview-every", dest="preview_every", type=int)
+    tr.add_argument("--config", help="JSON file of TrainConfig options; flags override it")
+    tr.add_argument("--resume", action="store_true")
+    tr.add_argument("--fp32", action="store_true", help="disable bf16 autocast")
+    tr.set_defaults(func=_train)
+
+    ex = sub.add_parser("export-checkpoint", help="write a loadable checkpoint folder from a run")
+    ex.add_argument("run")
+    ex.add_argument("--out", required=True)
+    ex.add_argument("--fp32", action="store_true", help="store float32 weights (default float16)")
+    ex.set_defaults(func=_export)
+
+    sa = sub.add_parser("sample", help="layout JSON → export bundles")
+    sa.add_argument("--checkpoint", required=True)
+    sa.add_argument("--layout", required=True)
+    sa.add_argument("--prompt")
+    sa.add_argument("--steps", type=int, default=25)
+    sa.add_argument("--guidance", type=float, default=2.0)
+    sa.add_argument("--seed", type=int, default=0)
+    sa.add_argument("--n", type=int, default=1)
+    sa.add_argument("--sampler", default="dpm++")
+    sa.add_argument("--out", required=True)
+    sa.add_argument("--formats", default="png,npy,mat,geojson,coco")
+    sa.set_defaults(func=_sample)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from cosyn.data.sample import DataError
+    from cosyn.pipeline import CheckpointError
+    from cosyn.train import TrainingError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (DataError, LayoutError, CheckpointError, TrainingError, FileExistsError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2

@@ -1,0 +1,310 @@
+"""CoSynPipeline: the one place that loops over the joint reverse process.
+
+Gaussian part (image + distance): a diffusers scheduler, swappable by name.
+Categorical part (label): multinomial diffusion following the same timetable through the
+skip-step posterior q(x_s | x_t, x̂_0).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from cosyn import __version__
+from cosyn.classes import ClassSet
+from cosyn.data.targets import point_map, structure_prompt
+from cosyn.diffusion.categorical import MultinomialDiffusion, index_to_log_onehot, log_onehot_to_index
+from cosyn.diffusion.gaussian import (
+    DEFAULT_SCHEDULE,
+    SAMPLERS,
+    model_to_dist,
+    model_to_image,
+    predict_start_from_v,
+    sampling_scheduler,
+    training_scheduler,
+)
+from cosyn.instances import cut_instances
+from cosyn.layout import Layout, LayoutError
+from cosyn.model import DenoiserConfig, JointDenoiser
+from cosyn.text import DEFAULT_TEXT_ENCODER, TextEncoder
+from cosyn.triple import Triple
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint folder that cannot be loaded; the message names the file and the problem."""
+
+
+class SamplingCancelled(RuntimeError):
+    """Raised when an on_step callback returns False."""
+
+
+@dataclass
+class PipelineConfig:
+    denoiser: DenoiserConfig
+    classes: list[str]
+    mpp: float = 0.5
+    tissues: tuple[str, ...] = ("colon",)
+    train_crop: int = 64
+    text_encoder: str = DEFAULT_TEXT_ENCODER
+    schedule: dict[str, Any] | None = None
+    max_canvas: int = 1024
+    version: int = FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        self.schedule = dict(self.schedule or DEFAULT_SCHEDULE)
+        ClassSet(tuple(self.classes))
+        if len(self.classes) != self.denoiser.num_classes:
+            raise ValueError(
+                f"class list has {len(self.classes)} entries but the denoiser has {self.denoiser.num_classes} classes"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format_version": self.version,
+            "cosyn_version": __version__,
+            "denoiser": self.denoiser.to_dict(),
+            "classes": list(self.classes),
+            "mpp": self.mpp,
+            "tissues": list(self.tissues),
+            "train_crop": self.train_crop,
+            "text_encoder": self.text_encoder,
+            "schedule": self.schedule,
+            "max_canvas": self.max_canvas,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PipelineConfig:
+        d = dict(d)
+        version = d.pop("format_version", None)
+        d.pop("cosyn_version", None)
+        if version != FORMAT_VERSION:
+            raise ValueError(f"format_version {version!r} is not supported (expected {FORMAT_VERSION})")
+        d["denoiser"] = DenoiserConfig.from_dict(d["denoiser"])
+        d["tissues"] = tuple(d.get("tissues", ()))
+        return cls(**d)
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass
+class StepPreview:
+    """What on_step receives: current x̂_0 estimates of the first sample in the batch."""
+
+    step: int
+    total: int
+    image: np.ndarray
+    class_map: np.ndarray
+    dist: np.ndarray
+
+
+class CoSynPipeline:
+    def __init__(self, model: JointDenoiser, config: PipelineConfig, text_encoder: TextEncoder | None = None,
+                 sha256: str = "") -> None:
+        self.model = model.eval()
+        self.config = config
+        self._text = text_encoder
+        self.sha256 = sha256
+        self.class_set = ClassSet(tuple(config.classes))
+        self.categorical = MultinomialDiffusion(
+            training_scheduler(config.schedule).alphas_cumprod, config.denoiser.num_classes
+        )
+
+    @property
+    def text_encoder(self) -> TextEncoder:
+        if self._text is None:
+            self._text = TextEncoder(self.config.text_encoder)
+        return self._text
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    # -- persistence ------------------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, folder: str | Path, device: str = "cpu",
+                        text_encoder: TextEncoder | None = None) -> CoSynPipeline:
+        folder = Path(folder)
+        cfg_path, w_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
+        for p in (cfg_path, w_path):
+            if not p.is_file():
+                raise CheckpointError(f"{p}: missing; a checkpoint folder holds {CONFIG_NAME} and {WEIGHTS_NAME}")
+        try:
+            config = PipelineConfig.from_dict(json.loads(cfg_path.read_text()))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise CheckpointError(f"{cfg_path}: not valid JSON ({e})") from None
+        except (KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(f"{cfg_path}: invalid config ({e})") from None
+        try:
+            state = load_file(w_path, device="cpu")  # safetensors: no unpickling, ever
+        except (SafetensorError, OSError, ValueError) as e:
+            raise CheckpointError(f"{w_path}: unreadable safetensors file ({e})") from None
+        model = JointDenoiser(config.denoiser)
+        expected = model.state_dict()
+        for key in ("label_in.weight", "head.3.weight"):
+            if key in state and state[key].shape != expected[key].shape:
+                raise CheckpointError(
+                    f"{w_path}: weights are for a different class count ({key} {tuple(state[key].shape)} vs "
+                    f"{tuple(expected[key].shape)} for {len(config.classes)} classes in {cfg_path.name})"
+                )
+        missing, unexpected = set(expected) - set(state), set(state) - set(expected)
+        if missing or unexpected:
+            raise CheckpointError(
+                f"{w_path}: weights do not match {cfg_path.name} "
+                f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})"
+            )
+        model.load_state_dict({k: v.float() for k, v in state.items()})
+        return cls(model.to(device), config, text_encoder, sha256=file_sha256(w_path))
+
+    def save_pretrained(self, folder: str | Path, dtype: torch.dtype = torch.float32) -> None:
+        """Write config + weights into `folder` atomically (temp folder, then rename)."""
+        folder = Path(folder)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+        try:
+            (tmp / CONFIG_NAME).write_text(json.dumps(self.config.to_dict(), indent=1))
+            state = {k: v.detach().to("cpu", dtype).contiguous() for k, v in self.model.state_dict().items()}
+            save_file(state, tmp / WEIGHTS_NAME, metadata={"format": "pt"})
+            if folder.exists():
+                for extra in folder.iterdir():  # keep e.g. MODEL_CARD.md written beside the weights
+                    if not (tmp / extra.name).exists():
+                        shutil.move(str(extra), tmp / extra.name)
+                shutil.rmtree(folder)
+            os.replace(tmp, folder)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    # -- layouts --------------------------------------------------------------------------------------------
+    def conform_layout(self, layout: Layout, size: tuple[int, int] | None = None) -> Layout:
+        """The layout at the model's mpp, on a canvas that is a multiple of the UNet stride."""
+        unknown = [c for c in layout.classes[1:] if c not in self.class_set.names]
+        used = {p.cls.strip().lower() for p in layout.points}
+        if unknown and used & set(unknown):
+            raise LayoutError(
+                f"layout uses classes {sorted(used & set(unknown))} that the model does not know; "
+                f"model classes: {list(self.class_set.names[1:])}"
+            )
+        factor = 1.0 if layout.mpp is None else layout.mpp / self.config.mpp
+        stride = self.config.denoiser.stride
+        if size is None:
+            size = (layout.width * factor, layout.height * factor)
+        w, h = (max(stride, int(round(v / stride)) * stride) for v in size)
+        limit = self.config.max_canvas
+        if w > limit or h > limit:
+            raise LayoutError(f"canvas {w}x{h} at the model's {self.config.mpp} µm/px exceeds the limit of {limit} px")
+        scaled = layout.rescaled(w / layout.width, w, h, self.config.mpp)
+        pts = [p for p in scaled.points if p.y < h]
+        return Layout(w, h, list(self.class_set.names), pts, self.config.mpp, layout.tissue, layout.prompt)
+
+    # -- sampling ---------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def sample(
+        self,
+        layout: Layout,
+        prompt: str | None = None,
+        steps: int = 25,
+        guidance: float = 2.0,
+        seed: int = 0,
+        n: int = 1,
+        size: tuple[int, int] | None = None,
+        sampler: str = "dpm++",
+        on_step: Callable[[StepPreview], bool | None] | None = None,
+        preview_every: int = 1,
+        bf16: bool = True,
+    ) -> list[Triple]:
+        if not 1 <= steps <= 1000:
+            raise ValueError(f"steps={steps} must lie in 1..1000")
+        if not 1 <= n <= 64:
+            raise ValueError(f"n={n} must lie in 1..64")
+        if sampler not in SAMPLERS:
+            raise ValueError(f"unknown sampler {sampler!r}; choose one of {sorted(SAMPLERS)}")
+        canvas = self.conform_layout(layout, size)
+        prompt = prompt or layout.prompt or structure_prompt(canvas)
+        x_img, x_dist, log_label, labels = self._denoise(canvas, prompt, steps, guidance, seed, n, sampler,
+                                                         on_step, preview_every, bf16)
+        params = {
+            "seed": seed, "steps": steps, "guidance": guidance, "sampler": sampler, "prompt": prompt,
+            "checkpoint_sha256": self.sha256, "cosyn_version": __version__, "model_mpp": self.config.mpp,
+            "layout_mpp": layout.mpp,
+        }
+        return [self._to_triple(canvas, img, d, lab, {**params, "index": i})
+                for i, (img, d, lab) in enumerate(zip(model_to_image(x_img), model_to_dist(x_dist), labels,
+                                                      strict=True))]
+
+    def _denoise(self, canvas: Layout, prompt: str, steps: int, guidance: float, seed: int, n: int,
+                 sampler: str, on_step: Callable | None, preview_every: int, bf16: bool):
+        device, k = self.device, self.config.denoiser.num_classes
+        h, w = canvas.height, canvas.width
+        gen = torch.Generator("cpu").manual_seed(int(seed))
+        x_img = torch.randn((n, 3, h, w), generator=gen).to(device)
+        x_dist = torch.randn((n, 1, h, w), generator=gen).to(device)
+        log_label = index_to_log_onehot(torch.randint(0, k, (n, h, w), generator=gen), k).to(device)
+        pts = torch.from_numpy(point_map(canvas.xy(), canvas.class_ids(), h, w).astype(np.int64))
+        pts = pts.to(device)[None].expand(2 * n if guidance != 1 else n, h, w)
+        text, mask = self._text_batch(prompt, n, with_uncond=guidance != 1)
+        scheduler = sampling_scheduler(sampler, self.config.schedule)
+        scheduler.set_timesteps(steps)
+        timesteps = [int(t) for t in scheduler.timesteps]
+        alphas = scheduler.alphas_cumprod
+        autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+        for i, t in enumerate(timesteps):
+            s = timesteps[i + 1] if i + 1 < len(timesteps) else -1
+            reps = 2 if guidance != 1 else 1
+            t_batch = torch.full((reps * n,), t, device=device, dtype=torch.long)
+            with autocast:
+                out = self.model(x_img.repeat(reps, 1, 1, 1), x_dist.repeat(reps, 1, 1, 1),
+                                 log_label.exp().repeat(reps, 1, 1, 1), pts, t_batch, text, mask)
+            v = torch.cat([out.v_image, out.v_dist], 1).float()
+            logits = out.label_logits.float()
+            if reps == 2:
+                v = v[n:] + guidance * (v[:n] - v[n:])
+                logits = logits[n:] + guidance * (logits[:n] - logits[n:])
+            x = torch.cat([x_img, x_dist], 1)
+            if on_step is not None and (i % preview_every == 0 or s == -1):
+                x0 = predict_start_from_v(x, v, alphas[t].expand(n).to(device))
+                preview = StepPreview(i + 1, len(timesteps), model_to_image(x0[:1, :3])[0],
+                                      logits[0].argmax(0).byte().cpu().numpy(), model_to_dist(x0[:1, 3:])[0])
+                if on_step(preview) is False:
+                    raise SamplingCancelled(f"cancelled at step {i + 1} of {len(timesteps)}")
+            x = scheduler.step(v, t, x).prev_sample
+            x_img, x_dist = x[:, :3], x[:, 3:]
+            t_n = torch.full((n,), t, dtype=torch.long)
+            log_label = self.categorical.p_step(logits.cpu(), log_label.cpu(), t_n,
+                                                torch.full((n,), s, dtype=torch.long), generator=gen).to(device)
+        labels = log_onehot_to_index(log_label).byte().cpu().numpy()
+        return x_img, x_dist, log_label, labels
+
+    def _text_batch(self, prompt: str, n: int, with_uncond: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        prompts = [prompt] * n + ([""] * n if with_uncond else [])
+        states, mask = self.text_encoder.encode(prompts)
+        return states.to(self.device), mask.to(self.device)
+
+    def _to_triple(self, canvas: Layout, image: np.ndarray, dist: np.ndarray, label: np.ndarray,
+                   params: dict[str, Any]) -> Triple:
+        result = cut_instances(dist, label, canvas.xy(), canvas.class_ids())
+        params = {**params, "centroids": len(canvas.points), "missed_centroids": len(result.missed),
+                  "missed_indices": [int(i) for i in result.missed]}
+        return Triple(image, label, result.inst_map, dist.astype(np.float32), dict(result.inst_classes),
+                      canvas, params)

@@ -1,0 +1,377 @@
+"""Training and fine-tuning loop (nanoGPT-style: every knob lives in TrainConfig).
+
+One command for 1 CPU process or `accelerate launch --num_processes N`. Run folder:
+    RUN/run_config.json    the TrainConfig and pipeline config this run uses
+    RUN/checkpoints/step_XXXXXXX/{model,ema,optim}.* + trainer.json   (atomic, last `keep` kept)
+    RUN/metrics.jsonl      one line per `log_every` steps
+    RUN/previews/step_XXXXXXX.png
+    RUN/status.json        polled by the studio
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import signal
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from cosyn.classes import ClassSet
+from cosyn.data.dataset import CropDataset, PositionSampler, PreparedTile, prepare_tile, split_by_source
+from cosyn.data.formats import read_dataset
+from cosyn.data.sample import DataError
+from cosyn.diffusion.categorical import MultinomialDiffusion, index_to_log_onehot
+from cosyn.diffusion.gaussian import dist_to_model, image_to_model, min_snr_weight, training_scheduler
+from cosyn.model import DenoiserConfig, JointDenoiser
+from cosyn.pipeline import CoSynPipeline, PipelineConfig
+from cosyn.state_io import load_state, save_state
+from cosyn.text import TextEncoder
+from cosyn.training.class_mapping import remap_classes
+from cosyn.training.previews import PreviewMaker
+from cosyn.training.status import StatusFile
+
+
+class TrainingError(RuntimeError):
+    """Training stopped for a reason the user must act on."""
+
+
+@dataclass
+class TrainConfig:
+    data: str = ""
+    out: str = "runs/default"
+    format: str = "auto"
+    init: str | None = None
+    steps: int = 10000
+    batch: int = 8
+    lr: float = 5e-4
+    warmup: int = 200
+    weight_decay: float = 0.0
+    crop: int = 64
+    mpp: float = 0.5
+    val_fraction: float = 0.15
+    seed: int = 0
+    save_every: int = 250
+    keep: int = 2
+    log_every: int = 10
+    preview_every: int = 500
+    preview_steps: int = 10
+    ema_decay: float = 0.999
+    text_drop: float = 0.1
+    point_drop: float = 0.0
+    w_image: float = 1.0
+    w_dist: float = 1.0
+    w_label: float = 1.0
+    min_snr_gamma: float = 5.0
+    ce_weight: float = 1.0
+    grad_clip: float = 1.0
+    bf16: bool = True
+    threads: int = 0
+    max_bad_fraction: float = 0.1
+    denoiser: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown training options {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**d)
+
+
+# -- data --------------------------------------------------------------------------------------------
+def load_tiles(cfg: TrainConfig, log) -> tuple[list[PreparedTile], list[PreparedTile], ClassSet, dict[str, Any]]:
+    """Read, split by source and resample the dataset. Unreadable samples are skipped and
+    counted; past `max_bad_fraction` the run refuses to start."""
+    samples, bad = [], []
+    reader = read_dataset(cfg.data, cfg.format)
+    for i in tqdm(range(len(reader)), desc="reading dataset", leave=False):
+        try:
+            samples.append(reader[i])
+        except DataError as e:
+            bad.append(str(e))
+    total = len(samples) + len(bad)
+    for msg in bad:
+        log(f"skipped unreadable sample: {msg}")
+    if not samples:
+        raise TrainingError(f"{cfg.data}: no readable samples ({len(bad)} unreadable)")
+    if len(bad) / total > cfg.max_bad_fraction:
+        raise TrainingError(f"{cfg.data}: {len(bad)} of {total} samples are unreadable, over the "
+                            f"{cfg.max_bad_fraction:.0%} threshold; first: {bad[0]}")
+    train_idx, val_idx = split_by_source(samples, cfg.val_fraction, cfg.seed)
+    prep = [prepare_tile(s, cfg.mpp) for s in tqdm(samples, desc=f"resampling to {cfg.mpp} µm/px", leave=False)]
+    summary = {
+        "data": str(cfg.data), "samples": len(samples), "unreadable": len(bad),
+        "train_tiles": len(train_idx), "val_tiles": len(val_idx),
+        "val_sources": sorted({samples[i].source or samples[i].name for i in val_idx}),
+        "tissues": sorted({s.tissue for s in samples if s.tissue}),
+    }
+    return [prep[i] for i in train_idx], [prep[i] for i in val_idx], samples[0].classes, summary
+
+
+# -- model -------------------------------------------------------------------------------------------
+def build_pipeline_config(cfg: TrainConfig, classes: ClassSet, tissues: list[str]) -> PipelineConfig:
+    den = DenoiserConfig.from_dict({**cfg.denoiser, "num_classes": classes.num_classes})
+    return PipelineConfig(den, classes.to_list(), mpp=cfg.mpp, tissues=tuple(tissues) or ("tissue",),
+                          train_crop=cfg.crop)
+
+
+def initial_model(cfg: TrainConfig, classes: ClassSet, tissues: list[str], log) -> tuple[JointDenoiser, PipelineConfig]:
+    if cfg.init is None:
+        pcfg = build_pipeline_config(cfg, classes, tissues)
+        torch.manual_seed(cfg.seed)
+        return JointDenoiser(pcfg.denoiser), pcfg
+    base = CoSynPipeline.from_pretrained(cfg.init)
+    if abs(base.config.mpp - cfg.mpp) > 1e-6:
+        log(f"note: --init model works at {base.config.mpp} µm/px; training data is resampled to that")
+        cfg.mpp = base.config.mpp
+    model, pcfg = remap_classes(base.model, base.config, classes, log)
+    pcfg.tissues = tuple(sorted(set(pcfg.tissues) | set(tissues)))
+    pcfg.train_crop = cfg.crop
+    return model, pcfg
+
+
+# -- checkpoints -------------------------------------------------------------------------------------
+def checkpoint_dirs(run: Path) -> list[Path]:
+    return sorted((run / "checkpoints").glob("step_*"))
+
+
+def save_checkpoint(run: Path, step: int, model, ema, optimizer, lr_sched, keep: int) -> Path:
+    """Everything needed to continue exactly, written to a temp folder and renamed into place,
+    so a crash or a full disk never leaves a half checkpoint as the latest one."""
+    root = run / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"step_{step:07d}"
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp_", dir=root))
+    try:
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, tmp / "model.safetensors")
+        save_state(ema.state_dict(), tmp / "ema")
+        save_state(optimizer.state_dict(), tmp / "optim")
+        (tmp / "trainer.json").write_text(json.dumps({"step": step, "lr_sched": lr_sched.state_dict(),
+                                                      "torch_rng": torch.get_rng_state().tolist()}))
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        prev = checkpoint_dirs(run)
+        raise TrainingError(f"could not write checkpoint at step {step} in {root} ({e}); "
+                            f"the previous checkpoint {prev[-1].name if prev else '(none)'} is intact") from e
+    for old in checkpoint_dirs(run)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def load_checkpoint(ckpt: Path, model, ema, optimizer, lr_sched) -> int:
+    model.load_state_dict(load_file(ckpt / "model.safetensors"))
+    ema.load_state_dict(load_state(ckpt / "ema"))
+    optimizer.load_state_dict(load_state(ckpt / "optim"))
+    meta = json.loads((ckpt / "trainer.json").read_text())
+    lr_sched.load_state_dict(meta["lr_sched"])
+    torch.set_rng_state(torch.tensor(meta["torch_rng"], dtype=torch.uint8))
+    return int(meta["step"])
+
+
+def ema_model(model: JointDenoiser, ema) -> JointDenoiser:
+    """A copy of the model carrying the EMA weights (what is sampled and exported)."""
+    copy = JointDenoiser(model.cfg)
+    copy.load_state_dict(model.state_dict())
+    ema.copy_to(copy.parameters())
+    return copy.eval()
+
+
+# -- the loss ----------------------------------------------------------------------------------------
+def joint_loss(model, batch: dict, text: torch.Tensor, mask: torch.Tensor, noise_sched, categorical,
+               cfg: TrainConfig, gen: torch.Generator) -> dict[str, torch.Tensor]:
+    x0 = torch.cat([image_to_model(batch["image"]), dist_to_model(batch["dist"])], 1)
+    b, k = x0.shape[0], categorical.num_classes
+    t = torch.randint(0, noise_sched.config.num_train_timesteps, (b,), generator=gen)
+    noise = torch.randn(x0.shape, generator=gen)
+    x_t = noise_sched.add_noise(x0, noise, t)
+    target = noise_sched.get_velocity(x0, noise, t)
+    log_x0 = index_to_log_onehot(batch["class_map"], k)
+    log_xt = categorical.q_sample(log_x0, t, generator=gen)
+    points = batch["points"]
+    if cfg.point_drop > 0:
+        keep = (torch.rand(b, generator=gen) >= cfg.point_drop).view(b, 1, 1)
+        points = points * keep
+    dev = next(model.parameters()).device
+    out = model(x_t[:, :3].to(dev), x_t[:, 3:].to(dev), log_xt.exp().to(dev), points.to(dev), t.to(dev),
+                text.to(dev), mask.to(dev))
+    w = min_snr_weight(noise_sched.alphas_cumprod[t], cfg.min_snr_gamma).to(dev)
+    target = target.to(dev)
+    img = (F.mse_loss(out.v_image.float(), target[:, :3], reduction="none").mean((1, 2, 3)) * w).mean()
+    dist = (F.mse_loss(out.v_dist.float(), target[:, 3:], reduction="none").mean((1, 2, 3)) * w).mean()
+    label = categorical.loss(out.label_logits.float(), log_x0.to(dev), log_xt.to(dev), t.to(dev),
+                             ce_weight=cfg.ce_weight).mean()
+    total = cfg.w_image * img + cfg.w_dist * dist + cfg.w_label * label
+    return {"loss": total, "image": img, "dist": dist, "label": label}
+
+
+# -- the loop ----------------------------------------------------------------------------------------
+class _StopFlag:
+    def __init__(self) -> None:
+        self.reason: str | None = None
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._set)
+
+    def _set(self, signum, _frame) -> None:
+        self.reason = signal.Signals(signum).name
+
+
+def train(cfg: TrainConfig, resume: bool = False) -> Path:
+    """Train or fine-tune; returns the run folder. Safe to interrupt: SIGINT/SIGTERM save first."""
+    from accelerate import Accelerator
+    from diffusers.optimization import get_scheduler
+    from diffusers.training_utils import EMAModel
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    run = Path(cfg.out)
+    acc = Accelerator(mixed_precision="bf16" if cfg.bf16 else "no")
+    is_main = acc.is_main_process
+    status = StatusFile(run / "status.json", enabled=is_main)
+    log_path = run / "train.log"
+
+    def log(msg: str) -> None:
+        if is_main:
+            tqdm.write(msg)
+            with open(log_path, "a") as f:
+                f.write(msg + "\n")
+
+    run.mkdir(parents=True, exist_ok=True)
+    stop = _StopFlag()
+    try:
+        status.update(state="loading", step=0, total=cfg.steps, pid=os.getpid())
+        cfg_file = run / "run_config.json"
+        if resume and cfg_file.exists():
+            saved = TrainConfig.from_dict(json.loads(cfg_file.read_text())["train"])
+            saved.steps = cfg.steps  # the only knob a resume may change: train longer
+            cfg = saved
+        train_tiles, val_tiles, classes, summary = load_tiles(cfg, log)
+        log(f"data: {summary['samples']} samples, {summary['train_tiles']} train / {summary['val_tiles']} val "
+            f"tiles (validation sources: {', '.join(summary['val_sources'])})")
+        model, pcfg = initial_model(cfg, classes, summary["tissues"], log)
+        if is_main:
+            cfg_file.write_text(json.dumps({"train": asdict(cfg), "pipeline": pcfg.to_dict(), "data": summary},
+                                           indent=1))
+        log(f"model: {model.num_parameters() / 1e6:.2f}M parameters, {pcfg.denoiser.block_out_channels}")
+        noise_sched = training_scheduler(pcfg.schedule)
+        categorical = MultinomialDiffusion(noise_sched.alphas_cumprod, pcfg.denoiser.num_classes)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        lr_sched = get_scheduler("cosine", optimizer, num_warmup_steps=cfg.warmup,
+                                 num_training_steps=max(cfg.steps, cfg.warmup + 1))
+        ema = EMAModel(model.parameters(), decay=cfg.ema_decay, use_ema_warmup=True, power=3 / 4)
+        start = 0
+        ckpts = checkpoint_dirs(run)
+        if resume and ckpts:
+            start = load_checkpoint(ckpts[-1], model, ema, optimizer, lr_sched)
+            log(f"resumed from {ckpts[-1]} at step {start}")
+        elif resume:
+            log("no checkpoint to resume from: starting at step 0")
+        model, optimizer = acc.prepare(model, optimizer)
+        ema.to(acc.device)
+
+        dataset = CropDataset(train_tiles, classes, cfg.crop, cfg.mpp, seed=cfg.seed)
+        loader = torch.utils.data.DataLoader(
+            dataset, batch_size=cfg.batch,
+            sampler=PositionSampler(start * cfg.batch, acc.process_index, acc.num_processes),
+        )
+        text_encoder = TextEncoder(pcfg.text_encoder)
+        previews = PreviewMaker(val_tiles or train_tiles, pcfg, text_encoder, run / "previews") if is_main else None
+        bar = tqdm(total=cfg.steps, initial=start, disable=not is_main, desc="training", dynamic_ncols=True)
+        t_last, step_last = time.time(), start
+        step = start
+        for step, batch in zip(range(start + 1, cfg.steps + 1), loader, strict=False):
+            gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step * 97 + acc.process_index)
+            drop = torch.rand(len(batch["prompt"]), generator=gen) < cfg.text_drop
+            prompts = ["" if d else p for p, d in zip(batch["prompt"], drop.tolist(), strict=True)]
+            text, mask = text_encoder.encode(prompts)
+            with acc.autocast():
+                losses = joint_loss(model, batch, text, mask, noise_sched, categorical, cfg, gen)
+            if not torch.isfinite(losses["loss"]):
+                prev = checkpoint_dirs(run)
+                raise TrainingError(f"loss became {losses['loss'].item()} at step {step}; stopped. Last good "
+                                    f"checkpoint: {prev[-1] if prev else '(none)'}. Try a lower --lr.")
+            acc.backward(losses["loss"])
+            if cfg.grad_clip:
+                acc.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            lr_sched.step()
+            optimizer.zero_grad(set_to_none=True)
+            ema.step(acc.unwrap_model(model).parameters())
+            bar.update(1)
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                now = time.time()
+                rate = (step - step_last) / max(now - t_last, 1e-9)
+                t_last, step_last = now, step
+                vals = {k: float(v) for k, v in losses.items()}
+                bar.set_postfix(loss=f"{vals['loss']:.4f}", it_s=f"{rate:.2f}")
+                if is_main:
+                    with open(run / "metrics.jsonl", "a") as f:
+                        f.write(json.dumps({"step": step, **vals, "lr": lr_sched.get_last_lr()[0],
+                                            "steps_per_s": rate, "samples_per_s": rate * cfg.batch
+                                            * acc.num_processes, "time": now}) + "\n")
+                    status.update(state="running", step=step, eta_s=(cfg.steps - step) / max(rate, 1e-9),
+                                  loss=vals["loss"])
+            if step % cfg.save_every == 0 or step == cfg.steps or stop.reason:
+                acc.wait_for_everyone()
+                if is_main:
+                    save_checkpoint(run, step, acc.unwrap_model(model), ema, optimizer, lr_sched, cfg.keep)
+                    status.update(last_checkpoint=step)
+            if is_main and cfg.preview_every and (step % cfg.preview_every == 0 or step == cfg.steps):
+                path = previews.render(ema_model(acc.unwrap_model(model), ema), step, cfg.preview_steps)
+                status.update(last_preview=str(path))
+            if stop.reason:
+                log(f"received {stop.reason}: saved step {step} and stopped")
+                status.update(state="stopped", step=step)
+                return run
+        bar.close()
+        status.update(state="finished", step=step, eta_s=0)
+        return run
+    except Exception as e:
+        status.update(state="failed", last_error=str(e))
+        raise
+
+
+# -- export ------------------------------------------------------------------------------------------
+def export_checkpoint(run: str | Path, out: str | Path, dtype: torch.dtype = torch.float16) -> Path:
+    """The design's loadable folder from the run's latest EMA weights, with a model card."""
+    from diffusers.training_utils import EMAModel
+
+    from cosyn.training.model_card import write_model_card
+
+    run, out = Path(run), Path(out)
+    ckpts = checkpoint_dirs(run)
+    if not ckpts:
+        raise TrainingError(f"{run}: no checkpoints to export")
+    meta = json.loads((run / "run_config.json").read_text())
+    pcfg = PipelineConfig.from_dict(meta["pipeline"])
+    model = JointDenoiser(pcfg.denoiser)
+    ema = EMAModel(model.parameters())
+    ema.load_state_dict(load_state(ckpts[-1] / "ema"))
+    ema.copy_to(model.parameters())
+    step = json.loads((ckpts[-1] / "trainer.json").read_text())["step"]
+    CoSynPipeline(model, pcfg).save_pretrained(out, dtype=dtype)
+    write_model_card(out, run, step, meta)
+    return out
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+__all__ = ["TrainConfig", "TrainingError", "export_checkpoint", "train", "math"]

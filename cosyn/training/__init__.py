@@ -1,0 +1,1 @@
+"""Pieces of the training engine that are not the loop itself."""

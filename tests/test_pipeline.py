@@ -1,0 +1,125 @@
+"""Pipeline: shapes, determinism, batching, persistence, previews/cancel, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from tiny import text_encoder, tiny_pipeline
+
+from cosyn.layout import Layout, LayoutError, Point
+from cosyn.pipeline import CheckpointError, CoSynPipeline, SamplingCancelled
+
+
+@pytest.fixture(scope="module")
+def pipe() -> CoSynPipeline:
+    return tiny_pipeline()
+
+
+def _layout(**kw) -> Layout:
+    base = {"width": 64, "height": 64, "classes": ["background", "other", "inflammatory", "epithelial", "spindle"],
+            "points": [Point(10, 12, "epithelial"), Point(40, 30, "spindle"), Point(50, 50, "inflammatory")],
+            "mpp": 0.5, "tissue": "colon"}
+    base.update(kw)
+    return Layout(**base)
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "dpm++", "unipc"])
+def test_sample_shapes_and_types(pipe, sampler):
+    triples = pipe.sample(_layout(), steps=3, sampler=sampler, n=2, seed=3)
+    assert len(triples) == 2
+    for tr in triples:
+        assert tr.image.shape == (64, 64, 3) and tr.image.dtype == np.uint8
+        assert tr.class_map.shape == (64, 64) and tr.class_map.max() < 5
+        assert tr.inst_map.dtype == np.int32
+        assert tr.dist_map.dtype == np.float32 and 0 <= tr.dist_map.min() <= tr.dist_map.max() <= 1
+        assert tr.params["sampler"] == sampler and tr.params["centroids"] == 3
+    # the two batch members get different noise
+    assert not np.array_equal(triples[0].image, triples[1].image)
+
+
+def test_deterministic_for_fixed_seed(pipe):
+    a = pipe.sample(_layout(), steps=3, seed=7)[0]
+    b = pipe.sample(_layout(), steps=3, seed=7)[0]
+    c = pipe.sample(_layout(), steps=3, seed=8)[0]
+    assert np.array_equal(a.image, b.image) and np.array_equal(a.class_map, b.class_map)
+    assert not np.array_equal(a.image, c.image)
+
+
+def test_save_load_gives_identical_samples(pipe, tmp_path):
+    pipe.save_pretrained(tmp_path / "ck")
+    loaded = CoSynPipeline.from_pretrained(tmp_path / "ck", text_encoder=text_encoder())
+    a = pipe.sample(_layout(), steps=3, seed=1)[0]
+    b = loaded.sample(_layout(), steps=3, seed=1)[0]
+    assert np.array_equal(a.image, b.image) and np.array_equal(a.inst_map, b.inst_map)
+    assert len(loaded.sha256) == 64
+
+
+def test_on_step_previews_and_cancel(pipe):
+    seen = []
+    pipe.sample(_layout(), steps=4, on_step=lambda p: seen.append((p.step, p.image.shape, p.class_map.shape)))
+    assert [s[0] for s in seen] == [1, 2, 3, 4]
+    assert seen[0][1] == (64, 64, 3) and seen[0][2] == (64, 64)
+    with pytest.raises(SamplingCancelled, match="step 2 of 4"):
+        pipe.sample(_layout(), steps=4, on_step=lambda p: p.step < 2)
+
+
+def test_layout_at_other_mpp_is_resampled_to_model_mpp(pipe):
+    native = _layout(width=128, height=128, mpp=0.25,
+                     points=[Point(20, 24, "epithelial"), Point(100, 60, "spindle")])
+    tr = pipe.sample(native, steps=2)[0]
+    assert tr.image.shape == (64, 64, 3)
+    assert tr.layout.mpp == 0.5
+    assert np.allclose(tr.layout.xy(), [[10, 12], [50, 30]])
+    assert tr.params["layout_mpp"] == 0.25 and tr.params["model_mpp"] == 0.5
+
+
+def test_canvas_rounds_to_stride(pipe):
+    tr = pipe.sample(_layout(width=67, height=61), steps=2)[0]
+    assert tr.image.shape[0] % 2 == 0 and tr.image.shape[1] % 2 == 0
+
+
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        ({"points": [Point(10, 10, "mitotic")]}, "unknown class 'mitotic'"),
+        ({"points": [Point(70, 10, "epithelial")]}, "outside the 64x64 canvas"),
+        ({"width": 100000}, "outside the allowed"),
+        ({"points": [Point(1, 1, "other")] * 20001}, "exceed the limit"),
+    ],
+)
+def test_bad_layouts_are_clear_errors(kw, message):
+    with pytest.raises(LayoutError, match=message):
+        _layout(**kw)
+
+
+def test_canvas_over_model_limit(pipe):
+    with pytest.raises(LayoutError, match="exceeds the limit"):
+        pipe.sample(_layout(width=2048, height=2048, mpp=0.5, points=[]), steps=1)
+
+
+def test_bad_sampler_and_steps(pipe):
+    with pytest.raises(ValueError, match="unknown sampler"):
+        pipe.sample(_layout(), sampler="heun9")
+    with pytest.raises(ValueError, match="steps"):
+        pipe.sample(_layout(), steps=0)
+
+
+def test_checkpoint_errors(pipe, tmp_path):
+    with pytest.raises(CheckpointError, match="config.json: missing"):
+        CoSynPipeline.from_pretrained(tmp_path / "nothing")
+    pipe.save_pretrained(tmp_path / "ck")
+    (tmp_path / "ck" / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(CheckpointError, match="unreadable safetensors"):
+        CoSynPipeline.from_pretrained(tmp_path / "ck")
+    pipe.save_pretrained(tmp_path / "ck2")
+    cfg = json.loads((tmp_path / "ck2" / "config.json").read_text())
+    cfg["classes"] = cfg["classes"][:-1]
+    cfg["denoiser"]["num_classes"] -= 1
+    (tmp_path / "ck2" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="different class count"):
+        CoSynPipeline.from_pretrained(tmp_path / "ck2")
+    (tmp_path / "ck2" / "config.json").write_text("{broken")
+    with pytest.raises(CheckpointError, match="not valid JSON"):
+        CoSynPipeline.from_pretrained(tmp_path / "ck2")

@@ -1,0 +1,28 @@
+"""Tiny model configs shared by the tests: seconds on 2 CPU cores."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from cosyn.classes import CONSEP
+from cosyn.model import DenoiserConfig, JointDenoiser
+from cosyn.pipeline import CoSynPipeline, PipelineConfig
+from cosyn.text import TextEncoder
+
+TINY_DENOISER = {"block_out_channels": [16, 32], "attention_levels": [False, True], "norm_num_groups": 8,
+                 "attention_head_dim": 4, "point_encoder_blocks": 1}
+
+
+@lru_cache(maxsize=1)
+def text_encoder() -> TextEncoder:
+    """One MiniLM for the whole session: it takes seconds to load."""
+    return TextEncoder()
+
+
+def tiny_pipeline(seed: int = 0, classes: list[str] | None = None) -> CoSynPipeline:
+    import torch
+
+    torch.manual_seed(seed)
+    names = classes or CONSEP.to_list()
+    cfg = PipelineConfig(DenoiserConfig(num_classes=len(names), **TINY_DENOISER), names, mpp=0.5)
+    return CoSynPipeline(JointDenoiser(cfg.denoiser), cfg, text_encoder())
