@@ -183,6 +183,17 @@ def load_checkpoint(ckpt: Path, model, ema, optimizer, lr_sched) -> int:
     return int(meta["step"])
 
 
+def truncate_metrics(path: Path, step: int) -> None:
+    """Drop rows logged after the checkpoint a resume starts from, so the curve continues
+    without the steps a crash threw away."""
+    if not path.exists():
+        return
+    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(line + "\n" for line in keep))
+    os.replace(tmp, path)
+
+
 def ema_model(model: JointDenoiser, ema) -> JointDenoiser:
     """A copy of the model carrying the EMA weights (what is sampled and exported)."""
     copy = JointDenoiser(model.cfg)
@@ -277,6 +288,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         ckpts = checkpoint_dirs(run)
         if resume and ckpts:
             start = load_checkpoint(ckpts[-1], model, ema, optimizer, lr_sched)
+            if is_main:
+                truncate_metrics(run / "metrics.jsonl", start)
             log(f"resumed from {ckpts[-1]} at step {start}")
         elif resume:
             log("no checkpoint to resume from: starting at step 0")
@@ -313,16 +326,18 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             ema.step(acc.unwrap_model(model).parameters())
             bar.update(1)
             if step % cfg.log_every == 0 or step == cfg.steps:
+                # which data every rank consumed: shows ranks read disjoint positions
+                positions = acc.gather(batch["position"].to(acc.device)).view(acc.num_processes, -1).tolist()
                 now = time.time()
                 rate = (step - step_last) / max(now - t_last, 1e-9)
                 t_last, step_last = now, step
-                vals = {k: float(v) for k, v in losses.items()}
+                vals = {k: float(v.detach()) for k, v in losses.items()}
                 bar.set_postfix(loss=f"{vals['loss']:.4f}", it_s=f"{rate:.2f}")
                 if is_main:
                     with open(run / "metrics.jsonl", "a") as f:
                         f.write(json.dumps({"step": step, **vals, "lr": lr_sched.get_last_lr()[0],
                                             "steps_per_s": rate, "samples_per_s": rate * cfg.batch
-                                            * acc.num_processes, "time": now}) + "\n")
+                                            * acc.num_processes, "time": now, "positions": positions}) + "\n")
                     status.update(state="running", step=step, eta_s=(cfg.steps - step) / max(rate, 1e-9),
                                   loss=vals["loss"])
             if step % cfg.save_every == 0 or step == cfg.steps or stop.reason:

@@ -120,6 +120,7 @@ class CropDataset(Dataset):
             "dist": torch.from_numpy(dist.copy())[None],
             "points": torch.from_numpy(pts.astype(np.int64)),
             "prompt": self.prompt(pts, tile.tissue, random.Random(int(rng.integers(2**31)))),
+            "position": position,
         }
 
     def prompt(self, pts: np.ndarray, tissue: str | None, rng: random.Random) -> str:

@@ -1,0 +1,78 @@
+"""`prepare`: any supported dataset -> the normalised folder format plus a validation report.
+
+The output appears all at once or not at all: everything is written into a temporary folder
+beside `out` (same parent, so the final rename stays on one file system) and renamed into place
+only after the last file is written. A half-written dataset would otherwise train silently on
+whatever tiles made it to disk.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from tqdm import tqdm
+
+from cosyn.data.formats import PathLike, Report, Validator, detect_format, read_dataset, write_folder
+from cosyn.data.sample import Sample
+
+
+def prepare(
+    src: PathLike,
+    out: PathLike,
+    fmt: str = "auto",
+    progress: bool = True,
+    overwrite: bool = False,
+    split: str | None = None,
+) -> Report:
+    """Read `src` (format `fmt`, or detected), validate it and write the normalised dataset with
+    `report.json` and `report.md` to `out`. Raises DataError on bad input, FileExistsError when
+    `out` holds files and `overwrite` is False; on any failure `out` is left as it was."""
+    src, out = Path(src), Path(out)
+    if fmt == "auto":
+        fmt = detect_format(src)
+    samples = read_dataset(src, fmt, split)
+    _check_target(out, overwrite)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        validator = Validator()
+        stream = tqdm(samples, desc=f"prepare {fmt}", unit="tile", disable=not progress)
+        write_folder(_validated(stream, validator), tmp)
+        report = validator.report(dataset=str(src), fmt=fmt)
+        (tmp / "report.json").write_text(report.to_json())
+        (tmp / "report.md").write_text(report.to_markdown())
+        _move_into_place(tmp, out)
+    except BaseException:
+        # BaseException too: an interrupted run must not leave a temp folder behind either
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return report
+
+
+def _validated(samples: Iterable[Sample], validator: Validator) -> Iterator[Sample]:
+    for s in samples:
+        validator.add(s)
+        yield s
+
+
+def _check_target(out: Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(f"{out}: folder is not empty; pass overwrite=True to replace it")
+
+
+def _move_into_place(tmp: Path, out: Path) -> None:
+    if not out.exists():
+        os.replace(tmp, out)
+        return
+    # A non-empty folder cannot be renamed over, so the old one steps aside first and is
+    # deleted only once the new one is in place.
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+    os.replace(out, old / out.name)
+    os.replace(tmp, out)
+    shutil.rmtree(old, ignore_errors=True)

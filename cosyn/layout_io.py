@@ -1,0 +1,328 @@
+"""Layouts from and to the formats pathologists already have: QuPath GeoJSON and HoVer-Net .mat.
+
+- GeoJSON (QuPath "Export objects"): a FeatureCollection, a bare list of features or one
+  Feature. Point and MultiPoint geometries (QuPath's point tool) give one nucleus per
+  point, whatever their objectType. Polygon / MultiPolygon detections and cells give one
+  nucleus at the polygon's area centroid (a cell's `nucleusGeometry` when it has one;
+  QuPath 0.2's `object_type` is read like `objectType`).
+  Polygon *annotations* are regions (tumour, stroma outlines), not nuclei, and are skipped.
+  QuPath puts pixel (row r, column c) at [c, c+1] x [r, r+1]; layouts put its centre at
+  (c, r), so coordinates shift by half a pixel each way (see cosyn.export).
+- HoVer-Net .mat: `inst_centroid` (N, 2) as (x, y) and `inst_type` (N, 1), whose ids index
+  a class list the caller names (the file does not carry one).
+
+Every error is a LayoutError that names the file and the offending feature or key.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.io
+
+from cosyn.classes import ClassSet
+from cosyn.export import CORNER_OFFSET
+from cosyn.layout import Layout, LayoutError, Point
+
+Classes = ClassSet | Sequence[str]
+NUCLEUS_OBJECT_TYPES = ("detection", "cell", None)  # None: plain GeoJSON without QuPath properties
+
+
+def load_any(
+    path: str | Path,
+    classes: Classes | None = None,
+    width: int | None = None,
+    height: int | None = None,
+    default_class: str | None = None,
+) -> Layout:
+    """A layout from a .json layout, a GeoJSON (.geojson or .json) or a HoVer-Net .mat.
+
+    `classes` is the class set to express the layout in; a .json layout keeps its own when
+    it is None. GeoJSON needs `width`/`height` (it has no canvas); a .mat falls back to its
+    `inst_map` shape. `default_class` names the class of unclassified objects, which are
+    an error without it.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".mat":
+        return load_mat(path, _required_classes(classes, path), width, height, default_class)
+    if suffix not in (".json", ".geojson"):
+        raise LayoutError(f"{path}: unknown layout file type {suffix!r}; expected .json, .geojson or .mat")
+    data = _read_json(path)
+    if suffix == ".geojson" or _is_geojson(data):
+        w, h = _required_size(width, height, path)
+        return layout_from_geojson(data, _required_classes(classes, path), w, h, str(path), default_class)
+    layout = Layout.from_dict(data, where=str(path))
+    return layout if classes is None else _conform(layout, _class_set(classes), str(path))
+
+
+# -- GeoJSON ----------------------------------------------------------------------------------------
+
+
+def load_geojson(
+    path: str | Path, classes: Classes, width: int, height: int, default_class: str | None = None
+) -> Layout:
+    path = Path(path)
+    return layout_from_geojson(_read_json(path), classes, width, height, str(path), default_class)
+
+
+def layout_from_geojson(
+    data: Any,
+    classes: Classes,
+    width: int,
+    height: int,
+    where: str = "geojson",
+    default_class: str | None = None,
+) -> Layout:
+    """A layout from parsed GeoJSON (see the module doc for what becomes a point)."""
+    class_set = _class_set(classes)
+    points = []
+    for i, feature in enumerate(_features(data, where)):
+        at = f"{where}: feature {i}"
+        xy = _feature_points(feature, at)
+        if xy:
+            cls = _feature_class(feature, class_set, default_class, at)
+            points += [Point(*_to_centre(x, y), cls) for x, y in xy]
+    return _make_layout(width, height, class_set, points, where)
+
+
+def layout_to_geojson(layout: Layout) -> dict[str, Any]:
+    """One QuPath point detection per layout point, classified and coloured."""
+    cs = layout.class_set
+    features = []
+    for p in layout.points:
+        c = cs.id_of(p.cls)
+        features.append(
+            {
+                "type": "Feature",
+                "geometry": {"type": "Point", "coordinates": [p.x + CORNER_OFFSET, p.y + CORNER_OFFSET]},
+                "properties": {
+                    "objectType": "detection",
+                    "isLocked": False,
+                    "classification": {"name": cs.names[c], "color": list(cs.colours[c])},
+                },
+            }
+        )
+    return {"type": "FeatureCollection", "features": features}
+
+
+def _is_geojson(data: Any) -> bool:
+    return isinstance(data, list) or (isinstance(data, dict) and data.get("type") in ("FeatureCollection", "Feature"))
+
+
+def _features(data: Any, where: str) -> list[Any]:
+    if isinstance(data, dict) and data.get("type") == "FeatureCollection":
+        data = data.get("features")
+    elif isinstance(data, dict) and data.get("type") == "Feature":
+        data = [data]
+    if not isinstance(data, list):
+        raise LayoutError(f"{where}: expected a GeoJSON FeatureCollection, Feature or list of features")
+    return data
+
+
+def _feature_points(feature: Any, at: str) -> list[tuple[float, float]]:
+    """The nucleus positions a feature stands for, in QuPath's corner coordinates."""
+    if not isinstance(feature, dict) or not isinstance(feature.get("geometry"), dict):
+        raise LayoutError(f"{at}: a Feature with a 'geometry' object is required")
+    props = feature.get("properties") or {}
+    if not isinstance(props, dict):
+        raise LayoutError(f"{at}: 'properties' must be an object")
+    geometry = feature.get("nucleusGeometry") or feature["geometry"]
+    if not isinstance(geometry, dict):
+        raise LayoutError(f"{at}: 'nucleusGeometry' must be a geometry object")
+    kind, coords = geometry.get("type"), geometry.get("coordinates")
+    try:
+        if kind == "Point":
+            return [_xy(coords)]
+        if kind == "MultiPoint":
+            return [_xy(c) for c in coords]
+        if props.get("objectType", props.get("object_type")) not in NUCLEUS_OBJECT_TYPES:
+            return []  # a region annotation, not a nucleus
+        if kind == "Polygon":
+            return [_polygons_centroid([coords])]
+        if kind == "MultiPolygon":
+            return [_polygons_centroid(coords)]
+    except (TypeError, ValueError, IndexError):
+        raise LayoutError(f"{at}: malformed {kind} coordinates") from None
+    raise LayoutError(f"{at}: unsupported geometry type {kind!r} for a nucleus; use Point or Polygon")
+
+
+def _xy(c: Any) -> tuple[float, float]:
+    x, y = float(c[0]), float(c[1])
+    if not (np.isfinite(x) and np.isfinite(y)):
+        raise ValueError("non-finite coordinate")
+    return x, y
+
+
+def _polygons_centroid(polygons: Any) -> tuple[float, float]:
+    """Area centroid of the outer rings (holes ignored: a nucleus has none); the vertex mean
+    when the area vanishes (a degenerate ring)."""
+    rings = [np.array([_xy(c) for c in poly[0]], np.float64) for poly in polygons]
+    area, cx, cy = 0.0, 0.0, 0.0
+    for r in rings:
+        x, y = r[:, 0], r[:, 1]
+        xn, yn = np.roll(x, -1), np.roll(y, -1)
+        cross = x * yn - xn * y
+        area += cross.sum() / 2
+        cx += ((x + xn) * cross).sum() / 6
+        cy += ((y + yn) * cross).sum() / 6
+    if abs(area) < 1e-9:
+        allv = np.concatenate(rings)
+        return float(allv[:, 0].mean()), float(allv[:, 1].mean())
+    return float(cx / area), float(cy / area)
+
+
+def _feature_class(feature: dict[str, Any], class_set: ClassSet, default_class: str | None, at: str) -> str:
+    cls = (feature.get("properties") or {}).get("classification")
+    name = cls.get("name") if isinstance(cls, dict) else cls  # QuPath writes an object; others a string
+    if name is None:
+        if default_class is None:
+            raise LayoutError(f"{at}: has no classification; pass a default class to accept unclassified objects")
+        name = default_class
+    return _known_class(name, class_set, at)
+
+
+def _known_class(name: Any, class_set: ClassSet, at: str) -> str:
+    key = str(name).strip().lower()
+    if key not in class_set.nucleus_names:
+        raise LayoutError(f"{at}: unknown class {name!r}; known: {list(class_set.nucleus_names)}")
+    return key
+
+
+def _to_centre(x: float, y: float) -> tuple[float, float]:
+    """QuPath corner coordinates -> pixel-centre ones; the first half pixel clamps to 0."""
+    x, y = x - CORNER_OFFSET, y - CORNER_OFFSET
+    return (0.0 if -CORNER_OFFSET <= x < 0 else x), (0.0 if -CORNER_OFFSET <= y < 0 else y)
+
+
+# -- HoVer-Net .mat ----------------------------------------------------------------------------------
+
+
+def load_mat(
+    path: str | Path,
+    classes: Classes,
+    width: int | None = None,
+    height: int | None = None,
+    default_class: str | None = None,
+) -> Layout:
+    """Layout from a HoVer-Net .mat; `classes` names the ids of its `inst_type` (0 = none)."""
+    path = Path(path)
+    class_set = _class_set(classes)
+    try:
+        mat = scipy.io.loadmat(path)
+    except FileNotFoundError:
+        raise LayoutError(f"{path}: no such file") from None
+    except Exception as e:  # scipy raises several unrelated types for a corrupt file
+        raise LayoutError(f"{path}: not a readable .mat file ({e})") from None
+    if "inst_centroid" not in mat:
+        raise LayoutError(f"{path}: no 'inst_centroid' in this .mat (keys: {sorted(k for k in mat if k[0] != '_')})")
+    xy = np.asarray(mat["inst_centroid"], np.float64)
+    if xy.size == 0:
+        xy = xy.reshape(0, 2)
+    if xy.ndim != 2 or xy.shape[1] != 2:
+        raise LayoutError(f"{path}: inst_centroid must be (N, 2) of (x, y), got shape {xy.shape}")
+    types = np.asarray(mat.get("inst_type", np.zeros(len(xy))), np.float64).reshape(-1)
+    if len(types) != len(xy):
+        raise LayoutError(f"{path}: {len(types)} inst_type rows for {len(xy)} centroids")
+    if width is None or height is None:
+        if "inst_map" not in mat:
+            raise LayoutError(f"{path}: no inst_map to take the canvas size from; pass width and height")
+        height, width = np.asarray(mat["inst_map"]).shape[:2]
+    names = [_mat_class(t, i, class_set, default_class, str(path)) for i, t in enumerate(types)]
+    points = [Point(float(x), float(y), n) for (x, y), n in zip(xy, names, strict=True)]
+    return _make_layout(int(width), int(height), class_set, points, str(path))
+
+
+def layout_to_mat(layout: Layout, path: str | Path) -> Path:
+    """HoVer-Net-style centroids: inst_centroid (N, 2) as (x, y), inst_type (N, 1) class ids."""
+    path = Path(path)
+    n = len(layout.points)
+    scipy.io.savemat(
+        path,
+        {
+            "inst_centroid": layout.xy().reshape(n, 2),
+            "inst_type": layout.class_ids().reshape(n, 1),
+            "classes": np.array(layout.classes, dtype=object),
+        },
+    )
+    return path
+
+
+def _mat_class(t: float, i: int, class_set: ClassSet, default_class: str | None, where: str) -> str:
+    if t != int(t) or not 0 <= t < class_set.num_classes:
+        raise LayoutError(f"{where}: instance {i} has inst_type {t:g}, outside the class list {list(class_set.names)}")
+    if t == 0:
+        if default_class is None:
+            raise LayoutError(f"{where}: instance {i} has inst_type 0 (unlabelled); pass a default class")
+        return _known_class(default_class, class_set, where)
+    return class_set.names[int(t)]
+
+
+# -- shared ------------------------------------------------------------------------------------------
+
+
+def save_any(layout: Layout, path: str | Path) -> Path:
+    """Write a layout as .json (the layout contract), .geojson or .mat, by extension."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        layout.save(path)
+    elif suffix == ".geojson":
+        path.write_text(json.dumps(layout_to_geojson(layout)))
+    elif suffix == ".mat":
+        layout_to_mat(layout, path)
+    else:
+        raise LayoutError(f"{path}: unknown layout file type {suffix!r}; expected .json, .geojson or .mat")
+    return path
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise LayoutError(f"{path}: no such file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise LayoutError(f"{path}: not valid JSON ({e})") from None
+
+
+def _class_set(classes: Classes) -> ClassSet:
+    try:
+        return classes if isinstance(classes, ClassSet) else ClassSet(tuple(classes))
+    except ValueError as e:
+        raise LayoutError(f"bad class list: {e}") from None
+
+
+def _required_classes(classes: Classes | None, path: Path) -> Classes:
+    if classes is None:
+        raise LayoutError(f"{path}: this format carries no class list; pass the classes its names/ids refer to")
+    return classes
+
+
+def _required_size(width: int | None, height: int | None, path: Path) -> tuple[int, int]:
+    if width is None or height is None:
+        raise LayoutError(f"{path}: GeoJSON has no canvas size; pass width and height")
+    return int(width), int(height)
+
+
+def _conform(layout: Layout, class_set: ClassSet, where: str) -> Layout:
+    """The same points expressed in `class_set`, matched by class name."""
+    if tuple(layout.classes) == class_set.names:
+        return layout
+    unknown = sorted({p.cls.strip().lower() for p in layout.points} - set(class_set.nucleus_names))
+    if unknown:
+        raise LayoutError(f"{where}: class(es) {unknown} are not in the model's classes {list(class_set.names)}")
+    return Layout(
+        layout.width, layout.height, class_set.to_list(), list(layout.points), layout.mpp, layout.tissue, layout.prompt
+    )
+
+
+def _make_layout(width: int, height: int, class_set: ClassSet, points: list[Point], where: str) -> Layout:
+    """Build and validate, naming the file in the error (Layout itself says only 'layout')."""
+    try:
+        return Layout(int(width), int(height), class_set.to_list(), points)
+    except LayoutError as e:
+        raise LayoutError(f"{where}: {str(e).removeprefix('layout: ')}") from None
