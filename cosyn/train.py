@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
@@ -163,7 +164,7 @@ def save_checkpoint(run: Path, step: int, model, ema, optimizer, lr_sched, keep:
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
-    except OSError as e:
+    except (OSError, SafetensorError) as e:  # safetensors reports ENOSPC/EFBIG as its own error
         shutil.rmtree(tmp, ignore_errors=True)
         prev = checkpoint_dirs(run)
         raise TrainingError(f"could not write checkpoint at step {step} in {root} ({e}); "
@@ -250,7 +251,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     run = Path(cfg.out)
-    acc = Accelerator(mixed_precision="bf16" if cfg.bf16 else "no")
+    # cpu=True lets torchrun start several CPU processes (gloo); on GPUs accelerate picks CUDA.
+    acc = Accelerator(mixed_precision="bf16" if cfg.bf16 else "no", cpu=not torch.cuda.is_available())
     is_main = acc.is_main_process
     status = StatusFile(run / "status.json", enabled=is_main)
     log_path = run / "train.log"
@@ -285,6 +287,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                                  num_training_steps=max(cfg.steps, cfg.warmup + 1))
         ema = EMAModel(model.parameters(), decay=cfg.ema_decay, use_ema_warmup=True, power=3 / 4)
         start = 0
+        if is_main:  # a kill -9 during a save leaves its temp folder behind; it never became a checkpoint
+            for stale in (run / "checkpoints").glob(".tmp_*"):
+                shutil.rmtree(stale, ignore_errors=True)
         ckpts = checkpoint_dirs(run)
         if resume and ckpts:
             start = load_checkpoint(ckpts[-1], model, ema, optimizer, lr_sched)

@@ -1,0 +1,205 @@
+"""Training engine on tiny configs: overfit, exact resume, kill -9, signals, failures, fine-tuning, 2 ranks."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import disc_sample
+from safetensors.torch import load_file
+from tiny import TINY_DENOISER, text_encoder
+
+from cosyn.classes import CONSEP, PANNUKE
+from cosyn.data.formats import write_dataset
+from cosyn.data.targets import layout_from_sample
+from cosyn.pipeline import CoSynPipeline
+from cosyn.train import TrainConfig, TrainingError, checkpoint_dirs, export_checkpoint, train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _dataset(path: Path, classes=CONSEP, n_tiles: int = 3) -> Path:
+    samples = [disc_sample(n=9 + 3 * i, size=(64, 64), classes=classes, name=f"t{i}_000", seed=i)
+               for i in range(n_tiles)]
+    write_dataset(samples, path, "folder")
+    return path
+
+
+def _cfg(data: Path, out: Path, **kw) -> TrainConfig:
+    base = {"data": str(data), "out": str(out), "steps": 6, "batch": 2, "crop": 32, "mpp": 0.25,
+            "val_fraction": 0, "save_every": 3, "preview_every": 0, "log_every": 1, "threads": 1,
+            "denoiser": dict(TINY_DENOISER)}
+    base.update(kw)
+    return TrainConfig.from_dict(base)
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "cosyn", *args]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+
+
+def _metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_overfit_reproduces_labels_from_layout(tmp_path):
+    """A tiny model trained briefly on 2 tiles draws their nuclei where their centroids are:
+    the conditioning path works end to end (a random model scores ~0 here)."""
+    samples = [disc_sample(n=9, size=(64, 64), name="a_000", seed=0),
+               disc_sample(n=14, size=(64, 64), name="b_000", seed=1)]
+    write_dataset(samples, tmp_path / "data", "folder")
+    cfg = _cfg(tmp_path / "data", tmp_path / "run", steps=250, batch=4, crop=48, lr=2e-3, warmup=20,
+               save_every=1000, log_every=50, ema_decay=0.99)
+    train(cfg)
+    export_checkpoint(tmp_path / "run", tmp_path / "ck")
+    pipe = CoSynPipeline.from_pretrained(tmp_path / "ck", text_encoder=text_encoder())
+    for s in samples:
+        tr = pipe.sample(layout_from_sample(s), steps=10, sampler="ddim", seed=0)[0]
+        pred, true = tr.class_map > 0, s.class_map > 0
+        iou = (pred & true).sum() / (pred | true).sum()
+        assert iou > 0.8, f"{s.name}: foreground IoU {iou:.2f}"
+        assert (tr.class_map[true] == s.class_map[true]).mean() > 0.85
+        assert tr.params["missed_centroids"] == 0
+
+
+def test_resume_continues_exactly(tmp_path):
+    data = _dataset(tmp_path / "data")
+    train(_cfg(data, tmp_path / "straight", steps=6))
+    train(_cfg(data, tmp_path / "split", steps=3))
+    train(_cfg(data, tmp_path / "split", steps=6), resume=True)
+    a = load_file(checkpoint_dirs(tmp_path / "straight")[-1] / "model.safetensors")
+    b = load_file(checkpoint_dirs(tmp_path / "split")[-1] / "model.safetensors")
+    assert all(np.allclose(a[k].numpy(), b[k].numpy(), atol=1e-6) for k in a)
+    steps = [m["step"] for m in _metrics(tmp_path / "split")]
+    assert steps == list(range(1, 7))
+    assert [m["loss"] for m in _metrics(tmp_path / "split")] == pytest.approx(
+        [m["loss"] for m in _metrics(tmp_path / "straight")], rel=1e-4)
+
+
+def test_kill_9_then_resume_loses_at_most_one_interval(tmp_path):
+    data, run = _dataset(tmp_path / "data"), tmp_path / "run"
+    args = ["train", "--data", str(data), "--out", str(run), "--crop", "32", "--batch", "2", "--mpp", "0.25",
+            "--threads", "1", "--config", str(tmp_path / "c.json")]
+    (tmp_path / "c.json").write_text(json.dumps({"denoiser": TINY_DENOISER, "save_every": 4, "log_every": 1,
+                                                 "preview_every": 0, "val_fraction": 0}))
+    proc = subprocess.Popen(_cli(*args, "--steps", "500"), env=_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and not any(int(d.name[5:]) >= 8 for d in checkpoint_dirs(run)):
+        time.sleep(0.2)
+    proc.kill()
+    proc.wait()
+    saved = int(checkpoint_dirs(run)[-1].name[5:])
+    logged = _metrics(run)[-1]["step"]
+    assert saved >= 8 and logged - saved < 4 + 1
+    target = saved + 3
+    done = subprocess.run(_cli(*args, "--steps", str(target), "--resume"), env=_env(), capture_output=True,
+                          text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "resumed from" in (run / "train.log").read_text()
+    steps = [m["step"] for m in _metrics(run)]
+    assert steps == list(range(1, target + 1))
+    assert json.loads((run / "status.json").read_text())["state"] == "finished"
+
+
+def test_sigterm_saves_then_exits_cleanly(tmp_path):
+    data, run = _dataset(tmp_path / "data"), tmp_path / "run"
+    (tmp_path / "c.json").write_text(json.dumps({"denoiser": TINY_DENOISER, "save_every": 1000, "log_every": 1,
+                                                 "preview_every": 0, "val_fraction": 0}))
+    proc = subprocess.Popen(_cli("train", "--data", str(data), "--out", str(run), "--crop", "32", "--batch", "2",
+                                 "--mpp", "0.25", "--threads", "1", "--steps", "5000",
+                                 "--config", str(tmp_path / "c.json")),
+                            env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and not (run / "metrics.jsonl").exists():
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == 0, proc.stderr.read()[-2000:]
+    status = json.loads((run / "status.json").read_text())
+    assert status["state"] == "stopped"
+    assert checkpoint_dirs(run)[-1].name == f"step_{status['step']:07d}"
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    data = _dataset(tmp_path / "data")
+    run = tmp_path / "run"
+    train(_cfg(data, run, steps=3))
+    cfg = _cfg(data, run, steps=6, w_image=float("nan"))
+    with pytest.raises(TrainingError, match=r"loss became nan at step 1.*step_0000003"):
+        train(cfg)
+    assert [d.name for d in checkpoint_dirs(run)] == ["step_0000003"]
+    assert json.loads((run / "status.json").read_text())["state"] == "failed"
+
+
+DISK_FULL = """
+import resource, signal, sys
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from test_train import _dataset, _cfg
+from cosyn.train import train, TrainingError
+tmp = Path({tmp!r})
+train(_cfg(_dataset(tmp / "data"), tmp / "run", steps=3))
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)   # writes past the limit fail with EFBIG like a full disk
+resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+try:
+    train(_cfg(tmp / "data", tmp / "run", steps=6), resume=True)
+except TrainingError as e:
+    print("ERROR:", e)
+"""
+
+
+def test_disk_full_is_clear_and_keeps_previous_checkpoint(tmp_path):
+    out = subprocess.run([sys.executable, "-c", DISK_FULL.format(tests=str(ROOT / "tests"), tmp=str(tmp_path))],
+                         env=_env(), capture_output=True, text=True, timeout=240)
+    assert "ERROR: could not write checkpoint at step 6" in out.stdout, out.stderr[-2000:]
+    assert "step_0000003 is intact" in out.stdout
+    ckpts = checkpoint_dirs(tmp_path / "run")
+    assert [d.name for d in ckpts] == ["step_0000003"]
+    assert load_file(ckpts[0] / "model.safetensors")  # still loadable
+    assert not list((tmp_path / "run" / "checkpoints").glob(".tmp_*"))
+
+
+def test_fine_tune_maps_classes_by_name(tmp_path):
+    run = tmp_path / "base"
+    train(_cfg(_dataset(tmp_path / "consep"), run, steps=2))
+    export_checkpoint(run, tmp_path / "ck")
+    base = CoSynPipeline.from_pretrained(tmp_path / "ck")
+    ft = tmp_path / "ft"
+    train(_cfg(_dataset(tmp_path / "pannuke", classes=PANNUKE), ft, steps=1, init=str(tmp_path / "ck"), lr=1e-12,
+               warmup=0))
+    log = (ft / "train.log").read_text()
+    assert "Kept by name: ['inflammatory', 'epithelial']" in log
+    assert "re-initialised: ['neoplastic', 'connective', 'dead']" in log
+    export_checkpoint(ft, tmp_path / "ck2")
+    tuned = CoSynPipeline.from_pretrained(tmp_path / "ck2")
+    assert tuned.config.classes == PANNUKE.to_list()
+    old_w, new_w = base.model.label_in.weight, tuned.model.label_in.weight
+    for name in ("inflammatory", "epithelial"):
+        assert np.allclose(new_w[:, PANNUKE.id_of(name)].detach(), old_w[:, CONSEP.id_of(name)].detach(), atol=1e-3)
+
+
+def test_two_processes_read_disjoint_data_and_only_rank0_writes(tmp_path):
+    data, run = _dataset(tmp_path / "data", n_tiles=4), tmp_path / "run"
+    (tmp_path / "c.json").write_text(json.dumps({"denoiser": TINY_DENOISER, "save_every": 2, "log_every": 1,
+                                                 "preview_every": 0, "val_fraction": 0}))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "cosyn", "train",
+           "--data", str(data), "--out", str(run), "--crop", "32", "--batch", "2", "--mpp", "0.25",
+           "--threads", "1", "--steps", "4", "--config", str(tmp_path / "c.json")]
+    done = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = _metrics(run)
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]  # one writer: no duplicated lines
+    seen = [p for r in rows for rank in r["positions"] for p in rank]
+    assert all(len(r["positions"]) == 2 for r in rows)
+    assert len(seen) == len(set(seen)) == 4 * 2 * 2  # both ranks, disjoint positions
+    assert [d.name for d in checkpoint_dirs(run)] == ["step_0000002", "step_0000004"]
