@@ -153,15 +153,18 @@ class Layout:
             mpp = None if mpp is None else float(mpp)
         except (TypeError, ValueError):
             raise LayoutError(f"{where}: mpp must be a number, got {mpp!r}") from None
-        return cls(
-            width=d["width"],
-            height=d["height"],
-            classes=[c.strip().lower() for c in classes],
-            points=pts,
-            mpp=mpp,
-            tissue=d.get("tissue"),
-            prompt=d.get("prompt") or None,
-        )
+        try:
+            return cls(
+                width=d["width"],
+                height=d["height"],
+                classes=[c.strip().lower() for c in classes],
+                points=pts,
+                mpp=mpp,
+                tissue=d.get("tissue"),
+                prompt=d.get("prompt") or None,
+            )
+        except LayoutError as e:  # name the file rather than the generic "layout"
+            raise LayoutError(f"{where}: {str(e).removeprefix('layout: ')}") from None
 
     @classmethod
     def load(cls, path: str | Path) -> Layout:

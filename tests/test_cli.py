@@ -1,0 +1,78 @@
+"""`python -m cosyn ...` as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.io
+from tiny import tiny_pipeline
+
+from cosyn.layout import Layout, Point
+
+ROOT = Path(__file__).resolve().parents[1]
+CONSEP = ROOT.parent / "shared" / "data" / "consep_patched"
+
+
+def _run(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cosyn", *args], capture_output=True, text=True, timeout=timeout,
+                          cwd=ROOT)
+
+
+def test_help_lists_commands():
+    out = _run("--help")
+    assert out.returncode == 0
+    for cmd in ("prepare", "train", "export-checkpoint", "sample"):
+        assert cmd in out.stdout
+
+
+def test_sample_writes_valid_bundles(tmp_path):
+    tiny_pipeline().save_pretrained(tmp_path / "ck")
+    layout = Layout(64, 64, ["background", "other", "inflammatory", "epithelial", "spindle"],
+                    [Point(10, 10, "epithelial"), Point(40, 45, "inflammatory")], mpp=0.5, tissue="colon")
+    layout.save(tmp_path / "l.json")
+    out = _run("sample", "--checkpoint", str(tmp_path / "ck"), "--layout", str(tmp_path / "l.json"), "--steps", "3",
+               "--n", "2", "--seed", "4", "--out", str(tmp_path / "out"))
+    assert out.returncode == 0, out.stderr[-2000:]
+    for i in range(2):
+        b = tmp_path / "out" / f"{i:03d}"
+        names = {p.name for p in b.iterdir()}
+        assert {"image.png", "class.png", "class_rgb.png", "dist.npy", "layout.json", "params.json",
+                "hovernet.mat", "qupath.geojson", "coco.json"} <= names
+        params = json.loads((b / "params.json").read_text())
+        assert params["seed"] == 4 and params["steps"] == 3 and len(params["checkpoint_sha256"]) == 64
+        mat = scipy.io.loadmat(b / "hovernet.mat")
+        assert {"inst_map", "type_map", "inst_type", "inst_centroid"} <= set(mat)
+        assert np.load(b / "dist.npy", allow_pickle=False).shape == (64, 64)
+
+
+def test_sample_bad_layout_is_a_clear_error(tmp_path):
+    tiny_pipeline().save_pretrained(tmp_path / "ck")
+    (tmp_path / "bad.json").write_text(json.dumps({"width": 64, "height": 64, "classes": ["background", "other"],
+                                                   "points": [{"x": 99, "y": 1, "cls": "other"}]}))
+    out = _run("sample", "--checkpoint", str(tmp_path / "ck"), "--layout", str(tmp_path / "bad.json"),
+               "--out", str(tmp_path / "o"))
+    assert out.returncode == 2
+    assert "bad.json: point 0 at (99, 1) lies outside the 64x64 canvas" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_sample_missing_checkpoint_is_a_clear_error(tmp_path):
+    out = _run("sample", "--checkpoint", str(tmp_path / "nope"), "--layout", str(tmp_path / "l.json"),
+               "--out", str(tmp_path / "o"))
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+
+
+@pytest.mark.skipif(not CONSEP.is_dir(), reason=f"real CoNSeP patches not found at {CONSEP}")
+def test_prepare_real_consep(tmp_path):
+    out = _run("prepare", "--format", "auto", str(CONSEP), "--out", str(tmp_path / "prep"))
+    assert out.returncode == 0, out.stderr[-2000:]
+    report = json.loads((tmp_path / "prep" / "report.json").read_text())
+    assert report["samples"] == 432 and report["instances"]["total"] == 18216
+    assert "432" in (tmp_path / "prep" / "report.md").read_text()
+    again = _run("prepare", str(CONSEP), "--out", str(tmp_path / "prep"))
+    assert again.returncode == 2 and "Traceback" not in again.stderr
