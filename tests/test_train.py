@@ -203,3 +203,16 @@ def test_two_processes_read_disjoint_data_and_only_rank0_writes(tmp_path):
     assert all(len(r["positions"]) == 2 for r in rows)
     assert len(seen) == len(set(seen)) == 4 * 2 * 2  # both ranks, disjoint positions
     assert [d.name for d in checkpoint_dirs(run)] == ["step_0000002", "step_0000004"]
+
+
+def test_unreadable_samples_are_skipped_and_counted_up_to_a_threshold(tmp_path):
+    data = _dataset(tmp_path / "data", n_tiles=4)
+    images = sorted((data / "images").iterdir())
+    images[0].write_bytes(b"not an image")
+    train(_cfg(data, tmp_path / "run", steps=1, max_bad_fraction=0.3))
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert f"skipped unreadable sample: {images[0]}" in log
+    assert "data: 3 samples" in log
+    images[1].write_bytes(b"not an image either")
+    with pytest.raises(TrainingError, match="2 of 4 samples are unreadable, over the 30% threshold"):
+        train(_cfg(data, tmp_path / "run2", steps=1, max_bad_fraction=0.3))
