@@ -120,6 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
     sa.add_argument("--out", required=True)
     sa.add_argument("--formats", default="png,npy,mat,geojson,coco")
     sa.set_defaults(func=_sample)
+
+    from cosyn.augment import add_augment_parser
+    from cosyn.evaluate import add_evaluate_parser
+
+    add_augment_parser(sub)
+    add_evaluate_parser(sub)
     return p
 
 

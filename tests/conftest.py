@@ -65,6 +65,18 @@ def disc_sample(
     )
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """Tests use tiny models, which one thread runs as fast as two; two OpenMP teams on 2 busy
+    cores (a subprocess or a training run beside the tests) run up to 30x slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def make_disc_sample() -> Callable[..., Sample]:
     """Factory: `make_disc_sample(n=..., size=..., classes=..., name=...)`, see `disc_sample`."""

@@ -1,0 +1,430 @@
+"""`cosyn augment`: a synthetic dataset, at the model's mpp, in the folder format `prepare` writes.
+
+Layouts come from the real tiles of a dataset (the training split by default, so a synthetic set
+never carries validation layouts into training), perturbed per tile:
+- one of the 8 dihedral flips / rotations;
+- Gaussian jitter of every centroid (`jitter_um`);
+- class-preserving density resampling: each class keeps round(f · n_class) of its points, f drawn
+  from [1 - density, 1 + density]; new points sit beside a random point of their own class (so
+  glands stay epithelial and infiltrates inflammatory) at least the dataset's typical
+  nucleus spacing from every other point.
+Or, with `random_layouts`, layouts drawn from the dataset's statistics: the per-class counts of a
+random real tile, placed uniformly with the same minimum spacing (no spatial clustering).
+
+Job i (tile name `syn_{i:06d}`) is a pure function of (data, seed, i), so a run can be resumed,
+extended to a larger N, or sharded: under `torchrun --nproc_per_node W -m cosyn augment ...`
+(or `accelerate launch` on GPUs) rank r takes the jobs with i % W == r. Spell N as `--tiles N` there:
+torchrun's own parser rejects `--n` as an ambiguous abbreviation of its options.
+
+Output folder, readable by `read_dataset(out, "folder")`, `train` and the segmenter:
+    images/NAME.png  instances/NAME.tif (int32)  classes/NAME.png (uint8)
+    meta/NAME.json        the layout at the model's mpp, sampling params, per-instance classes, origin
+    classes.json          class set, mpp, tissue, source of every tile (the folder format's metadata)
+    generation.json       the settings; a resumed run must match them
+A tile is written file by file, each file atomically, the image last: a tile counts as done when
+all four files exist, and an interrupted one is generated again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tifffile
+from PIL import Image
+from scipy.spatial import cKDTree
+from tqdm import tqdm
+
+from cosyn.classes import ClassSet
+from cosyn.data.dataset import split_by_source
+from cosyn.data.formats import read_dataset
+from cosyn.data.sample import Sample, instance_table
+from cosyn.data.targets import layout_from_sample
+from cosyn.layout import Layout
+from cosyn.train import TrainConfig
+from cosyn.triple import Triple
+
+TILE_DIRS = {"image": ("images", ".png"), "inst": ("instances", ".tif"), "class": ("classes", ".png"),
+             "meta": ("meta", ".json")}
+RUN_FILE = "generation.json"
+MIN_SPACING_PERCENTILE = 5  # of real nearest-neighbour distances: the closest real nuclei sit this near
+
+
+class AugmentError(RuntimeError):
+    """A run that cannot go on as asked; the message says why."""
+
+
+@dataclass
+class Perturbation:
+    dihedral: bool = True
+    jitter_um: float = 0.5
+    density: float = 0.25
+
+
+@dataclass
+class Job:
+    """One tile to generate: `layout` is in the source tile's pixels and mpp."""
+
+    index: int
+    name: str
+    layout: Layout
+    seed: int
+    source: str
+    origin: dict[str, Any]
+
+
+@dataclass
+class SourceTile:
+    """What planning needs from a real tile: its layout and provenance, not its pixels."""
+
+    name: str
+    source: str
+    layout: Layout
+
+    @classmethod
+    def from_sample(cls, s: Sample) -> SourceTile:
+        return cls(s.name, s.source or s.name, layout_from_sample(s))
+
+
+# -- layout statistics and perturbations --------------------------------------------------------------
+def min_spacing_px(tiles: Sequence[SourceTile]) -> float:
+    """A low percentile of real nearest-neighbour centroid distances, in the tiles' pixels."""
+    nn = [cKDTree(xy).query(xy, k=2)[0][:, 1] for t in tiles if len(xy := t.layout.xy()) > 1]
+    return float(np.percentile(np.concatenate(nn), MIN_SPACING_PERCENTILE)) if nn else 4.0
+
+
+def dihedral_points(xy: np.ndarray, k: int, width: int, height: int) -> tuple[np.ndarray, int, int]:
+    """Centroids under `cosyn.data.dataset.dihedral`'s transform k: k % 4 quarter turns of np.rot90
+    (pixel (x, y) → (y, W - 1 - x)), then a left-right flip when k >= 4."""
+    xy = np.asarray(xy, np.float64).reshape(-1, 2)
+    for _ in range(k % 4):
+        xy = np.column_stack([xy[:, 1], width - 1 - xy[:, 0]])
+        width, height = height, width
+    if k >= 4:
+        xy = np.column_stack([width - 1 - xy[:, 0], xy[:, 1]])
+    return xy, width, height
+
+
+def _clip(xy: np.ndarray, width: int, height: int) -> np.ndarray:
+    return np.clip(xy, 0, [width - 1e-3, height - 1e-3])
+
+
+def _far_enough(p: np.ndarray, xy: np.ndarray, spacing: float) -> bool:
+    return not len(xy) or float(np.min(np.hypot(*(xy - p).T))) >= spacing
+
+
+def resample_density(xy: np.ndarray, cls: np.ndarray, factor: float, spacing: float, width: int, height: int,
+                     rng: np.random.Generator, tries: int = 20) -> tuple[np.ndarray, np.ndarray]:
+    """Each class keeps round(factor · n_class) points: a random subset, or extra points placed
+    1-2 spacings from a random point of the same class and at least `spacing` from all others
+    (a point that finds no room within `tries` is left out)."""
+    keep_xy, keep_cls = [], []
+    for c in np.unique(cls):
+        idx = np.flatnonzero(cls == c)
+        target = int(round(factor * len(idx)))
+        chosen = rng.choice(idx, size=min(target, len(idx)), replace=False)
+        keep_xy.append(xy[chosen])
+        keep_cls.append(np.full(len(chosen), c))
+    out_xy = np.concatenate(keep_xy) if keep_xy else np.zeros((0, 2))
+    out_cls = np.concatenate(keep_cls) if keep_cls else np.zeros(0, np.int64)
+    for c in np.unique(cls):
+        idx = np.flatnonzero(cls == c)
+        for _ in range(int(round(factor * len(idx))) - len(idx)):
+            for _ in range(tries):
+                angle, radius = rng.uniform(0, 2 * np.pi), spacing * rng.uniform(1.0, 2.0)
+                p = xy[rng.choice(idx)] + radius * np.array([np.cos(angle), np.sin(angle)])
+                if 0 <= p[0] < width and 0 <= p[1] < height and _far_enough(p, out_xy, spacing):
+                    out_xy, out_cls = np.vstack([out_xy, p]), np.append(out_cls, c)
+                    break
+    return out_xy, out_cls.astype(np.int64)
+
+
+def perturbed_layout(layout: Layout, p: Perturbation, spacing: float, rng: np.random.Generator,
+                     default_mpp: float = 0.5) -> tuple[Layout, dict]:
+    """`layout` under a random dihedral transform, jitter and density change; also what was done.
+    A layout without mpp is at the model's (`default_mpp`), as the layout contract says."""
+    k = int(rng.integers(0, 8)) if p.dihedral else 0
+    xy, w, h = dihedral_points(layout.xy(), k, layout.width, layout.height)
+    cls = layout.class_ids()
+    mpp = layout.mpp or default_mpp
+    if p.jitter_um > 0:
+        xy = _clip(xy + rng.normal(0, p.jitter_um / mpp, xy.shape), w, h)
+    factor = float(rng.uniform(1 - p.density, 1 + p.density)) if p.density > 0 else 1.0
+    xy, cls = resample_density(xy, cls, factor, spacing, w, h, rng)
+    out = Layout.from_arrays(w, h, layout.classes, xy, cls, mpp=layout.mpp, tissue=layout.tissue)
+    return out, {"dihedral": k, "density_factor": round(factor, 4), "jitter_um": p.jitter_um}
+
+
+def random_layout(template: Layout, spacing: float, rng: np.random.Generator, tries: int = 30) -> Layout:
+    """`template`'s canvas and per-class counts, points placed uniformly at least `spacing` apart."""
+    xy: list[np.ndarray] = []
+    cls: list[int] = []
+    for c in rng.permutation(template.class_ids()):
+        for _ in range(tries):
+            p = rng.uniform([0, 0], [template.width, template.height])
+            if _far_enough(p, np.array(xy).reshape(-1, 2), spacing):
+                xy.append(p)
+                cls.append(int(c))
+                break
+    return Layout.from_arrays(template.width, template.height, template.classes,
+                              _clip(np.array(xy).reshape(-1, 2), template.width, template.height),
+                              np.array(cls, np.int64), mpp=template.mpp, tissue=template.tissue)
+
+
+def tile_name(index: int) -> str:
+    return f"syn_{index:06d}"
+
+
+def plan_jobs(tiles: Sequence[SourceTile], n: int, seed: int = 0, random_layouts: bool = False,
+              perturbation: Perturbation | None = None, default_mpp: float = 0.5) -> list[Job]:
+    """N jobs; job i depends on (tiles, seed, i) only. Tiles are cycled in a seeded order per pass,
+    so the first len(tiles) jobs use every tile once."""
+    if not tiles:
+        raise AugmentError("no real tiles to take layouts from")
+    p = perturbation or Perturbation()
+    spacing = min_spacing_px(tiles)
+    jobs = []
+    for i in range(n):
+        epoch, offset = divmod(i, len(tiles))
+        tile = tiles[int(np.random.default_rng([seed, epoch]).permutation(len(tiles))[offset])]
+        rng = np.random.default_rng([seed, i, 1])
+        if random_layouts:
+            layout, origin = random_layout(tile.layout, spacing, rng), {"random": True, "counts_from": tile.name}
+            source = "synthetic-random"
+        else:
+            layout, changes = perturbed_layout(tile.layout, p, spacing, rng, default_mpp)
+            origin = {"tile": tile.name, "source": tile.source, **changes}
+            source = f"synthetic-{tile.source}"
+        jobs.append(Job(i, tile_name(i), layout, int(rng.integers(2**31)), source, origin))
+    return jobs
+
+
+# -- writing tiles ----------------------------------------------------------------------------------------
+def tile_path(out: Path, name: str, part: str) -> Path:
+    folder, ext = TILE_DIRS[part]
+    return out / folder / f"{name}{ext}"
+
+
+def tile_done(out: Path, name: str) -> bool:
+    return all(tile_path(out, name, part).is_file() for part in TILE_DIRS)
+
+
+def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
+    """Write via a hidden temp file in the same folder, then rename: readers see all or nothing.
+    The temp name starts with '.' and ends '.tmp', which the folder reader ignores."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_tile(out: Path, sample: Sample, meta: dict[str, Any]) -> None:
+    """The folder format's three files plus meta/NAME.json, the image last (it marks the tile)."""
+    name = sample.name
+    _atomic_write(tile_path(out, name, "meta"), lambda p: Path(p).write_text(json.dumps(meta, indent=1)))
+    _atomic_write(tile_path(out, name, "inst"),
+                  lambda p: tifffile.imwrite(p, sample.inst_map.astype(np.int32), compression="zlib"))
+    _atomic_write(tile_path(out, name, "class"),
+                  lambda p: Image.fromarray(sample.class_map.astype(np.uint8)).save(p, format="PNG", compress_level=1))
+    _atomic_write(tile_path(out, name, "image"),
+                  lambda p: Image.fromarray(sample.image).save(p, format="PNG", compress_level=1))
+
+
+def read_meta(out: Path, name: str) -> dict[str, Any]:
+    return json.loads(tile_path(out, name, "meta").read_text())
+
+
+def write_classes_json(out: Path, jobs: Sequence[Job], classes: ClassSet, mpp: float, tissue: str | None) -> None:
+    """The folder format's classes.json for every planned tile (identical from every rank)."""
+    raw = {"classes": classes.to_list(), "tissue": tissue, "mpp": mpp, "sources": {j.name: j.source for j in jobs}}
+    _atomic_write(out / "classes.json", lambda p: Path(p).write_text(json.dumps(raw, indent=1)))
+
+
+def check_run_settings(out: Path, settings: dict[str, Any]) -> None:
+    """Refuse to mix tiles of different settings in one folder; record them on the first run."""
+    path = out / RUN_FILE
+    if path.is_file():
+        old = json.loads(path.read_text())
+        changed = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
+        if changed:
+            raise AugmentError(f"{out} holds tiles made with other settings ({', '.join(changed)} differ); "
+                               f"use a new --out or the settings in {path}")
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    _atomic_write(path, lambda p: Path(p).write_text(json.dumps(settings, indent=1)))
+
+
+def triple_to_sample(triple: Triple, name: str, source: str, classes: ClassSet, mpp: float) -> Sample:
+    """A generated triple as a folder-format Sample whose label is its instances painted in their classes.
+
+    The class map is rebuilt from the instances (each nucleus one class, the one the pipeline gave
+    it) so image, instance and class map agree exactly; label pixels outside every instance (specks
+    the instance cutter dropped) and instances without a nucleus class become background.
+    """
+    inst = triple.inst_map
+    lut = np.zeros(int(inst.max(initial=0)) + 1, np.uint8)
+    for i, c in triple.inst_classes.items():
+        lut[i] = c
+    class_map = lut[inst]
+    inst = np.where(class_map > 0, inst, 0).astype(np.int32)
+    ids, centroids, inst_classes = instance_table(inst, class_map)
+    return Sample(name, triple.image, inst, class_map, ids, centroids, inst_classes, classes,
+                  triple.layout.tissue, mpp, source)
+
+
+# -- generation ------------------------------------------------------------------------------------------
+@dataclass
+class SamplingSettings:
+    steps: int = 25
+    guidance: float = 2.0
+    sampler: str = "dpm++"
+
+
+def rank_and_world() -> tuple[int, int]:
+    """This process' shard: torchrun and accelerate launch both set RANK and WORLD_SIZE."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def generate(pipe, jobs: Sequence[Job], out: str | Path, sampling: SamplingSettings, rank: int = 0,
+             world: int = 1, progress: bool = True, desc: str = "augment") -> dict[str, int]:
+    """Generate this rank's share of `jobs` into `out`, skipping finished tiles. `pipe` is a
+    CoSynPipeline; tiles are written at its mpp."""
+    out = Path(out)
+    mine = [j for j in jobs if j.index % world == rank]
+    todo = [j for j in mine if not tile_done(out, j.name)]
+    classes, mpp = pipe.class_set, pipe.config.mpp
+    bar = tqdm(total=len(mine), initial=len(mine) - len(todo), desc=f"{desc} {rank + 1}/{world}", unit="tile",
+               disable=not progress, position=rank, dynamic_ncols=True)
+    with bar:
+        for job in todo:
+            triple = pipe.sample(job.layout, steps=sampling.steps, guidance=sampling.guidance, seed=job.seed,
+                                 sampler=sampling.sampler)[0]
+            sample = triple_to_sample(triple, job.name, job.source, classes, mpp)
+            meta = {"layout": triple.layout.to_dict(), "params": triple.params, "origin": job.origin,
+                    "inst_classes": {str(k): int(v) for k, v in triple.inst_classes.items()}}
+            write_tile(out, sample, meta)
+            bar.update()
+    return {"rank": rank, "world": world, "assigned": len(mine), "skipped": len(mine) - len(todo),
+            "generated": len(todo)}
+
+
+def load_source_tiles(data: str | Path, fmt: str = "auto", split: str = "train",
+                      val_fraction: float = TrainConfig.val_fraction,
+                      split_seed: int = TrainConfig.seed) -> tuple[list[SourceTile], ClassSet]:
+    """The real tiles of `split` ("train", "val" or "all"), split by source as training splits them."""
+    samples = read_dataset(data, fmt)
+    loaded = [samples[i] for i in range(len(samples))]
+    train_idx, val_idx = split_by_source(loaded, val_fraction, split_seed)
+    picked = {"train": train_idx, "val": val_idx, "all": range(len(loaded))}[split]
+    return [SourceTile.from_sample(loaded[i]) for i in picked], loaded[0].classes
+
+
+@dataclass
+class AugmentConfig:
+    checkpoint: str
+    data: str
+    out: str
+    n: int
+    format: str = "auto"
+    split: str = "train"
+    val_fraction: float = TrainConfig.val_fraction
+    split_seed: int = TrainConfig.seed
+    seed: int = 0
+    random_layouts: bool = False
+    perturbation: Perturbation | None = None
+    sampling: SamplingSettings | None = None
+
+    def settings(self, checkpoint_sha256: str) -> dict[str, Any]:
+        """What makes a tile what it is: everything but N and the output folder."""
+        d = asdict(self)
+        for key in ("n", "out", "checkpoint"):
+            d.pop(key)
+        return {**d, "data": str(Path(self.data).resolve()), "checkpoint_sha256": checkpoint_sha256}
+
+
+def augment(cfg: AugmentConfig, pipe=None, rank: int | None = None, world: int | None = None,
+            progress: bool = True) -> dict[str, int]:
+    """Plan N jobs from `cfg.data` and generate this rank's share into `cfg.out`."""
+    from cosyn.pipeline import CoSynPipeline
+
+    cfg.perturbation = cfg.perturbation or Perturbation()
+    cfg.sampling = cfg.sampling or SamplingSettings()
+    if rank is None or world is None:
+        rank, world = rank_and_world()
+    if pipe is None:
+        pipe = CoSynPipeline.from_pretrained(cfg.checkpoint, device=_device())
+    tiles, classes = load_source_tiles(cfg.data, cfg.format, cfg.split, cfg.val_fraction, cfg.split_seed)
+    if classes.names != pipe.class_set.names:
+        raise AugmentError(f"{cfg.data} has classes {classes.to_list()}, the model {pipe.class_set.to_list()}")
+    out = Path(cfg.out)
+    check_run_settings(out, cfg.settings(pipe.sha256))
+    jobs = plan_jobs(tiles, cfg.n, cfg.seed, cfg.random_layouts, cfg.perturbation, pipe.config.mpp)
+    tissues = {t.layout.tissue for t in tiles}
+    write_classes_json(out, jobs, classes, pipe.config.mpp, next(iter(tissues)) if len(tissues) == 1 else None)
+    return generate(pipe, jobs, out, cfg.sampling, rank, world, progress)
+
+
+def _device() -> str:
+    import torch
+
+    return f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"
+
+
+# -- CLI ---------------------------------------------------------------------------------------------------
+def add_augment_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("augment", help="synthetic dataset from real layouts (resumable; shards under torchrun)")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--data", required=True, help="real dataset whose layouts are used")
+    # --tiles: torchrun's parser reads any --n in the script's arguments as an ambiguous abbreviation of its own
+    # options (--nnodes, --nproc-per-node, ...) and stops, so under torchrun spell it --tiles.
+    p.add_argument("--n", "--tiles", dest="n", type=int, required=True, help="number of synthetic tiles")
+    p.add_argument("--out", required=True)
+    p.add_argument("--format", default="auto")
+    p.add_argument("--split", default="train", choices=["train", "val", "all"],
+                   help="which real tiles give layouts (split by source as `train` splits)")
+    p.add_argument("--val-fraction", type=float, default=TrainConfig.val_fraction)
+    p.add_argument("--split-seed", type=int, default=TrainConfig.seed)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--random-layouts", action="store_true", help="layouts drawn from the dataset's statistics")
+    p.add_argument("--no-dihedral", action="store_true")
+    p.add_argument("--jitter-um", type=float, default=0.5)
+    p.add_argument("--density", type=float, default=0.25, help="density factor drawn from [1-d, 1+d]")
+    p.add_argument("--steps", type=int, default=25)
+    p.add_argument("--guidance", type=float, default=2.0)
+    p.add_argument("--sampler", default="dpm++")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads per process (0 = torch default)")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = AugmentConfig(
+        checkpoint=args.checkpoint, data=args.data, out=args.out, n=args.n, format=args.format, split=args.split,
+        val_fraction=args.val_fraction, split_seed=args.split_seed, seed=args.seed,
+        random_layouts=args.random_layouts,
+        perturbation=Perturbation(not args.no_dihedral, args.jitter_um, args.density),
+        sampling=SamplingSettings(args.steps, args.guidance, args.sampler),
+    )
+    try:
+        stats = augment(cfg)
+    except AugmentError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(stats))
+    return 0

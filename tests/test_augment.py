@@ -1,0 +1,177 @@
+"""`cosyn augment`: layout perturbations, folder output, resume, settings guard, 2-process sharding."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import disc_sample
+from tiny import text_encoder, tiny_pipeline
+
+from cosyn.augment import (
+    AugmentConfig,
+    AugmentError,
+    SamplingSettings,
+    SourceTile,
+    augment,
+    dihedral_points,
+    plan_jobs,
+    random_layout,
+    read_meta,
+    resample_density,
+    tile_path,
+)
+from cosyn.classes import CONSEP
+from cosyn.data.dataset import dihedral
+from cosyn.data.formats import read_dataset, write_dataset
+from cosyn.pipeline import CoSynPipeline
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = SamplingSettings(steps=2, guidance=2.0)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("ckpt") / "tiny"
+    tiny_pipeline().save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def pipe(checkpoint) -> CoSynPipeline:
+    return CoSynPipeline.from_pretrained(checkpoint, text_encoder=text_encoder())
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    """4 sources x 2 tiles; the 0.15 validation split holds one source."""
+    path = tmp_path_factory.mktemp("data") / "discs"
+    samples = [disc_sample(n=8 + k, size=(64, 64), radius=5, name=f"s{s}_{k:03d}", seed=10 * s + k)
+               for s in range(4) for k in range(2)]
+    write_dataset(samples, path, "folder")
+    return path
+
+
+def _cfg(checkpoint: Path, data: Path, out: Path, n: int, **kw) -> AugmentConfig:
+    return AugmentConfig(checkpoint=str(checkpoint), data=str(data), out=str(out), n=n, sampling=FAST, **kw)
+
+
+def _mtimes(out: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in (out / "images").iterdir()}
+
+
+@pytest.mark.parametrize("k", range(8))
+def test_dihedral_points_follow_the_image_transform(k):
+    h, w = 5, 7
+    arr = np.zeros((h, w), np.int32)
+    arr[1, 4] = 1  # pixel (x=4, y=1)
+    moved = dihedral(arr, k)
+    (xy,), w2, h2 = dihedral_points(np.array([[4.0, 1.0]]), k, w, h)
+    assert (h2, w2) == moved.shape
+    assert moved[int(xy[1]), int(xy[0])] == 1
+
+
+def test_density_resampling_preserves_classes_and_spacing():
+    rng = np.random.default_rng(0)
+    xy = np.array([[x, y] for x in range(10, 200, 20) for y in range(10, 200, 20)], float)
+    cls = np.arange(len(xy)) % 4 + 1
+    fewer_xy, fewer = resample_density(xy, cls, 0.5, 8.0, 256, 256, rng)
+    assert np.bincount(fewer).tolist() == [0, 12, 12, 12, 12]
+    more_xy, more = resample_density(xy, cls, 1.25, 8.0, 256, 256, rng)
+    counts = np.bincount(more, minlength=5)[1:]
+    assert (counts > 25).all() and (counts <= 31).all()
+    gaps = np.hypot(*(more_xy[:, None] - more_xy[None]).transpose(2, 0, 1)) + np.eye(len(more_xy)) * 1e9
+    assert gaps.min() >= 8.0 - 1e-9
+    assert more_xy.min() >= 0 and more_xy.max() < 256
+
+
+def test_random_layout_keeps_counts_canvas_and_spacing():
+    template = SourceTile.from_sample(disc_sample(n=12, size=(64, 64), radius=5)).layout
+    layout = random_layout(template, 6.0, np.random.default_rng(1))
+    assert layout.counts() == template.counts()
+    assert (layout.width, layout.height, layout.mpp) == (64, 64, 0.25)
+    xy = layout.xy()
+    gaps = np.hypot(*(xy[:, None] - xy[None]).transpose(2, 0, 1)) + np.eye(len(xy)) * 1e9
+    assert gaps.min() >= 6.0
+
+
+def test_plan_is_a_function_of_the_index():
+    tiles = [SourceTile.from_sample(disc_sample(n=9, size=(64, 64), radius=5, name=f"t{i}_000", seed=i))
+             for i in range(3)]
+    short, long = plan_jobs(tiles, 4, seed=3), plan_jobs(tiles, 9, seed=3)
+    for a, b in zip(short, long, strict=False):
+        assert (a.name, a.seed, a.origin, a.layout.to_dict()) == (b.name, b.seed, b.origin, b.layout.to_dict())
+    assert {j.origin["tile"] for j in long[:3]} == {"t0_000", "t1_000", "t2_000"}
+
+
+def test_augment_writes_a_readable_folder_and_resumes(checkpoint, pipe, data, tmp_path):
+    out = tmp_path / "syn"
+    stats = augment(_cfg(checkpoint, data, out, 5), pipe=pipe, rank=0, world=1, progress=False)
+    assert stats == {"rank": 0, "world": 1, "assigned": 5, "skipped": 0, "generated": 5}
+    tiles = read_dataset(out, "folder")
+    train_sources = {f"synthetic-{t.source}" for t in _train_tiles(data)}
+    assert sorted(tiles.names) == [f"syn_{i:06d}" for i in range(5)]
+    for s in tiles:
+        assert s.mpp == 0.5 and s.classes == CONSEP and s.image.shape == (32, 32, 3)
+        assert s.inst_map.dtype == np.int32
+        # the label is the instances painted in their classes
+        assert ((s.class_map > 0) == (s.inst_map > 0)).all()
+        assert s.source in train_sources  # layouts of the training split only
+        meta = read_meta(out, s.name)
+        assert meta["layout"]["mpp"] == 0.5 and meta["params"]["steps"] == 2
+        assert meta["origin"]["dihedral"] in range(8)
+
+    before = _mtimes(out)
+    again = augment(_cfg(checkpoint, data, out, 5), pipe=pipe, rank=0, world=1, progress=False)
+    assert (again["generated"], again["skipped"]) == (0, 5)
+    assert _mtimes(out) == before
+
+    tile_path(out, "syn_000002", "image").unlink()  # an interrupted tile: no image yet
+    grown = augment(_cfg(checkpoint, data, out, 7), pipe=pipe, rank=0, world=1, progress=False)
+    assert (grown["generated"], grown["skipped"]) == (3, 4)
+    after = _mtimes(out)
+    assert len(after) == 7
+    assert all(after[k] == v for k, v in before.items() if k != "syn_000002.png")
+    assert set(json.loads((out / "classes.json").read_text())["sources"]) == {f"syn_{i:06d}" for i in range(7)}
+
+    with pytest.raises(AugmentError, match="seed"):
+        augment(_cfg(checkpoint, data, out, 7, seed=1), pipe=pipe, rank=0, world=1, progress=False)
+
+
+def test_random_layouts_mode(checkpoint, pipe, data, tmp_path):
+    out = tmp_path / "rand"
+    augment(_cfg(checkpoint, data, out, 2, random_layouts=True), pipe=pipe, rank=0, world=1, progress=False)
+    assert all(s.source == "synthetic-random" for s in read_dataset(out, "folder"))
+
+
+def test_two_processes_under_torchrun_share_the_work(checkpoint, data, tmp_path):
+    out = tmp_path / "sharded"
+    n = 6
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "cosyn", "augment", "--checkpoint", str(checkpoint), "--data", str(data), "--tiles", str(n),
+           "--out", str(out), "--steps", "2", "--threads", "1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    run = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    stats = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
+    assert sorted((s["rank"], s["world"], s["generated"]) for s in stats) == [(0, 2, 3), (1, 2, 3)]
+    assert sorted(read_dataset(out, "folder").names) == [f"syn_{i:06d}" for i in range(n)]
+    # each tile is the planned job: the same layouts a single process would have used
+    tiles = [SourceTile.from_sample(s) for s in _train_tiles(data)]
+    for job in plan_jobs(tiles, n):
+        meta = read_meta(out, job.name)
+        assert meta["origin"] == job.origin
+        assert meta["params"]["seed"] == job.seed
+
+
+def _train_tiles(data: Path):
+    from cosyn.data.dataset import split_by_source
+
+    samples = list(read_dataset(data, "folder"))
+    train_idx, _ = split_by_source(samples, 0.15, 0)
+    return [samples[i] for i in train_idx]

@@ -1,0 +1,204 @@
+"""`cosyn evaluate` end to end on disc fixtures, and the realism measures it reports."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.linalg
+from conftest import disc_sample
+from tiny import text_encoder, tiny_pipeline
+
+from cosyn.augment import AugmentConfig, SamplingSettings, augment
+from cosyn.cli import build_parser
+from cosyn.data.formats import write_dataset
+from cosyn.evaluate import SECTIONS, EvalConfig, evaluate, fidelity, generation_jobs
+from cosyn.pipeline import CoSynPipeline
+from cosyn.realism import (
+    INCEPTION_PACKAGE,
+    frechet_distance,
+    inception_features,
+    kernel_inception_distance,
+    morphology_distances,
+    naive_baseline,
+    nucleus_morphology,
+)
+from cosyn.segmenter import SegTrainConfig
+
+FAST = SamplingSettings(steps=2, guidance=2.0)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("ckpt") / "tiny"
+    tiny_pipeline().save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def pipe(checkpoint) -> CoSynPipeline:
+    return CoSynPipeline.from_pretrained(checkpoint, text_encoder=text_encoder())
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    """4 sources x 2 tiles of 64² at 0.25 µm/px; the 0.15 validation split holds one source (2 tiles)."""
+    path = tmp_path_factory.mktemp("data") / "discs"
+    samples = [disc_sample(n=8 + k, size=(64, 64), radius=5, name=f"s{s}_{k:03d}", seed=10 * s + k)
+               for s in range(4) for k in range(2)]
+    write_dataset(samples, path, "folder")
+    return path
+
+
+# -- realism ---------------------------------------------------------------------------------------------
+def test_inception_weights_load_offline_from_the_wheel():
+    feats = inception_features([np.full((64, 64, 3), v, np.uint8) for v in (40, 200)])
+    assert feats.shape == (2, 2048) and np.isfinite(feats).all()
+    assert not np.allclose(feats[0], feats[1])
+    assert INCEPTION_PACKAGE not in sys.modules  # its loader can download; we only read its file
+
+
+def test_fid_of_a_set_with_itself_is_zero_and_grows_with_a_shift():
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(4)]
+    feats = inception_features(images)
+    assert frechet_distance(feats, feats) == pytest.approx(0.0, abs=1e-6)
+    darker = inception_features([(im * 0.4).astype(np.uint8) for im in images])
+    assert frechet_distance(feats, darker) > 1.0
+
+
+@pytest.mark.parametrize("n", [(30, 40), (300, 250)])  # fewer and more samples than dimensions
+def test_frechet_distance_matches_the_matrix_square_root_formula(n):
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=(n[0], 50)), rng.normal(0.3, 1.2, size=(n[1], 50))
+    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    root = np.real(scipy.linalg.sqrtm(s1 @ s2))
+    expected = np.sum((a.mean(0) - b.mean(0)) ** 2) + np.trace(s1 + s2 - 2 * root)
+    assert frechet_distance(a, b) == pytest.approx(expected, rel=1e-6)
+
+
+def test_kid_is_near_zero_for_one_distribution_and_positive_for_two():
+    rng = np.random.default_rng(2)
+    a, b = rng.normal(size=(200, 64)), rng.normal(size=(200, 64))
+    same, _ = kernel_inception_distance(a, b, subsets=20, subset_size=100)
+    shifted, _ = kernel_inception_distance(a, b + 0.5, subsets=20, subset_size=100)
+    assert abs(same) < 0.05 < shifted
+
+
+def test_naive_baseline_paints_class_means_into_the_label():
+    s = disc_sample(n=9, size=(64, 64), radius=5)
+    out = naive_baseline(s.image, s.class_map)
+    assert out.shape == s.image.shape and out.dtype == np.uint8
+    for c in np.unique(s.class_map):
+        mask = s.class_map == c
+        np.testing.assert_array_equal(out[mask], np.rint(s.image[mask].mean(0)).astype(np.uint8)[None].repeat(
+            mask.sum(), 0))
+    assert out[s.class_map > 0].mean() < out[s.class_map == 0].mean()  # dark nuclei, pale background
+    other = np.zeros_like(s.class_map)
+    other[:8, :8] = 1
+    painted = naive_baseline(s.image, s.class_map, paint_on=other)
+    np.testing.assert_array_equal(painted[0, 0], out[s.class_map == 1][0])
+
+
+def test_morphology_of_discs_and_distances():
+    s = disc_sample(n=4, size=(64, 64), radius=6)
+    classes = dict(zip(s.inst_ids.tolist(), s.inst_classes.tolist(), strict=True))
+    morph = nucleus_morphology(s.inst_map, classes, mpp=0.5)
+    area_px = (s.inst_map == s.inst_ids[0]).sum()
+    assert set(morph) == {1, 2, 3, 4}
+    np.testing.assert_allclose(morph[1][0], [area_px * 0.25, 0.0, 1.0], atol=0.15)
+    same = morphology_distances(morph, morph, ["background", "other", "inflammatory", "epithelial", "spindle"])
+    assert all(v["area"] == 0 and v["n_real"] == 1 for v in same.values())
+
+
+# -- evaluate end to end ---------------------------------------------------------------------------------
+def test_fidelity_counts_seeded_centroids(data, pipe):
+    from cosyn.data.formats import read_dataset
+    from cosyn.evaluate import Generated
+    from cosyn.segmenter import resample_sample
+
+    real = resample_sample(read_dataset(data, "folder")[0], 0.5)
+    job = generation_jobs([real], 1, seed=0)[0]
+    triple = pipe.sample(job.layout, steps=2, seed=0)[0]
+    from cosyn.augment import triple_to_sample
+
+    sample = triple_to_sample(triple, "g", "x", pipe.class_set, 0.5)
+    g = Generated(sample, triple.layout, triple.params["missed_indices"], triple.inst_classes, real)
+    f = fidelity([g], pipe.class_set, 0.5)
+    n = len(job.layout.points)
+    assert f["centroids"] == n
+    assert f["yield"] == pytest.approx(1 - triple.params["missed_centroids"] / n)
+    # perfect classes when the pipeline's classes are the requested ones
+    k = 0
+    for i, c in enumerate(triple.layout.class_ids()):
+        if i not in triple.params["missed_indices"]:
+            k += 1
+            g.inst_classes[k] = int(c)
+    assert fidelity([g], pipe.class_set, 0.5)["class_agreement"] == 1.0
+
+
+def test_evaluate_end_to_end_writes_every_section(checkpoint, pipe, data, tmp_path):
+    syn = tmp_path / "syn"
+    augment(AugmentConfig(str(checkpoint), str(data), str(syn), n=3, sampling=FAST), pipe=pipe, rank=0, world=1,
+            progress=False)
+    cfg = EvalConfig(checkpoint=str(checkpoint), data=str(data), out=str(tmp_path / "eval"), sampling=FAST,
+                     sections=SECTIONS, segmenter_train=SegTrainConfig(steps=4, batch=2, crop=32),
+                     segmenter_widths=(8, 16), seeds=3, synthetic=str(syn), speed_runs=1)
+    report = evaluate(cfg, pipe=pipe)
+    out = Path(cfg.out)
+    saved = json.loads((out / "report.json").read_text())
+    assert saved == json.loads(json.dumps(report))
+    assert {"fidelity", "consistency", "realism", "downstream", "speed", "bars"} <= set(saved)
+    assert saved["data"]["evaluated_tiles"] == 2 and saved["fidelity"]["tiles"] == 2
+    assert set(saved["fidelity"]) >= {"yield", "class_agreement", "prompted_fraction", "paired", "per_class"}
+    assert set(saved["consistency"]) >= {"real", "generated", "pq_ratio"}
+    assert {"pq", "mpq_plus", "dice", "aji", "f1_d", "f1_c"} <= set(saved["consistency"]["real"])
+    for name in ("generated", "naive_baseline", "real_floor"):
+        assert set(saved["realism"][name]) == {"n", "fid", "kid", "kid_std"}
+    assert set(saved["realism"]["morphology"]["epithelial"]) >= {"area", "eccentricity", "solidity"}
+    summary = saved["downstream"]["summary"]
+    assert set(summary) == {"dice", "aji", "pq", "mpq_plus", "f1_d", "f1_c_mean"}
+    assert len(saved["downstream"]["runs"]["real"]) == 3
+    assert set(summary["dice"]) == {"real_mean", "real_std", "augmented_mean", "augmented_std", "diff_mean",
+                                    "diff_std"}
+    assert saved["speed"]["runs"] == 1 and saved["speed"]["canvas"].startswith("32x32")
+    assert set(saved["bars"]) == {"layout_yield", "layout_class", "consistency_pq_ratio", "fid_below_naive",
+                                  "speed_s"}
+    md = (out / "report.md").read_text()
+    for heading in ("Layout fidelity", "consistency", "Realism", "Downstream", "Speed", "grid.png"):
+        assert heading in md
+    for fig in ("grid.png", "morphology.png"):
+        assert (out / fig).stat().st_size > 1000
+    # a second run reuses the generated tiles and segmenters, and keeps the sections it did not rerun
+    again = evaluate(EvalConfig(**{**cfg.__dict__, "sections": ("fidelity", "consistency")}), pipe=pipe)
+    assert again["fidelity"] == saved["fidelity"]
+    assert again["consistency"]["real"] == saved["consistency"]["real"]
+    assert again["carried_over"] == ["realism", "downstream", "speed"] and again["realism"] == saved["realism"]
+    assert set(again["bars"]) == set(saved["bars"])
+    assert "Downstream" in (out / "report.md").read_text()
+
+
+def test_downstream_refuses_synthetic_tiles_from_evaluated_layouts(checkpoint, pipe, data, tmp_path):
+    syn = tmp_path / "leaky"
+    augment(AugmentConfig(str(checkpoint), str(data), str(syn), n=2, split="val", sampling=FAST), pipe=pipe,
+            rank=0, world=1, progress=False)
+    cfg = EvalConfig(checkpoint=str(checkpoint), data=str(data), out=str(tmp_path / "eval"), sampling=FAST,
+                     sections=("downstream",), synthetic=str(syn), seeds=1,
+                     segmenter_train=SegTrainConfig(steps=1, batch=1, crop=32), segmenter_widths=(8, 16))
+    with pytest.raises(ValueError, match="evaluated sources"):
+        evaluate(cfg, pipe=pipe)
+
+
+def test_cli_wiring_and_section_checks(tmp_path):
+    args = build_parser().parse_args(["evaluate", "--checkpoint", "c", "--data", "d", "--out", "o",
+                                      "--sections", "fidelity,realism", "--steps", "5"])
+    assert args.command == "evaluate" and args.steps == 5
+    args = build_parser().parse_args(["augment", "--checkpoint", "c", "--data", "d", "--out", "o", "--n", "4"])
+    assert args.n == 4
+    with pytest.raises(ValueError, match="--synthetic"):
+        EvalConfig(checkpoint="c", data="d", out="o", sections=("downstream",))
+    with pytest.raises(ValueError, match="unknown sections"):
+        EvalConfig(checkpoint="c", data="d", out="o", sections=("beauty",))
