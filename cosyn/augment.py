@@ -31,8 +31,7 @@ import argparse
 import json
 import os
 import sys
-import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +47,7 @@ from cosyn.data.dataset import split_by_source
 from cosyn.data.formats import read_dataset
 from cosyn.data.sample import Sample, instance_table
 from cosyn.data.targets import layout_from_sample
+from cosyn.fileio import atomic_write
 from cosyn.layout import Layout
 from cosyn.train import TrainConfig
 from cosyn.triple import Triple
@@ -217,29 +217,15 @@ def tile_done(out: Path, name: str) -> bool:
     return all(tile_path(out, name, part).is_file() for part in TILE_DIRS)
 
 
-def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    """Write via a hidden temp file in the same folder, then rename: readers see all or nothing.
-    The temp name starts with '.' and ends '.tmp', which the folder reader ignores."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_tile(out: Path, sample: Sample, meta: dict[str, Any]) -> None:
     """The folder format's three files plus meta/NAME.json, the image last (it marks the tile)."""
     name = sample.name
-    _atomic_write(tile_path(out, name, "meta"), lambda p: Path(p).write_text(json.dumps(meta, indent=1)))
-    _atomic_write(tile_path(out, name, "inst"),
+    atomic_write(tile_path(out, name, "meta"), lambda p: Path(p).write_text(json.dumps(meta, indent=1)))
+    atomic_write(tile_path(out, name, "inst"),
                   lambda p: tifffile.imwrite(p, sample.inst_map.astype(np.int32), compression="zlib"))
-    _atomic_write(tile_path(out, name, "class"),
+    atomic_write(tile_path(out, name, "class"),
                   lambda p: Image.fromarray(sample.class_map.astype(np.uint8)).save(p, format="PNG", compress_level=1))
-    _atomic_write(tile_path(out, name, "image"),
+    atomic_write(tile_path(out, name, "image"),
                   lambda p: Image.fromarray(sample.image).save(p, format="PNG", compress_level=1))
 
 
@@ -250,7 +236,7 @@ def read_meta(out: Path, name: str) -> dict[str, Any]:
 def write_classes_json(out: Path, jobs: Sequence[Job], classes: ClassSet, mpp: float, tissue: str | None) -> None:
     """The folder format's classes.json for every planned tile (identical from every rank)."""
     raw = {"classes": classes.to_list(), "tissue": tissue, "mpp": mpp, "sources": {j.name: j.source for j in jobs}}
-    _atomic_write(out / "classes.json", lambda p: Path(p).write_text(json.dumps(raw, indent=1)))
+    atomic_write(out / "classes.json", lambda p: Path(p).write_text(json.dumps(raw, indent=1)))
 
 
 def check_run_settings(out: Path, settings: dict[str, Any]) -> None:
@@ -264,7 +250,7 @@ def check_run_settings(out: Path, settings: dict[str, Any]) -> None:
                                f"use a new --out or the settings in {path}")
         return
     out.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, lambda p: Path(p).write_text(json.dumps(settings, indent=1)))
+    atomic_write(path, lambda p: Path(p).write_text(json.dumps(settings, indent=1)))
 
 
 def triple_to_sample(triple: Triple, name: str, source: str, classes: ClassSet, mpp: float) -> Sample:

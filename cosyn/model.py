@@ -10,7 +10,7 @@ and the prompt tokens enter through the UNet's cross-attention.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -18,6 +18,7 @@ from diffusers import UNet2DConditionModel
 from torch import nn
 
 from cosyn.data.targets import point_heatmaps
+from cosyn.fileio import dataclass_from_dict
 
 GAUSSIAN_CHANNELS = 4  # RGB + distance
 
@@ -51,11 +52,7 @@ class DenoiserConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DenoiserConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown denoiser config keys {sorted(unknown)}")
-        return cls(**d)
+        return dataclass_from_dict(cls, d, "denoiser config keys")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -27,9 +27,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +45,7 @@ from cosyn.classes import ClassSet
 from cosyn.data.dataset import area_resize, dihedral, nearest_resize
 from cosyn.data.sample import Sample, instance_table
 from cosyn.data.targets import distance_map
+from cosyn.fileio import atomic_write
 from cosyn.metrics import DetectionAccumulator, PQAccumulator, aji, dice, pairing_radius_px, pq, remap_label
 
 CONFIG_NAME = "segmenter.json"
@@ -251,9 +250,9 @@ class Segmenter:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
-        _atomic(folder / WEIGHTS_NAME, lambda p: save_file(state, p))
+        atomic_write(folder / WEIGHTS_NAME, lambda p: save_file(state, p))
         meta = {"config": self.config.to_dict(), "train": self.train_info}
-        _atomic(folder / CONFIG_NAME, lambda p: Path(p).write_text(json.dumps(meta, indent=1)))
+        atomic_write(folder / CONFIG_NAME, lambda p: Path(p).write_text(json.dumps(meta, indent=1)))
         return folder
 
     @classmethod
@@ -314,17 +313,6 @@ def postprocess(probs: np.ndarray, dist: np.ndarray, fg_threshold: float, marker
     sizes = np.bincount(inst.ravel())
     inst[sizes[inst] < min_area] = 0
     return remap_label(inst)
-
-
-def _atomic(path: Path, write: Callable[[str], None]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # -- training ----------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import shutil
 import signal
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from cosyn.data.formats import read_dataset
 from cosyn.data.sample import DataError
 from cosyn.diffusion.categorical import MultinomialDiffusion, index_to_log_onehot
 from cosyn.diffusion.gaussian import dist_to_model, image_to_model, min_snr_weight, training_scheduler
+from cosyn.fileio import dataclass_from_dict
 from cosyn.model import DenoiserConfig, JointDenoiser
 from cosyn.pipeline import CoSynPipeline, PipelineConfig
 from cosyn.state_io import load_state, save_state
@@ -84,11 +85,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown training options {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**d)
+        return dataclass_from_dict(cls, d, "training options")
 
 
 # -- data --------------------------------------------------------------------------------------------

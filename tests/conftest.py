@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -81,3 +82,34 @@ def one_torch_thread():
 def make_disc_sample() -> Callable[..., Sample]:
     """Factory: `make_disc_sample(n=..., size=..., classes=..., name=...)`, see `disc_sample`."""
     return disc_sample
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    """A tiny random-weight checkpoint folder."""
+    from tiny import tiny_pipeline
+
+    path = tmp_path_factory.mktemp("ckpt") / "tiny"
+    tiny_pipeline().save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def pipe(checkpoint):
+    from tiny import text_encoder
+
+    from cosyn.pipeline import CoSynPipeline
+
+    return CoSynPipeline.from_pretrained(checkpoint, text_encoder=text_encoder())
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    """4 sources x 2 tiles of 64² at 0.25 µm/px; the 0.15 validation split holds one source (2 tiles)."""
+    from cosyn.data.formats import write_dataset
+
+    path = tmp_path_factory.mktemp("data") / "discs"
+    samples = [disc_sample(n=8 + k, size=(64, 64), radius=5, name=f"s{s}_{k:03d}", seed=10 * s + k)
+               for s in range(4) for k in range(2)]
+    write_dataset(samples, path, "folder")
+    return path

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import disc_sample
-from tiny import text_encoder, tiny_pipeline
 
 from cosyn.augment import (
     AugmentConfig,
@@ -28,33 +27,10 @@ from cosyn.augment import (
 )
 from cosyn.classes import CONSEP
 from cosyn.data.dataset import dihedral
-from cosyn.data.formats import read_dataset, write_dataset
-from cosyn.pipeline import CoSynPipeline
+from cosyn.data.formats import read_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = SamplingSettings(steps=2, guidance=2.0)
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("ckpt") / "tiny"
-    tiny_pipeline().save_pretrained(path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def pipe(checkpoint) -> CoSynPipeline:
-    return CoSynPipeline.from_pretrained(checkpoint, text_encoder=text_encoder())
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    """4 sources x 2 tiles; the 0.15 validation split holds one source."""
-    path = tmp_path_factory.mktemp("data") / "discs"
-    samples = [disc_sample(n=8 + k, size=(64, 64), radius=5, name=f"s{s}_{k:03d}", seed=10 * s + k)
-               for s in range(4) for k in range(2)]
-    write_dataset(samples, path, "folder")
-    return path
 
 
 def _cfg(checkpoint: Path, data: Path, out: Path, n: int, **kw) -> AugmentConfig:

@@ -10,13 +10,10 @@ import numpy as np
 import pytest
 import scipy.linalg
 from conftest import disc_sample
-from tiny import text_encoder, tiny_pipeline
 
 from cosyn.augment import AugmentConfig, SamplingSettings, augment
 from cosyn.cli import build_parser
-from cosyn.data.formats import write_dataset
 from cosyn.evaluate import SECTIONS, EvalConfig, evaluate, fidelity, generation_jobs
-from cosyn.pipeline import CoSynPipeline
 from cosyn.realism import (
     INCEPTION_PACKAGE,
     frechet_distance,
@@ -29,28 +26,6 @@ from cosyn.realism import (
 from cosyn.segmenter import SegTrainConfig
 
 FAST = SamplingSettings(steps=2, guidance=2.0)
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("ckpt") / "tiny"
-    tiny_pipeline().save_pretrained(path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def pipe(checkpoint) -> CoSynPipeline:
-    return CoSynPipeline.from_pretrained(checkpoint, text_encoder=text_encoder())
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    """4 sources x 2 tiles of 64² at 0.25 µm/px; the 0.15 validation split holds one source (2 tiles)."""
-    path = tmp_path_factory.mktemp("data") / "discs"
-    samples = [disc_sample(n=8 + k, size=(64, 64), radius=5, name=f"s{s}_{k:03d}", seed=10 * s + k)
-               for s in range(4) for k in range(2)]
-    write_dataset(samples, path, "folder")
-    return path
 
 
 # -- realism ---------------------------------------------------------------------------------------------

@@ -1,0 +1,67 @@
+"""The `/generate` endpoint for gradio_client: layout JSON + prompt + settings → zip of bundles.
+
+Gradio's File output is what makes gradio_client download the result, so the endpoint is a
+hidden event over hidden components rather than a bare gr.api function. See docs/studio.md.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from cosyn.diffusion.gaussian import SAMPLERS
+from cosyn.export import json_safe
+from cosyn.layout import Layout, LayoutError
+from cosyn.studio import gallery
+from cosyn.studio.context import SAMPLING_GROUP, StudioContext
+from cosyn.studio.errors import readable
+from cosyn.studio.sampling import SampleSettings
+from cosyn.studio.views import missed_line
+
+API_NAME = "generate"
+
+
+def build(ctx: StudioContext) -> None:
+    cfg = ctx.config
+    default_model = (ctx.model_names() or [cfg.default_checkpoint])[0]
+    with gr.Column(visible=False):
+        inputs = [
+            gr.Textbox(label="layout_json"),
+            gr.Textbox("", label="prompt"),
+            gr.Number(25, precision=0, label="steps"),
+            gr.Number(2.0, label="guidance"),
+            gr.Dropdown(sorted(SAMPLERS), value="dpm++", label="sampler"),
+            gr.Number(0, precision=0, label="seed"),
+            gr.Number(1, precision=0, label="n"),
+            gr.Textbox(default_model, label="checkpoint"),
+        ]
+        outputs = [gr.File(label="bundles_zip"), gr.JSON(label="summary")]
+        trigger = gr.Button()
+
+    @readable
+    def generate(layout_json: str, prompt: str, steps: float, guidance: float, sampler: str, seed: float,
+                 n: float, checkpoint: str) -> tuple[str, dict[str, Any]]:
+        """Sample `n` triples for the layout; returns a zip of their export bundles and a summary."""
+        if len(layout_json or "") > cfg.max_upload_bytes:
+            raise LayoutError(f"layout JSON is over the upload limit of {cfg.max_upload_mb:g} MB")
+        try:
+            data = json.loads(layout_json or "null")
+        except json.JSONDecodeError as e:
+            raise LayoutError(f"layout_json is not valid JSON ({e})") from None
+        layout = Layout.from_dict(data, where="layout_json")
+        settings = SampleSettings(steps, guidance, sampler, seed, n)
+        pipe = ctx.models.get(checkpoint or default_model)
+        triples = pipe.sample(layout, prompt=prompt or None, steps=settings.steps, guidance=settings.guidance,
+                              seed=settings.seed, n=settings.n, sampler=settings.sampler)
+        folder = cfg.outputs / "api" / uuid.uuid4().hex
+        entries = gallery.save_triples(triples, folder, first_index=1, checkpoint=checkpoint or default_model)
+        summary = {"bundles": [Path(e["dir"]).name for e in entries],
+                   "missed": [missed_line(t.params) for t in triples],
+                   "params": [json_safe(t.params) for t in triples]}
+        return str(gallery.export_zip(entries, folder)), summary
+
+    trigger.click(generate, inputs, outputs, api_name=API_NAME, concurrency_id=SAMPLING_GROUP, concurrency_limit=1)

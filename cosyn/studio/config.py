@@ -1,0 +1,72 @@
+"""Studio settings and the `python app.py` command line."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_CANVAS_MPP = 0.25  # 40x scans, the resolution pathologists annotate CoNSeP-like data at
+
+
+@dataclass
+class StudioConfig:
+    host: str = "127.0.0.1"
+    port: int = 7860
+    share: bool = False
+    auth: tuple[str, str] | None = None
+    checkpoints: Path = Path("checkpoints")
+    default_checkpoint: str = "default"
+    data_roots: tuple[Path, ...] = ()
+    runs: Path = Path("runs")
+    outputs: Path = Path("outputs/studio")
+    max_upload_mb: float = 200.0
+    max_queue: int = 16
+    canvas_mpp: float = DEFAULT_CANVAS_MPP
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def uploads(self) -> Path:
+        """Where uploaded dataset zips are unpacked; training may read from here too."""
+        return self.runs / "uploads"
+
+    @property
+    def dataset_roots(self) -> tuple[Path, ...]:
+        return (*self.data_roots, self.uploads)
+
+
+def default_data_roots(cwd: Path) -> tuple[Path, ...]:
+    return tuple(p for p in (cwd / "data", cwd.parent / "shared" / "data") if p.is_dir())
+
+
+def _auth(value: str) -> tuple[str, str]:
+    user, sep, password = value.partition(":")
+    if not sep or not user or not password:
+        raise argparse.ArgumentTypeError("--auth takes user:password")
+    return user, password
+
+
+def parse_args(argv: Sequence[str] | None = None, cwd: Path | None = None) -> StudioConfig:
+    p = argparse.ArgumentParser(prog="app.py", description="CoSyn Studio: place nuclei, sample, export, fine-tune.")
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--share", action="store_true", help="open a public Gradio share link (off by default)")
+    p.add_argument("--auth", type=_auth, help="require a login, user:password")
+    p.add_argument("--checkpoints", type=Path, default=Path("checkpoints"), help="folder of checkpoint folders")
+    p.add_argument("--data-root", dest="data_roots", type=Path, action="append",
+                   help="folder that server-side dataset paths must lie in (repeatable; "
+                        "default: ./data and ../shared/data where present)")
+    p.add_argument("--runs", type=Path, default=Path("runs"), help="folder for training runs")
+    p.add_argument("--outputs", type=Path, default=Path("outputs/studio"), help="folder for generated bundles")
+    p.add_argument("--max-upload-mb", type=float, default=200.0, help="largest accepted upload")
+    p.add_argument("--max-queue", type=int, default=16, help="requests waiting beyond this are turned away")
+    a = p.parse_args(argv)
+    cwd = cwd or Path.cwd()
+    roots = tuple(a.data_roots) if a.data_roots else default_data_roots(cwd)
+    return StudioConfig(host=a.host, port=a.port, share=a.share, auth=a.auth, checkpoints=a.checkpoints,
+                        data_roots=roots, runs=a.runs, outputs=a.outputs, max_upload_mb=a.max_upload_mb,
+                        max_queue=a.max_queue)

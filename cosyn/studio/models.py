@@ -1,0 +1,122 @@
+"""The checkpoints the studio offers, and one loaded pipeline per checkpoint."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+from cosyn.classes import CONSEP, TISSUES
+from cosyn.layout import MAX_CANVAS
+from cosyn.pipeline import CONFIG_NAME, WEIGHTS_NAME, CheckpointError, CoSynPipeline, PipelineConfig
+from cosyn.studio.paths import PathError, check_name
+from cosyn.text import DEFAULT_TEXT_ENCODER, TextEncoder
+
+CARD_NAME = "MODEL_CARD.md"
+FALLBACK_MAX_SIDE = 1024  # canvas limit while no model is loaded
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    path: Path
+
+    @property
+    def card(self) -> str:
+        card = self.path / CARD_NAME
+        return card.read_text() if card.is_file() else f"*`{self.name}` has no {CARD_NAME}.*"
+
+    def config(self) -> PipelineConfig:
+        """The checkpoint's config without loading its weights (for palettes and limits)."""
+        path = self.path / CONFIG_NAME
+        try:
+            return PipelineConfig.from_dict(json.loads(path.read_text()))
+        except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(f"{path}: invalid config ({e})") from None
+
+
+def list_models(root: Path, default: str = "default") -> list[ModelInfo]:
+    """Checkpoint folders under `root` (config + weights present), `default` first."""
+    if not root.is_dir():
+        return []
+    found = [ModelInfo(d.name, d) for d in root.iterdir()
+             if d.is_dir() and not d.name.startswith(".") and (d / CONFIG_NAME).is_file()
+             and (d / WEIGHTS_NAME).is_file()]
+    return sorted(found, key=lambda m: (m.name != default, m.name))
+
+
+def no_model_message(root: Path) -> str:
+    return (f"**No checkpoint available** in `{root}/`. The canvas works; to generate, train one in the "
+            f"*Train* tab (it appears here when exported), or from a shell:\n\n"
+            f"`python -m cosyn train --data DATASET --out runs/NAME` then "
+            f"`python -m cosyn export-checkpoint runs/NAME --out {root}/default`")
+
+
+@dataclass
+class ModelView:
+    """What the page needs to know of the selected model (or of none: the fallback palette)."""
+
+    classes: list[str]
+    tissues: list[str]
+    side_limit: int  # largest canvas side in layout pixels
+
+
+def model_view(cache: PipelineCache, name: str | None, layout_mpp: float | None) -> ModelView:
+    """The model's classes, tissues and canvas limit, from its config alone (no weights loaded)."""
+    if not name:
+        return ModelView(CONSEP.to_list(), list(TISSUES), FALLBACK_MAX_SIDE)
+    cfg = cache.info(name).config()
+    return ModelView(list(cfg.classes), list(cfg.tissues), max_side(cfg.max_canvas, cfg.mpp, layout_mpp))
+
+
+def max_side(model_max_canvas: int, model_mpp: float, layout_mpp: float | None) -> int:
+    """The largest canvas side, in layout pixels, that the model samples within its limit."""
+    factor = model_mpp / layout_mpp if layout_mpp else 1.0
+    return min(MAX_CANVAS, int(model_max_canvas * factor))
+
+
+class PipelineCache:
+    """Pipelines loaded once per checkpoint (reloaded when its weights change on disk), all
+    sharing one text encoder per encoder name; the oldest is dropped beyond `capacity`."""
+
+    def __init__(self, root: Path, capacity: int = 3) -> None:
+        self.root, self.capacity = Path(root), capacity
+        self._pipes: OrderedDict[Path, tuple[float, CoSynPipeline]] = OrderedDict()
+        self._texts: dict[str, TextEncoder] = {}
+        self._lock = threading.Lock()
+
+    def info(self, name: str) -> ModelInfo:
+        try:
+            name = check_name(name, "checkpoint")
+        except PathError as e:
+            raise CheckpointError(str(e)) from None
+        available = {m.name: m for m in list_models(self.root)}
+        if name not in available:
+            listed = ", ".join(available) or "none"
+            raise CheckpointError(f"checkpoint {name!r} is not in {self.root}/ (available: {listed})")
+        return available[name]
+
+    def text_encoder(self, name: str = DEFAULT_TEXT_ENCODER) -> TextEncoder:
+        with self._lock:
+            if name not in self._texts:
+                self._texts[name] = TextEncoder(name)
+            return self._texts[name]
+
+    def get(self, name: str) -> CoSynPipeline:
+        info = self.info(name)
+        stamp = (info.path / WEIGHTS_NAME).stat().st_mtime
+        with self._lock:
+            cached = self._pipes.get(info.path)
+            if cached and cached[0] == stamp:
+                self._pipes.move_to_end(info.path)
+                return cached[1]
+        text = self.text_encoder(info.config().text_encoder)
+        pipe = CoSynPipeline.from_pretrained(info.path, text_encoder=text)
+        with self._lock:
+            self._pipes[info.path] = (stamp, pipe)
+            self._pipes.move_to_end(info.path)
+            while len(self._pipes) > self.capacity:
+                self._pipes.popitem(last=False)
+        return pipe

@@ -1,0 +1,104 @@
+"""Sampling for the studio: the pipeline in a worker thread, previews through a queue, cancel.
+
+Gradio streams a generator's yields to the browser, but the pipeline reports progress through
+a callback. The worker thread runs `pipe.sample` and puts each preview on a queue; the
+generator here hands them out (latest first, older ones dropped when the browser lags) and
+ends with the triples. A threading.Event checked in the callback stops the worker between
+steps, whoever sets it: the Cancel button, or the generator closing because the tab went away.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from cosyn.diffusion.gaussian import SAMPLERS
+from cosyn.layout import Layout
+from cosyn.pipeline import CoSynPipeline, StepPreview
+from cosyn.triple import Triple
+
+
+@dataclass
+class SampleSettings:
+    steps: int = 25
+    guidance: float = 2.0
+    sampler: str = "dpm++"
+    seed: int = 0
+    n: int = 1
+
+    def __post_init__(self) -> None:
+        self.steps, self.seed, self.n = int(self.steps), int(self.seed), int(self.n)
+        self.guidance = float(self.guidance)
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"unknown sampler {self.sampler!r}; choose one of {sorted(SAMPLERS)}")
+
+
+class CancelRegistry:
+    """One cancel flag per browser session, so the Cancel button reaches the running job."""
+
+    def __init__(self) -> None:
+        self._flags: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
+
+    def begin(self, session: str) -> threading.Event:
+        flag = threading.Event()
+        with self._lock:
+            self._flags[session] = flag
+        return flag
+
+    def cancel(self, session: str) -> bool:
+        with self._lock:
+            flag = self._flags.get(session)
+        if flag is None:
+            return False
+        flag.set()
+        return True
+
+    def end(self, session: str, flag: threading.Event) -> None:
+        with self._lock:
+            if self._flags.get(session) is flag:
+                del self._flags[session]
+
+
+_DONE, _FAILED = "done", "failed"
+
+
+def stream_samples(pipe: CoSynPipeline, layout: Layout, prompt: str | None, settings: SampleSettings,
+                   cancel: threading.Event) -> Iterator[StepPreview | list[Triple]]:
+    """Yields StepPreviews while sampling, then the list of triples. Raises what the pipeline
+    raises (SamplingCancelled when `cancel` was set)."""
+    inbox: queue.Queue = queue.Queue()
+
+    def on_step(preview: StepPreview) -> bool:
+        if cancel.is_set():
+            return False
+        inbox.put(preview)
+        return True
+
+    def work() -> None:
+        try:
+            triples = pipe.sample(layout, prompt=prompt or None, steps=settings.steps, guidance=settings.guidance,
+                                  seed=settings.seed, n=settings.n, sampler=settings.sampler, on_step=on_step)
+            inbox.put((_DONE, triples))
+        except BaseException as e:  # handed to the consumer, which re-raises it where the UI can report it
+            inbox.put((_FAILED, e))
+
+    worker = threading.Thread(target=work, name="cosyn-sample", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = inbox.get()
+            while isinstance(item, StepPreview) and not inbox.empty():
+                item = inbox.get()  # the browser only needs the newest preview
+            if isinstance(item, StepPreview):
+                yield item
+                continue
+            kind, payload = item
+            if kind == _FAILED:
+                raise payload
+            yield payload
+            return
+    finally:
+        cancel.set()  # a consumer that stops early (tab closed, cancelled) stops the worker too

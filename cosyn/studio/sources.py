@@ -1,0 +1,67 @@
+"""Where layouts and prompts come from: shipped examples and presets, dataset samples, uploads."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+
+from cosyn.data.formats import read_dataset
+from cosyn.data.sample import DataError
+from cosyn.data.targets import layout_from_sample
+from cosyn.layout import Layout, LayoutError
+from cosyn.layout_io import load_any, save_any
+from cosyn.studio.canvas import conform_classes, resized
+from cosyn.studio.paths import check_upload
+
+ASSETS = Path(__file__).resolve().parents[2] / "assets"
+EXAMPLES_DIR = ASSETS / "layouts"
+PRESETS_PATH = ASSETS / "presets.json"
+LAYOUT_FORMATS = {"JSON layout": ".json", "QuPath GeoJSON": ".geojson", "HoVer-Net .mat": ".mat"}
+
+
+def example_layouts() -> dict[str, Path]:
+    return {p.stem: p for p in sorted(EXAMPLES_DIR.glob("*.json"))}
+
+
+@lru_cache(maxsize=1)
+def presets() -> dict[str, str]:
+    return {p["name"]: p["prompt"] for p in json.loads(PRESETS_PATH.read_text())["presets"]}
+
+
+def fit(layout: Layout, classes: Sequence[str], side_limit: int) -> tuple[Layout, list[str]]:
+    """The layout in the model's class set and within the canvas limit; notes say what was lost."""
+    notes = []
+    out, dropped = conform_classes(layout, classes)
+    if dropped:
+        lost = ", ".join(f"{n} × {c}" for c, n in dropped.items())
+        notes.append(f"dropped points of classes the model does not know: {lost}")
+    if out.width > side_limit or out.height > side_limit:
+        out, cut = resized(out, min(out.width, side_limit), min(out.height, side_limit))
+        notes.append(f"cropped to {out.width}×{out.height} px, the model's limit ({cut} points outside)")
+    return out, notes
+
+
+def dataset_sample(folder: Path, index: int, fmt: str = "auto") -> Layout:
+    samples = read_dataset(folder, fmt)
+    if not 0 <= index < len(samples):
+        raise DataError(f"{folder}: there is no sample {index}; the dataset has {len(samples)} (0..{len(samples) - 1})")
+    return layout_from_sample(samples[index])
+
+
+def uploaded_layout(path: str | Path, classes: Sequence[str], width: int, height: int, default_class: str,
+                    max_bytes: int) -> Layout:
+    """A layout from an uploaded .json, .geojson or .mat. GeoJSON has no canvas size, so it is
+    placed on the current canvas; unclassified objects take the selected class."""
+    path = check_upload(path, max_bytes)
+    if path.suffix.lower() not in LAYOUT_FORMATS.values():
+        raise LayoutError(f"{path.name}: upload a .json layout, a QuPath .geojson or a HoVer-Net .mat")
+    return load_any(path, classes=list(classes), width=width, height=height, default_class=default_class)
+
+
+def layout_file(layout: Layout, fmt: str, folder: Path) -> Path:
+    if fmt not in LAYOUT_FORMATS:
+        raise LayoutError(f"unknown layout format {fmt!r}; choose one of {list(LAYOUT_FORMATS)}")
+    folder.mkdir(parents=True, exist_ok=True)
+    return save_any(layout, folder / f"layout_{len(layout.points)}_points{LAYOUT_FORMATS[fmt]}")

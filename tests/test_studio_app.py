@@ -1,0 +1,258 @@
+"""Studio end to end: the app served on a free port, its API through gradio_client, the page in Chromium.
+
+The browser tests need the `playwright` package and Debian's /usr/bin/chromium (no downloaded
+browser) and are skipped, saying so, without them. Set COSYN_STUDIO_SCREENSHOTS=docs to write
+the README's screenshot to docs/studio.png instead of a temporary folder.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import time
+import zipfile
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+from test_studio_jobs import TINY_OPTIONS
+from test_train import _dataset
+from tiny import tiny_pipeline
+
+from cosyn.export import read_bundle
+from cosyn.layout import Layout
+from cosyn.studio import canvas as cv
+from cosyn.studio.config import StudioConfig, parse_args
+from cosyn.studio.ui import build_app, launch_options
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run"]
+EXAMPLE = ROOT / "assets" / "layouts" / "colon_mixed_stroma.json"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def studio(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("studio")
+    pipe = tiny_pipeline()
+    pipe.config.mpp = 1.0  # a 256 px canvas at 0.25 µm/px samples at 64 px: a second or two per run
+    pipe.save_pretrained(tmp / "checkpoints" / "default")
+    data = _dataset(tmp / "data" / "tiles")
+    cfg = StudioConfig(port=_free_port(), checkpoints=tmp / "checkpoints", data_roots=(tmp / "data",),
+                       runs=tmp / "runs", outputs=tmp / "outputs")
+    demo = build_app(cfg)
+    demo.launch(prevent_thread_lock=True, quiet=True, **launch_options(cfg))
+    yield SimpleNamespace(url=f"http://127.0.0.1:{cfg.port}/", config=cfg, data=data)
+    demo.close()
+
+
+# -- settings ------------------------------------------------------------------------------------------
+def test_the_studio_is_private_by_default_and_telemetry_is_off(tmp_path):
+    cfg = parse_args([], cwd=tmp_path)
+    assert (cfg.host, cfg.port, cfg.share, cfg.auth, cfg.data_roots) == ("127.0.0.1", 7860, False, None, ())
+    opts = launch_options(cfg)
+    assert (opts["server_name"], opts["share"], opts["auth"]) == ("127.0.0.1", False, None)
+    assert opts["max_file_size"] == 200 * 2**20 and opts["allowed_paths"] == [str(cfg.outputs.resolve())]
+    for key, value in (("GRADIO_ANALYTICS_ENABLED", "False"), ("HF_HUB_OFFLINE", "1"),
+                       ("HF_HUB_DISABLE_TELEMETRY", "1")):
+        assert os.environ[key] == value
+
+
+def test_command_line_options(tmp_path):
+    (tmp_path / "data").mkdir()
+    assert parse_args([], cwd=tmp_path).data_roots == (tmp_path / "data",)
+    cfg = parse_args(["--host", "0.0.0.0", "--auth", "ann:s3:cret", "--data-root", "/a", "--data-root", "/b",
+                      "--max-upload-mb", "5"], cwd=tmp_path)
+    assert cfg.auth == ("ann", "s3:cret") and cfg.data_roots == (Path("/a"), Path("/b"))
+    assert cfg.max_upload_bytes == 5 * 2**20 and cfg.host == "0.0.0.0"
+    with pytest.raises(SystemExit):
+        parse_args(["--auth", "nopassword"])
+
+
+def test_without_a_checkpoint_the_page_says_how_to_get_one(tmp_path):
+    cfg = StudioConfig(checkpoints=tmp_path / "none", runs=tmp_path / "runs", outputs=tmp_path / "out")
+    page = build_app(cfg).get_config_file()
+    notice = next(c["props"] for c in page["components"] if c["props"].get("elem_id") == "cosyn-notice")
+    assert notice["visible"] and "No checkpoint available" in notice["value"]
+    assert "export-checkpoint" in notice["value"]
+
+
+# -- the API -------------------------------------------------------------------------------------------------
+def test_api_generate_returns_a_valid_bundle(studio, tmp_path):
+    from gradio_client import Client
+
+    layout = Layout.load(EXAMPLE)
+    client = Client(studio.url, verbose=False)
+    zip_path, summary = client.predict(layout_json=layout.to_json(), prompt="", steps=2, guidance=2.0,
+                                       sampler="ddim", seed=3, n=1, checkpoint="default", api_name="/generate")
+    with zipfile.ZipFile(zip_path) as zf:
+        zf.extractall(tmp_path)
+    bundle = tmp_path / summary["bundles"][0]
+    out = Layout.load(bundle / "layout.json")  # sampled at the model's 1 µm/px: a quarter of the canvas side
+    assert (out.width, out.height, out.mpp, len(out.points)) == (64, 64, 1.0, len(layout.points))
+    inst = tifffile.imread(bundle / "inst.tif")
+    assert inst.dtype == np.int32 and inst.shape == (64, 64)
+    assert np.load(bundle / "inst.npy").dtype == np.int32
+    assert Image.open(bundle / "image.png").size == (64, 64)
+    params = json.loads((bundle / "params.json").read_text())
+    assert (params["seed"], params["steps"], params["sampler"], params["layout_mpp"]) == (3, 2, "ddim", 0.25)
+    assert read_bundle(bundle).inst_map.max() >= 1
+    assert "centroids" in summary["missed"][0]
+
+
+def test_api_errors_read_as_messages(studio):
+    from gradio_client import Client
+
+    client = Client(studio.url, verbose=False)
+    with pytest.raises(Exception, match="not valid JSON"):
+        client.predict(layout_json="{", api_name="/generate")
+    with pytest.raises(Exception, match="is not in"):
+        client.predict(layout_json=EXAMPLE.read_text(), checkpoint="nope", api_name="/generate")
+    assert list(client.view_api(return_format="dict")["named_endpoints"]) == ["/generate"]
+
+
+# -- the page in a browser ----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def browser():
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("browser tests need the playwright package (pip install playwright)")
+    if not CHROMIUM.exists():
+        pytest.skip(f"browser tests need {CHROMIUM} (apt-get install chromium)")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def shots(tmp_path) -> Path:
+    return ROOT / "docs" if os.environ.get("COSYN_STUDIO_SCREENSHOTS") == "docs" else tmp_path
+
+
+def _open(browser, url: str):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(url)
+    _wait_text(page, "#cosyn-status", "Ready")
+    return page
+
+
+def _wait_text(page, selector: str, text: str, timeout: float = 60_000) -> None:
+    page.wait_for_function("([s, t]) => document.querySelector(s)?.textContent.includes(t)", arg=[selector, text],
+                           timeout=timeout)
+
+
+def _click_canvas(page, x: float, y: float, side: int = 256) -> None:
+    """Click the screen point over layout position (x, y), from the image's box and natural size."""
+    img = page.locator("#cosyn-canvas img")
+    img.scroll_into_view_if_needed()
+    left, top, w, h, nw, nh = img.evaluate(
+        "e => {const r = e.getBoundingClientRect(); return [r.left, r.top, r.width, r.height, "
+        "e.naturalWidth, e.naturalHeight]}")
+    scale = min(w / nw, h / nh, 1)  # object-fit: scale-down, centred
+    dx, dy = cv.to_display(x, y, cv.display_zoom(side, side))
+    page.mouse.click(left + (w - nw * scale) / 2 + (dx + 0.5) * scale,
+                     top + (h - nh * scale) / 2 + (dy + 0.5) * scale)
+
+
+def _layout_points(page) -> list[dict]:
+    page.get_by_text("Layout sources").click()
+    page.get_by_role("tab", name="JSON").click()
+    return json.loads(page.locator("#cosyn-layout-json .cm-content").text_content())["points"]
+
+
+def test_browser_place_points_generate_and_export(studio, browser, shots):
+    page = _open(browser, studio.url)
+    targets = [(40.0, 50.0, "epithelial"), (180.0, 60.0, "inflammatory"), (120.0, 200.0, "epithelial")]
+    for k, (x, y, cls) in enumerate(targets, start=1):
+        page.locator("#cosyn-class").get_by_label(cls).check()
+        _click_canvas(page, x, y)
+        _wait_text(page, "#cosyn-legend", f"total: {k}")
+    page.locator("#cosyn-undo").click()
+    _wait_text(page, "#cosyn-legend", "total: 2")
+    points = _layout_points(page)
+    assert [p["cls"] for p in points] == ["epithelial", "inflammatory"]
+    for p, (x, y, _) in zip(points, targets, strict=False):
+        assert abs(p["x"] - x) <= 1.5 and abs(p["y"] - y) <= 1.5, (p, x, y)
+    _click_canvas(page, 40.5, 49.5)  # on the first point: removes it
+    _wait_text(page, "#cosyn-legend", "total: 1")
+    page.locator("#cosyn-undo").click()
+    _wait_text(page, "#cosyn-legend", "total: 2")
+
+    steps = page.locator("#cosyn-sample-steps input[type=number]")
+    steps.fill("100")
+    steps.press("Enter")
+    page.locator("#cosyn-generate").click()
+    _wait_text(page, "#cosyn-status", "Sampling: step")  # a live preview
+    page.locator("#cosyn-cancel").click()
+    _wait_text(page, "#cosyn-status", "Cancel")
+    steps.fill("8")  # a cancelled run leaves the page usable
+    steps.press("Enter")
+    page.locator("#cosyn-generate").click()
+    _wait_text(page, "#cosyn-status", "Done")
+    page.locator("#cosyn-out-image img").wait_for()
+    assert "centroids" in page.locator("#cosyn-missed").text_content()
+
+    page.locator("#cosyn-export-all").click()
+    link = page.locator("#cosyn-export-file a").first
+    link.wait_for()
+    archive = zipfile.ZipFile(io.BytesIO(page.request.get(link.get_attribute("href")).body()))
+    names = archive.namelist()
+    for f in ("image.png", "inst.tif", "hovernet.mat", "qupath.geojson", "coco.json", "params.json"):
+        assert f"001_seed0_0/{f}" in names
+    assert len(json.loads(archive.read("001_seed0_0/layout.json"))["points"]) == 2
+
+    page.get_by_role("tab", name="Examples").click()  # a real layout, for the README's picture
+    page.locator("#cosyn-example input").click()
+    page.get_by_role("option", name=EXAMPLE.stem).click()
+    page.get_by_role("button", name="Load example").click()
+    _wait_text(page, "#cosyn-legend", "total: 68")
+    page.locator("#cosyn-seed input").fill("7")
+    page.locator("#cosyn-generate").click()
+    _wait_text(page, "#cosyn-status", "seed 7")
+    page.get_by_text("Layout sources").click()
+    page.set_viewport_size({"width": 1400, "height": 1480})
+    page.evaluate("window.scrollTo(0, 0)")
+    page.screenshot(path=str(shots / "studio.png"))
+
+    page.reload()  # the layout lives in the browser's storage and survives a reload
+    _wait_text(page, "#cosyn-status", "Ready")
+    _wait_text(page, "#cosyn-legend", "total: 68")
+    page.close()
+
+
+def test_browser_training_job_exports_a_model_that_appears(studio, browser, tmp_path):
+    page = _open(browser, studio.url)
+    page.get_by_role("tab", name="Train").click()
+    page.locator("#cosyn-train-data textarea, #cosyn-train-data input").first.fill(str(studio.data))
+    page.locator("#cosyn-validate").click()
+    _wait_text(page, "#cosyn-report", "Dataset report")
+    for selector, value in (("#cosyn-run-name", "ui-run"), ("#cosyn-steps", "4"), ("#cosyn-batch", "2"),
+                            ("#cosyn-crop", "32")):
+        page.locator(f"{selector} input, {selector} textarea").first.fill(value)
+    page.get_by_text("More TrainConfig options").click()
+    page.locator("#cosyn-train-options .cm-content").click()
+    page.keyboard.press("Control+a")
+    page.keyboard.insert_text(json.dumps({**TINY_OPTIONS, "preview_every": 2, "preview_steps": 2}))
+    started = time.time()
+    page.locator("#cosyn-train-start").click()
+    _wait_text(page, "#cosyn-job", "exported as", timeout=240_000)
+    assert time.time() - started < 240
+    page.screenshot(path=str(tmp_path / "studio_train.png"), full_page=True)
+    page.get_by_role("tab", name="Synthesize").click()
+    page.locator("#cosyn-model input").click()
+    assert "ui-run" in [o.strip(" ✓\n") for o in page.get_by_role("option").all_inner_texts()]
+    page.close()

@@ -1,0 +1,94 @@
+"""Studio training job: a real tiny `cosyn train` process started, stopped, resumed and exported."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from test_train import _dataset
+from tiny import TINY_DENOISER
+
+from cosyn.studio.jobs import JobError, JobManager, JobSpec, log_tail, metrics
+from cosyn.studio.models import list_models
+from cosyn.train import checkpoint_dirs
+
+TINY_OPTIONS = {"denoiser": TINY_DENOISER, "mpp": 0.25, "val_fraction": 0, "save_every": 1000, "log_every": 1,
+                "preview_every": 0, "threads": 1}
+
+
+def _wait(manager: JobManager, done, timeout: float = 240):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        view = manager.view()
+        if done(view):
+            return view
+        time.sleep(0.2)
+    raise AssertionError(f"timed out; last view {manager.view()}; log:\n{log_tail(Path(manager.view().run))}")
+
+
+def test_job_runs_in_the_background_stops_resumes_and_exports(tmp_path):
+    data = _dataset(tmp_path / "data")
+    runs, ckpts = tmp_path / "runs", tmp_path / "checkpoints"
+    manager = JobManager(runs, ckpts, poll_s=0.2)
+    spec = JobSpec("tiny", str(data), steps=5000, batch=2, crop=32, export_name="tiny-ft", options=TINY_OPTIONS)
+    assert manager.start(spec).state == "starting"
+    view = _wait(manager, lambda v: v.state == "running")
+    assert view.total == 5000 and view.alive
+
+    with pytest.raises(JobError, match="already running"):
+        manager.start(JobSpec("other", str(data), options=TINY_OPTIONS))
+    # a reloaded page (or a restarted studio) reads the same state back from disk
+    assert JobManager(runs, ckpts).view().state in ("running", "stopped")
+
+    manager.stop()
+    view = _wait(manager, lambda v: not v.alive)
+    assert view.state == "stopped"
+    assert checkpoint_dirs(Path(view.run))[-1].name == f"step_{view.step:07d}"
+    assert view.exported is None  # a stop is not a finish: nothing exported on its own
+    assert list_models(ckpts) == []
+
+    target = view.step + 2
+    manager.resume(steps=target)
+    view = _wait(manager, lambda v: v.exported is not None and not v.alive)
+    assert (view.state, view.step) == ("finished", target)
+    assert [m.name for m in list_models(ckpts)] == ["tiny-ft"]
+    assert "tiny-ft" in (ckpts / "tiny-ft" / "MODEL_CARD.md").read_text()
+    assert [m["step"] for m in metrics(Path(view.run))] == list(range(1, target + 1))
+    assert "resumed from" in log_tail(Path(view.run))
+
+    with pytest.raises(JobError, match="already has checkpoints"):
+        manager.start(spec)
+    assert manager.export("tiny-again") == ckpts / "tiny-again"
+    with pytest.raises(JobError, match="already exists"):
+        manager.export("tiny-ft")  # exported by this run, but since renamed: not overwritten
+
+
+def test_bad_options_and_names_are_refused_before_anything_starts(tmp_path):
+    manager = JobManager(tmp_path / "runs", tmp_path / "checkpoints")
+    with pytest.raises(JobError, match="unknown training options"):
+        manager.start(JobSpec("r", str(tmp_path), options={"stepz": 3}))
+    with pytest.raises(Exception, match="run name"):
+        manager.start(JobSpec("../r", str(tmp_path)))
+    assert manager.view() is None
+    with pytest.raises(JobError, match="no earlier job"):
+        manager.resume()
+    with pytest.raises(JobError, match="no training job is running"):
+        manager.stop()
+
+
+def test_a_process_that_died_silently_shows_as_crashed(tmp_path):
+    runs = tmp_path / "runs"
+    run = runs / "dead"
+    run.mkdir(parents=True)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    (run / "status.json").write_text(json.dumps({"state": "running", "step": 7, "total": 10, "pid": gone.pid}))
+    (run / "studio_job.log").write_text("Traceback ...\nMemoryError\n")
+    (runs / "studio_job.json").write_text(json.dumps({"run": str(run), "pid": gone.pid, "export_name": "dead",
+                                                      "auto_export": True, "exported": None}))
+    view = JobManager(runs, tmp_path / "checkpoints").view()
+    assert (view.state, view.step, view.alive) == ("crashed", 7, False)
+    assert "MemoryError" in view.error

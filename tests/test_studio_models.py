@@ -1,0 +1,65 @@
+"""Studio models and dataset checks: the checkpoint list, the pipeline cache, validation, class mapping."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from test_train import _dataset
+from tiny import text_encoder, tiny_pipeline
+
+from cosyn.classes import CONSEP, PANNUKE
+from cosyn.pipeline import CheckpointError
+from cosyn.studio import models
+from cosyn.studio.datasets import mapping_text, validate_dataset
+from cosyn.studio.models import PipelineCache, list_models, model_view
+
+
+@pytest.fixture
+def root(tmp_path, monkeypatch):
+    monkeypatch.setattr(models, "TextEncoder", lambda name: text_encoder())  # one MiniLM per test session
+    tiny_pipeline().save_pretrained(tmp_path / "zeta")
+    tiny_pipeline(seed=1).save_pretrained(tmp_path / "default")
+    (tmp_path / "default" / "MODEL_CARD.md").write_text("# the default")
+    (tmp_path / "half-written").mkdir()  # no weights: not offered
+    return tmp_path
+
+
+def test_models_are_listed_default_first_with_their_cards(root):
+    found = list_models(root)
+    assert [m.name for m in found] == ["default", "zeta"]
+    assert found[0].card == "# the default" and "has no MODEL_CARD.md" in found[1].card
+    assert list_models(root / "missing") == []
+
+
+def test_the_cache_loads_once_reloads_changed_weights_and_shares_the_text_encoder(root):
+    cache = PipelineCache(root)
+    a, b = cache.get("default"), cache.get("zeta")
+    assert cache.get("default") is a and a.text_encoder is b.text_encoder
+    tiny_pipeline(seed=2).save_pretrained(root / "default")
+    weights = root / "default" / "model.safetensors"
+    os.utime(weights, (weights.stat().st_atime, weights.stat().st_mtime + 5))
+    assert cache.get("default") is not a
+
+
+def test_names_outside_the_checkpoint_folder_are_refused(root):
+    cache = PipelineCache(root)
+    for name in ("../default", "missing", "half-written"):
+        with pytest.raises(CheckpointError):
+            cache.get(name)
+
+
+def test_model_view_follows_the_config_and_falls_back_without_a_model(root):
+    view = model_view(PipelineCache(root), "default", 0.25)
+    assert view.classes == CONSEP.to_list() and view.side_limit == 2048  # 1024 px at 0.5 µm/px
+    assert model_view(PipelineCache(root), None, 0.25).classes == CONSEP.to_list()
+
+
+def test_validation_reports_the_dataset_and_the_class_mapping(tmp_path):
+    checked = validate_dataset(_dataset(tmp_path / "ds"))
+    assert (checked.report.n_samples, checked.report.fmt, checked.classes) == (3, "folder", CONSEP)
+    assert len(checked.examples) == 3 and checked.examples[0][0].shape == (64, 64, 3)
+    assert "From scratch" in mapping_text(None, CONSEP)
+    text = mapping_text(CONSEP, PANNUKE)
+    assert "kept by name: ['inflammatory', 'epithelial']" in text
+    assert "dropped from the model: ['other', 'spindle']" in text

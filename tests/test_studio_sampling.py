@@ -1,0 +1,96 @@
+"""Studio sampling: streamed previews, cancel, result views, session bundles and their zip."""
+
+from __future__ import annotations
+
+import threading
+import zipfile
+
+import numpy as np
+import pytest
+from tiny import tiny_pipeline
+
+from cosyn.classes import CONSEP
+from cosyn.export import FORMATS
+from cosyn.layout import Layout, Point
+from cosyn.pipeline import SamplingCancelled, StepPreview
+from cosyn.studio import gallery
+from cosyn.studio.sampling import CancelRegistry, SampleSettings, stream_samples
+from cosyn.studio.views import missed_line, preview_views, triple_views
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return tiny_pipeline()
+
+
+def _layout() -> Layout:
+    pts = [Point(10, 12, "epithelial"), Point(40, 30, "inflammatory"), Point(50, 55, "spindle")]
+    return Layout(64, 64, CONSEP.to_list(), pts, 0.5, "colon")
+
+
+def test_stream_yields_previews_then_the_triples(pipe):
+    items = list(stream_samples(pipe, _layout(), None, SampleSettings(steps=3, n=2), threading.Event()))
+    *previews, triples = items
+    assert previews and all(isinstance(p, StepPreview) for p in previews)
+    assert previews[-1].step == 3  # older previews may be skipped, never the last
+    assert len(triples) == 2 and triples[0].image.shape == (64, 64, 3)
+
+
+def test_cancel_stops_the_worker_between_steps(pipe):
+    flag = threading.Event()
+    stream = stream_samples(pipe, _layout(), None, SampleSettings(steps=50), flag)
+    assert isinstance(next(stream), StepPreview)
+    flag.set()
+    with pytest.raises(SamplingCancelled, match="cancelled at step"):
+        list(stream)
+    for worker in [t for t in threading.enumerate() if t.name == "cosyn-sample"]:
+        worker.join(timeout=10)
+        assert not worker.is_alive()
+
+
+def test_closing_the_stream_early_stops_the_worker(pipe):
+    flag = threading.Event()
+    stream = stream_samples(pipe, _layout(), None, SampleSettings(steps=50), flag)
+    next(stream)
+    stream.close()  # what happens when the browser tab goes away
+    assert flag.is_set()
+
+
+def test_settings_and_registry():
+    with pytest.raises(ValueError, match="unknown sampler"):
+        SampleSettings(sampler="euler")
+    reg = CancelRegistry()
+    assert not reg.cancel("s1")
+    flag = reg.begin("s1")
+    assert reg.cancel("s1") and flag.is_set()
+    reg.end("s1", flag)
+    assert not reg.cancel("s1")
+
+
+def test_views_and_missed_line(pipe):
+    layout = _layout()
+    previews = []
+    triple = pipe.sample(layout, steps=2, on_step=previews.append)[0]
+    v = triple_views(triple, opacity=0.7)
+    for img in (v.image, v.overlay, v.contours, v.dist):
+        assert img.shape == (64, 64, 3) and img.dtype == np.uint8
+    p = preview_views(previews[-1], pipe.conform_layout(layout), 0.5)
+    assert p.contours.shape == (64, 64, 3)
+    assert missed_line({"centroids": 3, "missed_centroids": 0}) == "All 3 centroids produced an instance."
+    line = missed_line({"centroids": 3, "missed_centroids": 2, "missed_indices": [0, 2]})
+    assert line.startswith("2 of 3 centroids produced no instance") and "#0, #2" in line
+
+
+def test_session_bundles_zip_with_every_format(pipe, tmp_path):
+    triples = pipe.sample(_layout(), steps=2, n=2, seed=5)
+    entries = gallery.save_triples(triples, tmp_path / "session", first_index=1, checkpoint="tiny")
+    assert [e["caption"].split(" · ")[0] for e in entries] == ["#1", "#2"]
+    assert gallery.load(entries[1]).params["checkpoint"] == "tiny"
+    archive = gallery.export_zip(entries, tmp_path / "exports")
+    names = zipfile.ZipFile(archive).namelist()
+    for e in entries:
+        folder = e["dir"].rsplit("/", 1)[-1]
+        for f in ("image.png", "class.png", "inst.tif", "inst.npy", "dist.npy", "layout.json", "params.json",
+                  "hovernet.mat", "qupath.geojson", "coco.json"):
+            assert f"{folder}/{f}" in names
+    assert set(FORMATS) == {"png", "npy", "mat", "geojson", "coco"}  # the formats the list above covers
