@@ -198,7 +198,7 @@ def test_browser_place_points_generate_and_export(studio, browser, shots):
     page.locator("#cosyn-generate").click()
     _wait_text(page, "#cosyn-status", "Sampling: step")  # a live preview
     page.locator("#cosyn-cancel").click()
-    _wait_text(page, "#cosyn-status", "Cancel")
+    _wait_text(page, "#cosyn-status", "Cancelled.")
     steps.fill("8")  # a cancelled run leaves the page usable
     steps.press("Enter")
     page.locator("#cosyn-generate").click()
@@ -223,6 +223,8 @@ def test_browser_place_points_generate_and_export(studio, browser, shots):
     page.locator("#cosyn-seed input").fill("7")
     page.locator("#cosyn-generate").click()
     _wait_text(page, "#cosyn-status", "seed 7")
+    page.wait_for_function("() => [...document.querySelectorAll('.cosyn-result img')].every("
+                           "i => i.complete && i.naturalWidth > 0)")  # all four panels served and decoded
     page.get_by_text("Layout sources").click()
     page.set_viewport_size({"width": 1400, "height": 1480})
     page.evaluate("window.scrollTo(0, 0)")

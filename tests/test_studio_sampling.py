@@ -1,4 +1,7 @@
-"""Studio sampling: streamed previews, cancel, result views, session bundles and their zip."""
+"""Studio sampling: streamed previews, cancel, result views, session bundles and their zip.
+
+`pipe` is conftest's tiny random-weight pipeline.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,6 @@ import zipfile
 
 import numpy as np
 import pytest
-from tiny import tiny_pipeline
 
 from cosyn.classes import CONSEP
 from cosyn.export import FORMATS
@@ -16,11 +18,6 @@ from cosyn.pipeline import SamplingCancelled, StepPreview
 from cosyn.studio import gallery
 from cosyn.studio.sampling import CancelRegistry, SampleSettings, stream_samples
 from cosyn.studio.views import missed_line, preview_views, triple_views
-
-
-@pytest.fixture(scope="module")
-def pipe():
-    return tiny_pipeline()
 
 
 def _layout() -> Layout:
@@ -61,9 +58,13 @@ def test_settings_and_registry():
         SampleSettings(sampler="euler")
     reg = CancelRegistry()
     assert not reg.cancel("s1")
-    flag = reg.begin("s1")
-    assert reg.cancel("s1") and flag.is_set()
-    reg.end("s1", flag)
+    old = reg.begin("s1")
+    flag = reg.begin("s1")  # a newer run of the same session
+    reg.end("s1", old)  # the old run ending late leaves the new one cancellable
+    ended = threading.Timer(0.2, reg.end, ("s1", flag))
+    ended.start()
+    assert reg.cancel("s1", wait_s=10) and flag.is_set() and not old.is_set()
+    ended.join()
     assert not reg.cancel("s1")
 
 

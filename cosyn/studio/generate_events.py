@@ -18,6 +18,8 @@ from cosyn.studio.sampling import SampleSettings, stream_samples
 from cosyn.studio.synthesize_tab import LAST_IMAGE, SynthesizeUI
 from cosyn.studio.views import Views, missed_line, preview_views, triple_views
 
+CANCEL_WAIT_S = 30.0  # longest a Cancel waits for the current step to end
+
 
 def panels(v: Views) -> list[np.ndarray]:
     return [v.image, v.overlay, v.contours, v.dist]
@@ -66,9 +68,12 @@ def wire(ctx: StudioContext, demo: gr.Blocks, ui: SynthesizeUI) -> None:
                                        show_progress_on=[ui.status])
 
     def on_cancel(request: gr.Request) -> str:
-        return "Cancelling…" if ctx.cancels.cancel(request.session_hash) else "Nothing is running."
+        # answers once the run has ended, so a Generate click after "Cancelled." is never taken for a
+        # second click on the run being cancelled (Gradio drops those)
+        return "Cancelled." if ctx.cancels.cancel(request.session_hash, CANCEL_WAIT_S) else "Nothing is running."
 
-    # the flag stops the sampling thread; `cancels` releases the browser at once
+    # the flag stops the sampling thread between two steps; `cancels` ends the browser's side of the
+    # run and takes a run that is still waiting in the queue out of it
     ui.cancel_btn.click(on_cancel, None, ui.status, cancels=[generating], queue=False)
     ui.dice.click(lambda: random.randrange(2**31), None, ui.seed, show_progress="hidden")
 

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cosyn.fileio import atomic_write
 from cosyn.studio.paths import check_name
 from cosyn.training.status import read_status
 
@@ -113,10 +114,7 @@ class JobManager:
             return None
 
     def _save_record(self, rec: dict[str, Any]) -> None:
-        self.runs.mkdir(parents=True, exist_ok=True)
-        tmp = self.record_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(rec, indent=1))
-        os.replace(tmp, self.record_path)
+        atomic_write(self.record_path, lambda tmp: Path(tmp).write_text(json.dumps(rec, indent=1)))
 
     def _alive(self, rec: dict[str, Any]) -> bool:
         if self._proc is not None and self._proc.pid == rec["pid"]:

@@ -36,30 +36,36 @@ class SampleSettings:
 
 
 class CancelRegistry:
-    """One cancel flag per browser session, so the Cancel button reaches the running job."""
+    """One cancel flag per browser session, so the Cancel button reaches the running job, and
+    a 'finished' event per run, so Cancel can report only once the run has really ended."""
 
     def __init__(self) -> None:
-        self._flags: dict[str, threading.Event] = {}
+        self._runs: dict[str, tuple[threading.Event, threading.Event]] = {}
         self._lock = threading.Lock()
 
     def begin(self, session: str) -> threading.Event:
         flag = threading.Event()
         with self._lock:
-            self._flags[session] = flag
+            self._runs[session] = (flag, threading.Event())
         return flag
 
-    def cancel(self, session: str) -> bool:
+    def cancel(self, session: str, wait_s: float = 0.0) -> bool:
+        """Set the session's flag and wait up to `wait_s` for its run to end; False if none runs."""
         with self._lock:
-            flag = self._flags.get(session)
-        if flag is None:
+            run = self._runs.get(session)
+        if run is None:
             return False
+        flag, finished = run
         flag.set()
+        finished.wait(wait_s)
         return True
 
     def end(self, session: str, flag: threading.Event) -> None:
         with self._lock:
-            if self._flags.get(session) is flag:
-                del self._flags[session]
+            run = self._runs.get(session)
+            if run is not None and run[0] is flag:  # a newer run of the session keeps its entry
+                del self._runs[session]
+                run[1].set()
 
 
 _DONE, _FAILED = "done", "failed"

@@ -83,7 +83,8 @@ def build(ctx: StudioContext, model_dropdown: gr.Dropdown) -> None:
                 run_name = gr.Textbox(time.strftime("run-%Y%m%d-%H%M"), label="Run name", elem_id="cosyn-run-name")
                 export_name = gr.Textbox("", label="Export as (default: run name)", elem_id="cosyn-export-name")
             with gr.Row():
-                steps = gr.Number(2000, precision=0, minimum=1, label="Steps", elem_id="cosyn-steps")
+                steps = gr.Number(2000, precision=0, minimum=1, label="Steps", elem_id="cosyn-steps",
+                                  info="total; Resume trains up to it")
                 batch = gr.Number(8, precision=0, minimum=1, label="Batch", elem_id="cosyn-batch")
                 lr = gr.Number(5e-4, label="Learning rate")
                 crop = gr.Number(64, precision=0, minimum=16, label="Crop (px)", elem_id="cosyn-crop")
