@@ -182,6 +182,7 @@ class CoSynPipeline:
         folder = Path(folder)
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+        tmp.chmod(0o755)  # mkdtemp makes it owner-only; a shipped model folder is world-readable
         try:
             (tmp / CONFIG_NAME).write_text(json.dumps(self.config.to_dict(), indent=1))
             state = {k: v.detach().to("cpu", dtype).contiguous() for k, v in self.model.state_dict().items()}
