@@ -122,7 +122,8 @@ class StepPreview:
 class CoSynPipeline:
     def __init__(self, model: JointDenoiser, config: PipelineConfig, text_encoder: TextEncoder | None = None,
                  sha256: str = "") -> None:
-        self.model = model.eval()
+        # channels_last: 2.98 vs 3.77 s per 256² triple with bf16 on 2 CPU cores (benchmarks/sample_precision.py)
+        self.model = model.eval().to(memory_format=torch.channels_last)
         self.config = config
         self._text = text_encoder
         self.sha256 = sha256
