@@ -35,7 +35,8 @@ def main() -> None:
                 pipe.sample(layout, steps=25, bf16=bf16)
                 if i:
                     times.append(time.perf_counter() - t0)
-            print(json.dumps({"bf16": bf16, "channels_last": channels_last, "median_s": round(statistics.median(times), 3),
+            median = round(statistics.median(times), 3)
+            print(json.dumps({"bf16": bf16, "channels_last": channels_last, "median_s": median,
                               "times_s": [round(t, 3) for t in times]}))
 
 
