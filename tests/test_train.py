@@ -63,13 +63,15 @@ def test_overfit_reproduces_labels_from_layout(tmp_path):
     train(cfg)
     export_checkpoint(tmp_path / "run", tmp_path / "ck")
     pipe = CoSynPipeline.from_pretrained(tmp_path / "ck", text_encoder=text_encoder())
-    for s in samples:
-        tr = pipe.sample(layout_from_sample(s), steps=10, sampler="ddim", seed=0)[0]
-        pred, true = tr.class_map > 0, s.class_map > 0
-        iou = (pred & true).sum() / (pred | true).sum()
-        assert iou > 0.8, f"{s.name}: foreground IoU {iou:.2f}"
-        assert (tr.class_map[true] == s.class_map[true]).mean() > 0.85
-        assert tr.params["missed_centroids"] == 0
+    for sampler in ("ddim", "dpm++", "unipc"):  # every offered sampler, on a trained model
+        for s in samples:
+            tr = pipe.sample(layout_from_sample(s), steps=10, sampler=sampler, seed=0)[0]
+            pred, true = tr.class_map > 0, s.class_map > 0
+            iou = (pred & true).sum() / (pred | true).sum()
+            assert iou > 0.8, f"{sampler}, {s.name}: foreground IoU {iou:.2f}"
+            assert (tr.class_map[true] == s.class_map[true]).mean() > 0.85
+            assert tr.params["missed_centroids"] == 0
+            assert np.abs(tr.image.astype(float).mean() - s.image.mean()) < 40  # no exploded colours
 
 
 def test_resume_continues_exactly(tmp_path):
