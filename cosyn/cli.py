@@ -22,7 +22,13 @@ def _prepare(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from cosyn.train import TrainConfig, train
 
-    opts: dict = json.loads(Path(args.config).read_text()) if args.config else {}
+    opts: dict = {}
+    saved = Path(args.out or "") / "run_config.json"
+    if args.resume and args.out and saved.is_file():
+        # a resume continues the run as configured; only what is given again on this command line changes
+        opts = json.loads(saved.read_text())["train"]
+    if args.config:
+        opts.update(json.loads(Path(args.config).read_text()))
     for key in ("data", "out", "init", "steps", "batch", "lr", "crop", "mpp", "threads", "format", "seed",
                 "save_every", "preview_every"):
         value = getattr(args, key)
@@ -30,8 +36,11 @@ def _train(args: argparse.Namespace) -> int:
             opts[key] = value
     if args.fp32:
         opts["bf16"] = False
-    cfg = TrainConfig.from_dict(opts)
-    if not cfg.data and not args.resume:
+    try:
+        cfg = TrainConfig.from_dict(opts)
+    except ValueError as e:
+        raise SystemExit(f"train: {e}") from None
+    if not cfg.data:
         raise SystemExit("train: --data is required (or --resume an existing --out run)")
     run = train(cfg, resume=args.resume)
     print(f"run folder: {run}")

@@ -112,8 +112,9 @@ def _point_markers(xy: np.ndarray, fg: np.ndarray, snap_radius: float) -> tuple[
     point_inst = np.zeros(len(xy), np.int32)
     if not len(xy):
         return markers, point_inst, []
-    rows = np.clip(np.rint(xy[:, 1]).astype(np.int64), 0, h - 1)
-    cols = np.clip(np.rint(xy[:, 0]).astype(np.int64), 0, w - 1)
+    # the same pixel as the model's point map (cosyn.data.targets.point_map): round half up
+    rows = np.clip(np.floor(xy[:, 1] + 0.5).astype(np.int64), 0, h - 1)
+    cols = np.clip(np.floor(xy[:, 0] + 0.5).astype(np.int64), 0, w - 1)
     if fg.any():
         # One EDT gives every background pixel its nearest foreground pixel.
         gap, (near_r, near_c) = ndi.distance_transform_edt(~fg, return_indices=True)

@@ -103,11 +103,12 @@ class Layout:
         pts = [Point(float(x), float(y), names[int(c)]) for (x, y), c in zip(xy, class_ids, strict=True)]
         return cls(width=int(width), height=int(height), classes=names, points=pts, **kw)
 
-    def rescaled(self, factor: float, width: int, height: int, mpp: float | None) -> Layout:
-        """Same field of view on a canvas `factor` times larger; points clipped inside it."""
-        pts = [
-            Point(min(p.x * factor, width - 1e-3), min(p.y * factor, height - 1e-3), p.cls) for p in self.points
-        ]
+    def rescaled(self, width: int, height: int, mpp: float | None) -> Layout:
+        """The same field of view on a `width` x `height` canvas. x = c is the centre of pixel c, so
+        coordinates scale about pixel centres, (x + 0.5) * s - 0.5, as the resampled images do."""
+        sx, sy = width / self.width, height / self.height
+        pts = [Point(float(np.clip((p.x + 0.5) * sx - 0.5, 0, width - 1e-3)),
+                     float(np.clip((p.y + 0.5) * sy - 0.5, 0, height - 1e-3)), p.cls) for p in self.points]
         return Layout(width, height, list(self.classes), pts, mpp, self.tissue, self.prompt)
 
     # -- JSON ------------------------------------------------------------------------------------

@@ -216,9 +216,8 @@ class CoSynPipeline:
         limit = self.config.max_canvas
         if w > limit or h > limit:
             raise LayoutError(f"canvas {w}x{h} at the model's {self.config.mpp} µm/px exceeds the limit of {limit} px")
-        scaled = layout.rescaled(w / layout.width, w, h, self.config.mpp)
-        pts = [p for p in scaled.points if p.y < h]
-        return Layout(w, h, list(self.class_set.names), pts, self.config.mpp, layout.tissue, layout.prompt)
+        scaled = layout.rescaled(w, h, self.config.mpp)
+        return Layout(w, h, list(self.class_set.names), scaled.points, self.config.mpp, layout.tissue, layout.prompt)
 
     # -- sampling ---------------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -248,7 +247,7 @@ class CoSynPipeline:
                                                          on_step, preview_every, bf16)
         params = {
             "seed": seed, "steps": steps, "guidance": guidance, "sampler": sampler, "prompt": prompt,
-            "checkpoint_sha256": self.sha256, "cosyn_version": __version__, "model_mpp": self.config.mpp,
+            "n": n, "checkpoint_sha256": self.sha256, "cosyn_version": __version__, "model_mpp": self.config.mpp,
             "layout_mpp": layout.mpp,
         }
         return [self._to_triple(canvas, img, d, lab, {**params, "index": i})

@@ -11,9 +11,7 @@ One command for 1 CPU process or `accelerate launch --num_processes N`. Run fold
 from __future__ import annotations
 
 import json
-import math
 import os
-import random
 import shutil
 import signal
 import tempfile
@@ -22,7 +20,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors import SafetensorError
@@ -82,6 +79,17 @@ class TrainConfig:
     threads: int = 0
     max_bad_fraction: float = 0.1
     denoiser: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        positive = ("steps", "batch", "crop", "save_every", "keep", "log_every", "preview_steps")
+        bad = [f"{k}={getattr(self, k)}" for k in positive if int(getattr(self, k)) < 1]
+        bad += [f"{k}={getattr(self, k)}" for k in ("lr", "mpp") if not float(getattr(self, k)) > 0]
+        bad += [f"{k}={getattr(self, k)}" for k in ("text_drop", "point_drop", "val_fraction", "max_bad_fraction")
+                if not 0 <= float(getattr(self, k)) < 1]
+        if self.preview_every < 0 or self.warmup < 0:
+            bad.append(f"preview_every={self.preview_every}, warmup={self.warmup} must be >= 0")
+        if bad:
+            raise ValueError(f"invalid training options: {', '.join(bad)}")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
@@ -186,10 +194,18 @@ def truncate_metrics(path: Path, step: int) -> None:
     without the steps a crash threw away."""
     if not path.exists():
         return
-    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+    keep = [line for line in path.read_text().splitlines() if (_row_step(line) or step + 1) <= step]
     tmp = path.with_suffix(".tmp")
     tmp.write_text("".join(line + "\n" for line in keep))
     os.replace(tmp, path)
+
+
+def _row_step(line: str) -> int | None:
+    """The step of one metrics.jsonl line; None for a line a kill cut short."""
+    try:
+        return int(json.loads(line)["step"])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+        return None
 
 
 def ema_model(model: JointDenoiser, ema) -> JointDenoiser:
@@ -265,14 +281,16 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     try:
         status.update(state="loading", step=0, total=cfg.steps, pid=os.getpid())
         cfg_file = run / "run_config.json"
-        if resume and cfg_file.exists():
-            saved = TrainConfig.from_dict(json.loads(cfg_file.read_text())["train"])
-            saved.steps = cfg.steps  # the only knob a resume may change: train longer
-            cfg = saved
+        ckpts = checkpoint_dirs(run) if resume else []
         train_tiles, val_tiles, classes, summary = load_tiles(cfg, log)
         log(f"data: {summary['samples']} samples, {summary['train_tiles']} train / {summary['val_tiles']} val "
             f"tiles (validation sources: {', '.join(summary['val_sources'])})")
-        model, pcfg = initial_model(cfg, classes, summary["tissues"], log)
+        if ckpts and cfg_file.exists():
+            # the run's own architecture: its checkpoint overwrites the weights, and --init may be gone by now
+            pcfg = PipelineConfig.from_dict(json.loads(cfg_file.read_text())["pipeline"])
+            model = JointDenoiser(pcfg.denoiser)
+        else:
+            model, pcfg = initial_model(cfg, classes, summary["tissues"], log)
         if is_main:
             cfg_file.write_text(json.dumps({"train": asdict(cfg), "pipeline": pcfg.to_dict(), "data": summary},
                                            indent=1))
@@ -287,8 +305,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         if is_main:  # a kill -9 during a save leaves its temp folder behind; it never became a checkpoint
             for stale in (run / "checkpoints").glob(".tmp_*"):
                 shutil.rmtree(stale, ignore_errors=True)
-        ckpts = checkpoint_dirs(run)
-        if resume and ckpts:
+        if ckpts:
             start = load_checkpoint(ckpts[-1], model, ema, optimizer, lr_sched)
             if is_main:
                 truncate_metrics(run / "metrics.jsonl", start)
@@ -342,7 +359,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                                             * acc.num_processes, "time": now, "positions": positions}) + "\n")
                     status.update(state="running", step=step, eta_s=(cfg.steps - step) / max(rate, 1e-9),
                                   loss=vals["loss"])
-            if step % cfg.save_every == 0 or step == cfg.steps or stop.reason:
+            stopping = stop.reason is not None
+            if acc.num_processes > 1:  # every rank must take the same save-and-stop branch, or they deadlock
+                stopping = bool(acc.reduce(torch.tensor(int(stopping), device=acc.device), "max").item())
+            if step % cfg.save_every == 0 or step == cfg.steps or stopping:
                 acc.wait_for_everyone()
                 if is_main:
                     save_checkpoint(run, step, acc.unwrap_model(model), ema, optimizer, lr_sched, cfg.keep)
@@ -350,8 +370,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             if is_main and cfg.preview_every and (step % cfg.preview_every == 0 or step == cfg.steps):
                 path = previews.render(ema_model(acc.unwrap_model(model), ema), step, cfg.preview_steps)
                 status.update(last_preview=str(path))
-            if stop.reason:
-                log(f"received {stop.reason}: saved step {step} and stopped")
+            if stopping:
+                log(f"received {stop.reason or 'a stop on another rank'}: saved step {step} and stopped")
                 status.update(state="stopped", step=step)
                 return run
         bar.close()
@@ -383,12 +403,3 @@ def export_checkpoint(run: str | Path, out: str | Path, dtype: torch.dtype = tor
     CoSynPipeline(model, pcfg).save_pretrained(out, dtype=dtype)
     write_model_card(out, run, step, meta)
     return out
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-__all__ = ["TrainConfig", "TrainingError", "export_checkpoint", "train", "math"]

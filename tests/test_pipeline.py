@@ -71,7 +71,7 @@ def test_layout_at_other_mpp_is_resampled_to_model_mpp(pipe):
     tr = pipe.sample(native, steps=2)[0]
     assert tr.image.shape == (64, 64, 3)
     assert tr.layout.mpp == 0.5
-    assert np.allclose(tr.layout.xy(), [[10, 12], [50, 30]])
+    assert np.allclose(tr.layout.xy(), [[9.75, 11.75], [49.75, 29.75]])  # scaled about pixel centres
     assert tr.params["layout_mpp"] == 0.25 and tr.params["model_mpp"] == 0.5
 
 
@@ -123,3 +123,12 @@ def test_checkpoint_errors(pipe, tmp_path):
     (tmp_path / "ck2" / "config.json").write_text("{broken")
     with pytest.raises(CheckpointError, match="not valid JSON"):
         CoSynPipeline.from_pretrained(tmp_path / "ck2")
+
+
+def test_non_square_layout_scales_x_and_y_separately(pipe):
+    wide = _layout(width=300, height=100, mpp=0.25, points=[Point(290, 95, "epithelial"), Point(10, 99, "spindle")])
+    canvas = pipe.conform_layout(wide)
+    assert (canvas.width, canvas.height) == (150, 50)
+    xy = canvas.xy()
+    assert np.allclose(xy[:, 1], [47.25, 49.25])  # distinct rows, not both clamped to the bottom edge
+    assert np.allclose(xy[:, 0], [144.75, 4.75])

@@ -123,6 +123,28 @@ def test_api_errors_read_as_messages(studio):
     assert list(client.view_api(return_format="dict")["named_endpoints"]) == ["/generate"]
 
 
+def test_api_requests_are_bounded_and_old_results_deleted(studio):
+    from gradio_client import Client
+
+    results = studio.config.outputs / "api"
+    old, recent = results / "old", results / "recent"
+    for folder in (old, recent):
+        folder.mkdir(parents=True)
+        (folder / "bundles.zip").write_bytes(b"zip")
+    two_hours_ago = time.time() - 7200
+    os.utime(old, (two_hours_ago, two_hours_ago))
+    client = Client(studio.url, verbose=False)
+    layout = EXAMPLE.read_text()
+    with pytest.raises(Exception, match="1 to 8 triples per request"):
+        client.predict(layout_json=layout, n=9, api_name="/generate")
+    assert not old.exists() and (recent / "bundles.zip").exists()  # any request clears results over an hour old
+    with pytest.raises(Exception, match="1 to 100 steps"):
+        client.predict(layout_json=layout, steps=101, api_name="/generate")
+    huge = {**json.loads(layout), "width": 2048, "height": 2048, "mpp": 1.0}  # 2048 px at the model's 1 µm/px
+    with pytest.raises(Exception, match="exceeds the limit of 1024 px"):
+        client.predict(layout_json=json.dumps(huge), api_name="/generate")
+
+
 # -- the page in a browser ----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def browser():

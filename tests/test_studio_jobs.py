@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -92,3 +94,40 @@ def test_a_process_that_died_silently_shows_as_crashed(tmp_path):
     view = JobManager(runs, tmp_path / "checkpoints").view()
     assert (view.state, view.step, view.alive) == ("crashed", 7, False)
     assert "MemoryError" in view.error
+
+
+FAKE_TRAINER = """#!/bin/sh
+# stands in for `python -m cosyn train --config RUN/studio_train_config.json`: finishes at once
+run=$(dirname "$5")
+printf '{"state": "finished", "step": 1, "total": 1, "pid": %s}' $$ > "$run/status.tmp"
+mv "$run/status.tmp" "$run/status.json"
+"""
+
+
+def test_a_job_started_right_after_another_ended_leaves_each_its_own_export(tmp_path, monkeypatch):
+    """Start within poll_s of a job's end: the old watcher must not follow the new job, and the
+    finished job is still exported (once), before its record is replaced."""
+    import cosyn.train
+
+    fake = tmp_path / "fake_trainer"
+    fake.write_text(FAKE_TRAINER)
+    fake.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(fake))
+    exported = []
+
+    def fake_export(run, out):
+        exported.append(Path(run).name)
+        Path(out).mkdir(parents=True)
+
+    monkeypatch.setattr(cosyn.train, "export_checkpoint", fake_export)
+    manager = JobManager(tmp_path / "runs", tmp_path / "checkpoints", poll_s=1.0)
+    manager.start(JobSpec("a", str(tmp_path), options={"threads": 1}))
+    deadline = time.time() + 10
+    while manager.view().alive and time.time() < deadline:
+        time.sleep(0.02)
+    assert manager.view().state == "finished" and exported == []  # a's watcher has not looked yet
+    manager.start(JobSpec("b", str(tmp_path), options={"threads": 1}))
+    for watcher in [t for t in threading.enumerate() if t.name == "cosyn-job-watch"]:
+        watcher.join(timeout=10)
+    assert exported == ["a", "b"]
+    assert manager.view().exported == str(tmp_path / "checkpoints" / "b")

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import zipfile
 
 import numpy as np
@@ -45,17 +46,38 @@ def test_cancel_stops_the_worker_between_steps(pipe):
         assert not worker.is_alive()
 
 
-def test_closing_the_stream_early_stops_the_worker(pipe):
+class _SlowPipe:
+    """`pipe` with a forward pass that is still running after each preview went out."""
+
+    def __init__(self, pipe) -> None:
+        self.pipe = pipe
+
+    def sample(self, *args, on_step, **kwargs):
+        def slow_step(preview):
+            going_on = on_step(preview)
+            time.sleep(0.3)
+            return going_on
+
+        return self.pipe.sample(*args, on_step=slow_step, **kwargs)
+
+
+def test_closing_the_stream_early_stops_and_joins_the_worker(pipe):
     flag = threading.Event()
-    stream = stream_samples(pipe, _layout(), None, SampleSettings(steps=50), flag)
+    stream = stream_samples(_SlowPipe(pipe), _layout(), None, SampleSettings(steps=50), flag)
     next(stream)
+    (worker,) = [t for t in threading.enumerate() if t.name == "cosyn-sample" and t.is_alive()]
     stream.close()  # what happens when the browser tab goes away
     assert flag.is_set()
+    assert not worker.is_alive()  # the sampling slot is free only once the forward pass has ended
 
 
 def test_settings_and_registry():
     with pytest.raises(ValueError, match="unknown sampler"):
         SampleSettings(sampler="euler")
+    with pytest.raises(ValueError, match="1 to 100 steps"):
+        SampleSettings(steps=101)
+    with pytest.raises(ValueError, match="1 to 8 triples"):
+        SampleSettings(n=9)
     reg = CancelRegistry()
     assert not reg.cancel("s1")
     old = reg.begin("s1")

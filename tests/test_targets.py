@@ -24,9 +24,9 @@ NAMES = CONSEP.to_list()
 
 
 def test_point_map_puts_class_ids_at_centroid_pixels():
-    pm = point_map(np.array([[3.2, 5.9], [10.0, 1.0]]), np.array([3, 1]), 12, 16)
+    pm = point_map(np.array([[3.2, 5.9], [10.0, 1.0], [6.49, 0.51]]), np.array([3, 1, 2]), 12, 16)
     assert pm.shape == (12, 16) and pm.dtype == np.uint8
-    assert pm[5, 3] == 3 and pm[1, 10] == 1 and pm.sum() == 4
+    assert pm[6, 3] == 3 and pm[1, 10] == 1 and pm[1, 6] == 2 and pm.sum() == 6  # nearest pixel centre
 
 
 def test_point_heatmaps_peak_one_per_class_channel():

@@ -218,3 +218,34 @@ def test_unreadable_samples_are_skipped_and_counted_up_to_a_threshold(tmp_path):
     images[1].write_bytes(b"not an image either")
     with pytest.raises(TrainingError, match="2 of 4 samples are unreadable, over the 30% threshold"):
         train(_cfg(data, tmp_path / "run2", steps=1, max_bad_fraction=0.3))
+
+
+def test_cli_resume_without_steps_keeps_the_run_length(tmp_path):
+    data, run = _dataset(tmp_path / "data"), tmp_path / "run"
+    (tmp_path / "c.json").write_text(json.dumps({"denoiser": TINY_DENOISER, "save_every": 2, "log_every": 1,
+                                                 "preview_every": 0, "val_fraction": 0}))
+    first = subprocess.run(_cli("train", "--data", str(data), "--out", str(run), "--crop", "32", "--batch", "2",
+                                "--mpp", "0.25", "--threads", "1", "--steps", "4", "--config",
+                                str(tmp_path / "c.json")), env=_env(), capture_output=True, text=True, timeout=240)
+    assert first.returncode == 0, first.stderr[-2000:]
+    again = subprocess.run(_cli("train", "--out", str(run), "--resume"), env=_env(), capture_output=True, text=True,
+                           timeout=240)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert json.loads((run / "status.json").read_text())["step"] == 4  # not the 10,000 default
+    assert json.loads((run / "run_config.json").read_text())["train"]["crop"] == 32
+
+
+def test_bad_training_options_are_refused_before_starting():
+    with pytest.raises(ValueError, match="save_every=0"):
+        TrainConfig(data="x", save_every=0)
+    with pytest.raises(ValueError, match="text_drop=1.5"):
+        TrainConfig(data="x", text_drop=1.5)
+
+
+def test_resume_tolerates_a_metrics_line_cut_by_a_kill(tmp_path):
+    data, run = _dataset(tmp_path / "data"), tmp_path / "run"
+    train(_cfg(data, run, steps=3))
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write('{"step": 4, "loss": 0.1')  # what a kill -9 mid-write leaves
+    train(_cfg(data, run, steps=5), resume=True)
+    assert [m["step"] for m in _metrics(run)] == [1, 2, 3, 4, 5]

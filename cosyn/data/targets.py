@@ -28,7 +28,8 @@ VOCABULARY_PATH = Path(__file__).resolve().parents[2] / "assets" / "prompt_vocab
 
 # -- point maps -------------------------------------------------------------------------------
 def point_map(xy: np.ndarray, class_ids: np.ndarray, height: int, width: int) -> np.ndarray:
-    """(H, W) uint8: class id at each centroid's pixel, 0 elsewhere.
+    """(H, W) uint8: class id at each centroid's pixel, 0 elsewhere. x = c is the centre of pixel c
+    (HoVer-Net's centroid = mean of pixel indices), so a centroid belongs to pixel round(x).
 
     When two centroids round to the same pixel the later one wins; at the working
     resolutions nuclei are several pixels apart, so this is rare and harmless.
@@ -36,8 +37,8 @@ def point_map(xy: np.ndarray, class_ids: np.ndarray, height: int, width: int) ->
     out = np.zeros((height, width), dtype=np.uint8)
     if len(xy) == 0:
         return out
-    cols = np.clip(np.floor(xy[:, 0]).astype(np.int64), 0, width - 1)
-    rows = np.clip(np.floor(xy[:, 1]).astype(np.int64), 0, height - 1)
+    cols = np.clip(np.floor(xy[:, 0] + 0.5).astype(np.int64), 0, width - 1)
+    rows = np.clip(np.floor(xy[:, 1] + 0.5).astype(np.int64), 0, height - 1)
     out[rows, cols] = class_ids.astype(np.uint8)
     return out
 

@@ -100,7 +100,7 @@ class JobManager:
         self._lock = threading.RLock()
         rec = self._record()
         if rec and not rec.get("exported"):  # a job of an earlier studio: follow it to its end
-            self._watch()
+            self._watch(rec["pid"])
 
     # -- the record ----------------------------------------------------------------------------
     @property
@@ -148,6 +148,9 @@ class JobManager:
     def start(self, spec: JobSpec) -> JobView:
         with self._lock:
             self._refuse_if_active()
+            previous = self._record()
+            if previous is not None:  # ended just now, before its watcher looked: export it before it is replaced
+                self._auto_export(previous["pid"])
             run = self.runs / check_name(spec.run_name, "run name")
             if (run / "checkpoints").is_dir() and any((run / "checkpoints").iterdir()):
                 raise JobError(f"run {run.name!r} already has checkpoints: Resume it, or choose another run name")
@@ -212,29 +215,38 @@ class JobManager:
             self._proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                           start_new_session=True)
         self._save_record({**rec, "pid": self._proc.pid, "cmd": cmd, "started": time.time()})
-        self._watch()
+        self._watch(self._proc.pid)
         return self.view()
 
-    def _watch(self) -> None:
-        threading.Thread(target=self._follow, name="cosyn-job-watch", daemon=True).start()
+    def _watch(self, pid: int) -> None:
+        threading.Thread(target=self._follow, args=(pid,), name="cosyn-job-watch", daemon=True).start()
 
-    def _follow(self) -> None:
-        """Wait for the job's process to end; export it if it finished."""
+    def _follow(self, pid: int) -> None:
+        """Wait for the process `pid` to end, then export its job if it finished. Once the record
+        names another process, a newer job has taken over (Start exports a finished one first): stop."""
         while True:
             with self._lock:
                 rec = self._record()
-                if rec is None or rec.get("exported"):
+                if rec is None or rec.get("pid") != pid or rec.get("exported"):
                     return
                 if not self._alive(rec):
-                    break
+                    self._auto_export(pid)
+                    return
             time.sleep(self.poll_s)
-        view = self.view()
-        if view is None or view.state != "finished" or not rec.get("auto_export"):
-            return
-        try:
-            self.export()
-        except JobError as e:
-            with self._lock:
+
+    def _auto_export(self, pid: int) -> None:
+        """Export the job of process `pid` if it finished and is not exported yet; a failure is
+        kept in the record for the page to show."""
+        with self._lock:
+            rec = self._record()
+            if rec is None or rec.get("pid") != pid or rec.get("exported") or not rec.get("auto_export"):
+                return
+            view = self.view()
+            if view is None or view.alive or view.state != "finished":
+                return
+            try:
+                self.export()
+            except JobError as e:
                 self._save_record({**(self._record() or rec), "export_error": str(e)})
 
 

@@ -16,7 +16,12 @@ def last_metrics(run: Path, n: int = 20) -> dict[str, float]:
     path = run / "metrics.jsonl"
     if not path.exists():
         return {}
-    rows = [json.loads(line) for line in path.read_text().splitlines()[-n:] if line.strip()]
+    rows = []
+    for line in path.read_text().splitlines()[-n:]:
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:  # a line cut short by a kill
+            continue
     keys = ("loss", "image", "dist", "label", "steps_per_s")
     return {k: sum(r[k] for r in rows) / len(rows) for k in keys if rows and k in rows[0]}
 

@@ -9,6 +9,7 @@ import numpy as np
 from PIL import Image
 
 from cosyn.data.dataset import PreparedTile
+from cosyn.fileio import atomic_write
 from cosyn.layout import Layout
 from cosyn.model import JointDenoiser
 from cosyn.pipeline import CoSynPipeline, PipelineConfig
@@ -29,7 +30,7 @@ def preview_layouts(
         size = min(PREVIEW_SIZE, min(t.image.shape[:2]) // stride * stride)
         pts = t.points[:size, :size]
         rows, cols = np.nonzero(pts)
-        layout = Layout.from_arrays(size, size, config.classes, np.stack([cols + 0.5, rows + 0.5], 1),
+        layout = Layout.from_arrays(size, size, config.classes, np.stack([cols, rows], 1),
                                     pts[rows, cols], mpp=config.mpp, tissue=t.tissue)
         out.append((t.image[:size, :size], layout))
     return out
@@ -55,5 +56,6 @@ class PreviewMaker:
             ])
         self.out_dir.mkdir(parents=True, exist_ok=True)
         path = self.out_dir / f"step_{step:07d}.png"
-        Image.fromarray(grid(rows)).save(path)
+        # the studio shows the newest preview while training runs: never let it see half a PNG
+        atomic_write(path, lambda tmp: Image.fromarray(grid(rows)).save(tmp, format="PNG"))
         return path
