@@ -16,14 +16,19 @@ import shutil
 import signal
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from diffusers import DDPMScheduler
+from diffusers.training_utils import EMAModel
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+from torch import nn
+from torch.optim.lr_scheduler import LRScheduler
 from tqdm import tqdm
 
 from cosyn.classes import ClassSet
@@ -40,6 +45,8 @@ from cosyn.text import TextEncoder
 from cosyn.training.class_mapping import remap_classes
 from cosyn.training.previews import PreviewMaker
 from cosyn.training.status import StatusFile
+
+Log = Callable[[str], None]
 
 
 class TrainingError(RuntimeError):
@@ -97,7 +104,7 @@ class TrainConfig:
 
 
 # -- data --------------------------------------------------------------------------------------------
-def load_tiles(cfg: TrainConfig, log) -> tuple[list[PreparedTile], list[PreparedTile], ClassSet, dict[str, Any]]:
+def load_tiles(cfg: TrainConfig, log: Log) -> tuple[list[PreparedTile], list[PreparedTile], ClassSet, dict[str, Any]]:
     """Read, split by source and resample the dataset. Unreadable samples are skipped and
     counted; past `max_bad_fraction` the run refuses to start."""
     samples, bad = [], []
@@ -133,7 +140,9 @@ def build_pipeline_config(cfg: TrainConfig, classes: ClassSet, tissues: list[str
                           train_crop=cfg.crop)
 
 
-def initial_model(cfg: TrainConfig, classes: ClassSet, tissues: list[str], log) -> tuple[JointDenoiser, PipelineConfig]:
+def initial_model(
+    cfg: TrainConfig, classes: ClassSet, tissues: list[str], log: Log
+) -> tuple[JointDenoiser, PipelineConfig]:
     if cfg.init is None:
         pcfg = build_pipeline_config(cfg, classes, tissues)
         torch.manual_seed(cfg.seed)
@@ -153,7 +162,8 @@ def checkpoint_dirs(run: Path) -> list[Path]:
     return sorted((run / "checkpoints").glob("step_*"))
 
 
-def save_checkpoint(run: Path, step: int, model, ema, optimizer, lr_sched, keep: int) -> Path:
+def save_checkpoint(run: Path, step: int, model: nn.Module, ema: EMAModel, optimizer: torch.optim.Optimizer,
+                    lr_sched: LRScheduler, keep: int) -> Path:
     """Everything needed to continue exactly, written to a temp folder and renamed into place,
     so a crash or a full disk never leaves a half checkpoint as the latest one."""
     root = run / "checkpoints"
@@ -179,7 +189,8 @@ def save_checkpoint(run: Path, step: int, model, ema, optimizer, lr_sched, keep:
     return final
 
 
-def load_checkpoint(ckpt: Path, model, ema, optimizer, lr_sched) -> int:
+def load_checkpoint(ckpt: Path, model: nn.Module, ema: EMAModel, optimizer: torch.optim.Optimizer,
+                    lr_sched: LRScheduler) -> int:
     model.load_state_dict(load_file(ckpt / "model.safetensors"))
     ema.load_state_dict(load_state(ckpt / "ema"))
     optimizer.load_state_dict(load_state(ckpt / "optim"))
@@ -208,7 +219,7 @@ def _row_step(line: str) -> int | None:
         return None
 
 
-def ema_model(model: JointDenoiser, ema) -> JointDenoiser:
+def ema_model(model: JointDenoiser, ema: EMAModel) -> JointDenoiser:
     """A copy of the model carrying the EMA weights (what is sampled and exported)."""
     copy = JointDenoiser(model.cfg)
     copy.load_state_dict(model.state_dict())
@@ -217,7 +228,8 @@ def ema_model(model: JointDenoiser, ema) -> JointDenoiser:
 
 
 # -- the loss ----------------------------------------------------------------------------------------
-def joint_loss(model, batch: dict, text: torch.Tensor, mask: torch.Tensor, noise_sched, categorical,
+def joint_loss(model: nn.Module, batch: dict, text: torch.Tensor, mask: torch.Tensor, noise_sched: DDPMScheduler,
+               categorical: MultinomialDiffusion,
                cfg: TrainConfig, gen: torch.Generator) -> dict[str, torch.Tensor]:
     x0 = torch.cat([image_to_model(batch["image"]), dist_to_model(batch["dist"])], 1)
     b, k = x0.shape[0], categorical.num_classes
@@ -259,7 +271,6 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     """Train or fine-tune; returns the run folder. Safe to interrupt: SIGINT/SIGTERM save first."""
     from accelerate import Accelerator
     from diffusers.optimization import get_scheduler
-    from diffusers.training_utils import EMAModel
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -385,8 +396,6 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
 # -- export ------------------------------------------------------------------------------------------
 def export_checkpoint(run: str | Path, out: str | Path, dtype: torch.dtype = torch.float16) -> Path:
     """The design's loadable folder from the run's latest EMA weights, with a model card."""
-    from diffusers.training_utils import EMAModel
-
     from cosyn.training.model_card import write_model_card
 
     run, out = Path(run), Path(out)

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, UniPCMultistepScheduler
+from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, SchedulerMixin, UniPCMultistepScheduler
 
 DEFAULT_SCHEDULE: dict[str, Any] = {
     "num_train_timesteps": 1000,
@@ -28,7 +28,7 @@ def training_scheduler(schedule: dict[str, Any]) -> DDPMScheduler:
     return DDPMScheduler(**schedule, clip_sample=False)
 
 
-def sampling_scheduler(name: str, schedule: dict[str, Any]):
+def sampling_scheduler(name: str, schedule: dict[str, Any]) -> SchedulerMixin:
     if name not in SAMPLERS:
         raise ValueError(f"unknown sampler {name!r}; choose one of {sorted(SAMPLERS)}")
     cls, extra = SAMPLERS[name]
