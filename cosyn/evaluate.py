@@ -49,7 +49,7 @@ from cosyn.augment import (
     write_classes_json,
 )
 from cosyn.classes import ClassSet
-from cosyn.data.dataset import split_by_source
+from cosyn.data.dataset import resample_sample, split_by_source
 from cosyn.data.formats import read_dataset
 from cosyn.data.sample import Sample
 from cosyn.data.targets import layout_from_sample
@@ -72,7 +72,6 @@ from cosyn.segmenter import (
     SegTile,
     SegTrainConfig,
     Truth,
-    resample_sample,
     score,
     train_segmenter,
 )

@@ -42,7 +42,7 @@ from torch import nn
 from tqdm import tqdm
 
 from cosyn.classes import ClassSet
-from cosyn.data.dataset import area_resize, dihedral, nearest_resize
+from cosyn.data.dataset import dihedral, resample_sample
 from cosyn.data.sample import Sample, instance_table
 from cosyn.data.targets import distance_map
 from cosyn.fileio import atomic_write
@@ -139,22 +139,6 @@ def image_to_input(images: np.ndarray) -> torch.Tensor:
 
 
 # -- data --------------------------------------------------------------------------------------------
-def resample_sample(sample: Sample, mpp: float) -> Sample:
-    """`sample` at `mpp` µm/px (area-resized image, nearest maps), its instance table recomputed.
-
-    The table is rebuilt from the resampled maps (majority class of each instance's pixels), so a
-    nucleus that vanishes at the coarser scale leaves no centroid behind and every class agrees
-    with the class map the segmenter learns from. A sample without mpp is taken to be at `mpp`.
-    """
-    factor = 1.0 if sample.mpp is None else sample.mpp / mpp
-    h, w = max(1, round(sample.height * factor)), max(1, round(sample.width * factor))
-    inst = nearest_resize(sample.inst_map, h, w)
-    cls = nearest_resize(sample.class_map, h, w).astype(np.uint8)
-    ids, centroids, classes = instance_table(inst, cls)
-    return Sample(sample.name, area_resize(sample.image, h, w), inst, cls, ids, centroids, classes,
-                  sample.classes, sample.tissue, mpp, sample.source)
-
-
 @dataclass
 class SegTile:
     """One training tile at the segmenter's mpp: image and its two targets."""

@@ -91,9 +91,9 @@ def test_morphology_of_discs_and_distances():
 
 # -- evaluate end to end ---------------------------------------------------------------------------------
 def test_fidelity_counts_seeded_centroids(data, pipe):
+    from cosyn.data.dataset import resample_sample
     from cosyn.data.formats import read_dataset
     from cosyn.evaluate import Generated
-    from cosyn.segmenter import resample_sample
 
     real = resample_sample(read_dataset(data, "folder")[0], 0.5)
     job = generation_jobs([real], 1, seed=0)[0]

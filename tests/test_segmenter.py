@@ -8,6 +8,7 @@ import torch
 from conftest import disc_sample
 
 from cosyn.classes import CONSEP
+from cosyn.data.dataset import resample_sample
 from cosyn.segmenter import (
     Segmenter,
     SegmenterConfig,
@@ -15,7 +16,6 @@ from cosyn.segmenter import (
     SegTrainConfig,
     Truth,
     postprocess,
-    resample_sample,
     score,
     train_segmenter,
 )

@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from cosyn.classes import ClassSet
-from cosyn.data.sample import Sample
+from cosyn.data.sample import Sample, instance_table
 from cosyn.data.targets import distance_map, point_map, structure_prompt
 from cosyn.layout import Layout
 
@@ -49,20 +49,33 @@ def area_resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return cv2.resize(image, (width, height), interpolation=interp)
 
 
-def prepare_tile(sample: Sample, mpp: float | None) -> PreparedTile:
-    """Resample to `mpp` (None or equal: native) and compute distance and point maps."""
-    factor = 1.0 if mpp is None or sample.mpp is None else sample.mpp / mpp
+def resample_sample(sample: Sample, mpp: float) -> Sample:
+    """`sample` at `mpp` µm/px (area-resized image, nearest maps), its instance table recomputed.
+
+    The table is rebuilt from the resampled maps (majority class of each instance's pixels), so a
+    nucleus that vanishes at the coarser scale leaves no centroid behind and every class agrees
+    with the class map the segmenter learns from. A sample without mpp is taken to be at `mpp`.
+    """
+    factor = 1.0 if sample.mpp is None else sample.mpp / mpp
     h, w = max(1, round(sample.height * factor)), max(1, round(sample.width * factor))
     inst = nearest_resize(sample.inst_map, h, w)
-    xy = (sample.centroids + 0.5) * np.array([w / sample.width, h / sample.height]) - 0.5
+    cls = nearest_resize(sample.class_map, h, w).astype(np.uint8)
+    ids, centroids, classes = instance_table(inst, cls)
+    return Sample(sample.name, area_resize(sample.image, h, w), inst, cls, ids, centroids, classes,
+                  sample.classes, sample.tissue, mpp, sample.source)
+
+
+def prepare_tile(sample: Sample, mpp: float | None) -> PreparedTile:
+    """Resample to `mpp` (None: native) and compute distance and point maps."""
+    s = sample if mpp is None else resample_sample(sample, mpp)
     return PreparedTile(
-        name=sample.name,
-        source=sample.source or sample.name,
-        image=area_resize(sample.image, h, w),
-        class_map=nearest_resize(sample.class_map, h, w).astype(np.uint8),
-        dist=distance_map(inst),
-        points=point_map(np.clip(xy, 0, [w - 1, h - 1]), sample.inst_classes, h, w),
-        tissue=sample.tissue,
+        name=s.name,
+        source=s.source or s.name,
+        image=s.image,
+        class_map=s.class_map.astype(np.uint8),
+        dist=distance_map(s.inst_map),
+        points=point_map(s.centroids, s.inst_classes, s.height, s.width),
+        tissue=s.tissue,
     )
 
 
