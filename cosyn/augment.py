@@ -45,7 +45,7 @@ from tqdm import tqdm
 from cosyn.classes import ClassSet
 from cosyn.data.dataset import split_by_source
 from cosyn.data.formats import read_dataset
-from cosyn.data.sample import Sample, instance_table
+from cosyn.data.sample import Sample, instance_table, paint_classes
 from cosyn.data.targets import layout_from_sample
 from cosyn.fileio import atomic_write
 from cosyn.layout import Layout
@@ -261,10 +261,7 @@ def triple_to_sample(triple: Triple, name: str, source: str, classes: ClassSet, 
     the instance cutter dropped) and instances without a nucleus class become background.
     """
     inst = triple.inst_map
-    lut = np.zeros(int(inst.max(initial=0)) + 1, np.uint8)
-    for i, c in triple.inst_classes.items():
-        lut[i] = c
-    class_map = lut[inst]
+    class_map = paint_classes(inst, triple.inst_classes)
     inst = np.where(class_map > 0, inst, 0).astype(np.int32)
     ids, centroids, inst_classes = instance_table(inst, class_map)
     return Sample(name, triple.image, inst, class_map, ids, centroids, inst_classes, classes,

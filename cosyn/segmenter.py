@@ -43,7 +43,7 @@ from tqdm import tqdm
 
 from cosyn.classes import ClassSet
 from cosyn.data.dataset import dihedral, resample_sample
-from cosyn.data.sample import Sample, instance_table
+from cosyn.data.sample import Sample, instance_table, paint_classes
 from cosyn.data.targets import distance_map
 from cosyn.fileio import atomic_write
 from cosyn.metrics import DetectionAccumulator, PQAccumulator, aji, dice, pairing_radius_px, pq, remap_label
@@ -280,9 +280,7 @@ class Segmenter:
         type_map = np.where(inst > 0, probs[1:].argmax(0) + 1, 0).astype(np.uint8)
         ids, _, majority = instance_table(inst, type_map)
         classes = dict(zip(ids.tolist(), majority.tolist(), strict=True))
-        lut = np.zeros(int(inst.max(initial=0)) + 1, np.uint8)
-        lut[ids] = majority
-        return SegPrediction(inst, classes, lut[inst])
+        return SegPrediction(inst, classes, paint_classes(inst, classes))
 
 
 def postprocess(probs: np.ndarray, dist: np.ndarray, fg_threshold: float, marker_threshold: float,

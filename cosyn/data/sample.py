@@ -71,3 +71,11 @@ def instance_table(
     majority = (np.argmax(fg, axis=1) + 1) if fg.shape[1] else np.zeros(n_all, dtype=np.int64)
     majority = np.where(fg.sum(axis=1) > 0, majority, 0) if fg.shape[1] else majority
     return ids[keep].astype(np.int32), centroids[keep], majority[keep].astype(np.int32)
+
+
+def paint_classes(inst_map: np.ndarray, inst_classes: dict[int, int]) -> np.ndarray:
+    """(H, W) uint8 class map in which every instance carries its one class; 0 elsewhere."""
+    lut = np.zeros(int(inst_map.max(initial=0)) + 1, np.uint8)
+    for i, c in inst_classes.items():
+        lut[int(i)] = c
+    return lut[inst_map]
