@@ -11,6 +11,8 @@ import io
 import json
 import os
 import socket
+import subprocess
+import sys
 import time
 import zipfile
 from pathlib import Path
@@ -27,7 +29,7 @@ from tiny import tiny_pipeline
 from cosyn.export import read_bundle
 from cosyn.layout import Layout
 from cosyn.studio import canvas as cv
-from cosyn.studio.config import StudioConfig, parse_args
+from cosyn.studio.config import AUTH_ENV, StudioConfig, parse_args
 from cosyn.studio.ui import build_app, launch_options
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,18 +61,30 @@ def studio(tmp_path_factory):
 
 
 # -- settings ------------------------------------------------------------------------------------------
-def test_the_studio_is_private_by_default_and_telemetry_is_off(tmp_path):
+def test_the_studio_is_private_by_default(tmp_path, monkeypatch):
+    monkeypatch.delenv(AUTH_ENV, raising=False)
     cfg = parse_args([], cwd=tmp_path)
     assert (cfg.host, cfg.port, cfg.share, cfg.auth, cfg.data_roots) == ("127.0.0.1", 7860, False, None, ())
     opts = launch_options(cfg)
     assert (opts["server_name"], opts["share"], opts["auth"]) == ("127.0.0.1", False, None)
     assert opts["max_file_size"] == 200 * 2**20 and opts["allowed_paths"] == [str(cfg.outputs.resolve())]
-    for key, value in (("GRADIO_ANALYTICS_ENABLED", "False"), ("HF_HUB_OFFLINE", "1"),
-                       ("HF_HUB_DISABLE_TELEMETRY", "1")):
-        assert os.environ[key] == value
 
 
-def test_command_line_options(tmp_path):
+def test_telemetry_is_off_before_gradio_reads_it():
+    """A fresh interpreter, none of the variables set, starting as app.py does: gradio and the hub
+    must see telemetry off (the hub reads its variables once, when gradio imports it)."""
+    check = ("import app, gradio.analytics, huggingface_hub.constants as hub; "
+             "print(gradio.analytics.analytics_enabled(), hub.HF_HUB_OFFLINE, hub.HF_HUB_DISABLE_TELEMETRY)")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("GRADIO_ANALYTICS_ENABLED", "HF_HUB_OFFLINE", "HF_HUB_DISABLE_TELEMETRY")}
+    out = subprocess.run([sys.executable, "-c", check], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "True", "True"]
+
+
+def test_command_line_options(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv(AUTH_ENV, raising=False)
     (tmp_path / "data").mkdir()
     assert parse_args([], cwd=tmp_path).data_roots == (tmp_path / "data",)
     cfg = parse_args(["--host", "0.0.0.0", "--auth", "ann:s3:cret", "--data-root", "/a", "--data-root", "/b",
@@ -79,6 +93,17 @@ def test_command_line_options(tmp_path):
     assert cfg.max_upload_bytes == 5 * 2**20 and cfg.host == "0.0.0.0"
     with pytest.raises(SystemExit):
         parse_args(["--auth", "nopassword"])
+    # the login from the environment, where `ps` does not show it; the command line wins
+    monkeypatch.setenv(AUTH_ENV, "bob:pa:ss")
+    assert parse_args([], cwd=tmp_path).auth == ("bob", "pa:ss")
+    assert parse_args(["--auth", "ann:x"], cwd=tmp_path).auth == ("ann", "x")
+    monkeypatch.setenv(AUTH_ENV, "nopassword")
+    with pytest.raises(SystemExit):
+        parse_args([], cwd=tmp_path)
+    assert f"{AUTH_ENV} take user:password" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parse_args(["--help"])
+    assert AUTH_ENV in capsys.readouterr().out
 
 
 def test_without_a_checkpoint_the_page_says_how_to_get_one(tmp_path):

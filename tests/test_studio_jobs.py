@@ -8,12 +8,13 @@ import sys
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from test_train import _dataset
 from tiny import TINY_DENOISER
 
-from cosyn.studio.jobs import JobError, JobManager, JobSpec, log_tail, metrics
+from cosyn.studio.jobs import JobError, JobManager, JobSpec, JobView, log_tail, metrics
 from cosyn.studio.models import list_models
 from cosyn.train import checkpoint_dirs
 
@@ -131,3 +132,34 @@ def test_a_job_started_right_after_another_ended_leaves_each_its_own_export(tmp_
         watcher.join(timeout=10)
     assert exported == ["a", "b"]
     assert manager.view().exported == str(tmp_path / "checkpoints" / "b")
+
+
+def test_the_live_view_keeps_its_preview_through_a_half_written_png_and_skips_an_unchanged_plot(tmp_path):
+    import gradio as gr
+    import numpy as np
+    from PIL import Image
+
+    from cosyn.studio.train_tab import live_update
+
+    run = tmp_path / "run"
+    (run / "previews").mkdir(parents=True)
+    Image.fromarray(np.full((8, 8, 3), 200, np.uint8)).save(run / "previews" / "step_0000002.png")
+    (run / "metrics.jsonl").write_text('{"step": 1, "loss": 0.5}\n')
+    ctx = SimpleNamespace(jobs=SimpleNamespace(view=lambda: JobView(run=str(run), state="running")),
+                          model_names=lambda: ["default"])
+    seen = {"models": ["default"], "preview": None, "metrics": None}
+    _, plot, picture, _, _, _, seen = live_update(ctx, seen)
+    assert list(plot["step"]) == [1] and picture.shape == (8, 8, 3)
+
+    full = (run / "previews" / "step_0000002.png").read_bytes()
+    (run / "previews" / "step_0000004.png").write_bytes(full[: len(full) // 2])  # caught mid-write
+    _, plot, picture, _, _, _, seen = live_update(ctx, seen)
+    assert plot == gr.skip() and picture == gr.skip()  # metrics.jsonl unchanged, the old preview stays
+    assert seen["preview"].endswith("step_0000002.png")
+
+    (run / "previews" / "step_0000004.png").write_bytes(full)
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write('{"step": 2, "loss": 0.4}\n')
+    _, plot, picture, _, _, _, seen = live_update(ctx, seen)  # next tick: both arrive
+    assert list(plot["step"]) == [1, 2] and picture.shape == (8, 8, 3)
+    assert seen["preview"].endswith("step_0000004.png")

@@ -7,6 +7,8 @@ hidden event over hidden components rather than a bare gr.api function. See docs
 from __future__ import annotations
 
 import json
+import shutil
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,17 @@ from cosyn.studio.sampling import SampleSettings
 from cosyn.studio.views import missed_line
 
 API_NAME = "generate"
+KEEP_S = 3600.0  # an API result is downloaded right away (Gradio serves its own copy): keep it an hour
+
+
+def prune(folder: Path, keep_s: float = KEEP_S) -> None:
+    """Delete the result folders under `folder` last written more than `keep_s` seconds ago."""
+    if not folder.is_dir():
+        return
+    cutoff = time.time() - keep_s
+    for old in folder.iterdir():
+        if old.is_dir() and old.stat().st_mtime < cutoff:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def build(ctx: StudioContext) -> None:
@@ -46,6 +59,8 @@ def build(ctx: StudioContext) -> None:
     def generate(layout_json: str, prompt: str, steps: float, guidance: float, sampler: str, seed: float,
                  n: float, checkpoint: str) -> tuple[str, dict[str, Any]]:
         """Sample `n` triples for the layout; returns a zip of their export bundles and a summary."""
+        prune(cfg.outputs / "api")
+        settings = SampleSettings(steps, guidance, sampler, seed, n)  # at most MAX_N triples of MAX_STEPS steps
         if len(layout_json or "") > cfg.max_upload_bytes:
             raise LayoutError(f"layout JSON is over the upload limit of {cfg.max_upload_mb:g} MB")
         try:
@@ -53,7 +68,7 @@ def build(ctx: StudioContext) -> None:
         except json.JSONDecodeError as e:
             raise LayoutError(f"layout_json is not valid JSON ({e})") from None
         layout = Layout.from_dict(data, where="layout_json")
-        settings = SampleSettings(steps, guidance, sampler, seed, n)
+        # the canvas is bounded by the checkpoint's max_canvas: pipe.sample refuses a larger one, saying so
         pipe = ctx.models.get(checkpoint or default_model)
         triples = pipe.sample(layout, prompt=prompt or None, steps=settings.steps, guidance=settings.guidance,
                               seed=settings.seed, n=settings.n, sampler=settings.sampler)

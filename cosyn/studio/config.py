@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_CANVAS_MPP = 0.25  # 40x scans, the resolution pathologists annotate CoNSeP-like data at
+AUTH_ENV = "COSYN_STUDIO_AUTH"  # user:password, out of sight of `ps` (a command line is not)
 
 
 @dataclass
@@ -46,7 +48,7 @@ def default_data_roots(cwd: Path) -> tuple[Path, ...]:
 def _auth(value: str) -> tuple[str, str]:
     user, sep, password = value.partition(":")
     if not sep or not user or not password:
-        raise argparse.ArgumentTypeError("--auth takes user:password")
+        raise argparse.ArgumentTypeError(f"--auth and {AUTH_ENV} take user:password")
     return user, password
 
 
@@ -55,7 +57,9 @@ def parse_args(argv: Sequence[str] | None = None, cwd: Path | None = None) -> St
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--share", action="store_true", help="open a public Gradio share link (off by default)")
-    p.add_argument("--auth", type=_auth, help="require a login, user:password")
+    p.add_argument("--auth", type=_auth, metavar="USER:PASSWORD",
+                   help=f"require a login; the environment variable {AUTH_ENV}=user:password does the same "
+                        "without showing the password in `ps`")
     p.add_argument("--checkpoints", type=Path, default=Path("checkpoints"), help="folder of checkpoint folders")
     p.add_argument("--data-root", dest="data_roots", type=Path, action="append",
                    help="folder that server-side dataset paths must lie in (repeatable; "
@@ -65,6 +69,11 @@ def parse_args(argv: Sequence[str] | None = None, cwd: Path | None = None) -> St
     p.add_argument("--max-upload-mb", type=float, default=200.0, help="largest accepted upload")
     p.add_argument("--max-queue", type=int, default=16, help="requests waiting beyond this are turned away")
     a = p.parse_args(argv)
+    if a.auth is None and os.environ.get(AUTH_ENV):
+        try:
+            a.auth = _auth(os.environ[AUTH_ENV])
+        except argparse.ArgumentTypeError as e:
+            p.error(str(e))
     cwd = cwd or Path.cwd()
     roots = tuple(a.data_roots) if a.data_roots else default_data_roots(cwd)
     return StudioConfig(host=a.host, port=a.port, share=a.share, auth=a.auth, checkpoints=a.checkpoints,

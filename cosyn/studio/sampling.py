@@ -19,6 +19,8 @@ from cosyn.layout import Layout
 from cosyn.pipeline import CoSynPipeline, StepPreview
 from cosyn.triple import Triple
 
+MAX_STEPS, MAX_N = 100, 8  # per run, on the page and through the API: bounds what one request costs
+
 
 @dataclass
 class SampleSettings:
@@ -31,6 +33,10 @@ class SampleSettings:
     def __post_init__(self) -> None:
         self.steps, self.seed, self.n = int(self.steps), int(self.seed), int(self.n)
         self.guidance = float(self.guidance)
+        if not 1 <= self.steps <= MAX_STEPS:
+            raise ValueError(f"steps={self.steps}: the studio samples with 1 to {MAX_STEPS} steps")
+        if not 1 <= self.n <= MAX_N:
+            raise ValueError(f"n={self.n}: the studio samples 1 to {MAX_N} triples per request")
         if self.sampler not in SAMPLERS:
             raise ValueError(f"unknown sampler {self.sampler!r}; choose one of {sorted(SAMPLERS)}")
 
@@ -69,6 +75,7 @@ class CancelRegistry:
 
 
 _DONE, _FAILED = "done", "failed"
+JOIN_S = 60.0  # longest a closed stream waits for the worker to finish its current step
 
 
 def stream_samples(pipe: CoSynPipeline, layout: Layout, prompt: str | None, settings: SampleSettings,
@@ -108,3 +115,4 @@ def stream_samples(pipe: CoSynPipeline, layout: Layout, prompt: str | None, sett
             return
     finally:
         cancel.set()  # a consumer that stops early (tab closed, cancelled) stops the worker too
+        worker.join(JOIN_S)  # and the sampling slot stays taken until its forward pass has ended

@@ -19,6 +19,7 @@ from cosyn.studio import canvas as cv
 from cosyn.studio import sources
 from cosyn.studio.context import StudioContext
 from cosyn.studio.models import ModelView, model_view, no_model_message
+from cosyn.studio.sampling import MAX_N, MAX_STEPS
 
 MAX_MIX = 10  # class-mix sliders on the page; a model with more nucleus classes gets the first ten
 NEUTRAL, LAST_IMAGE = "neutral", "last generated image"
@@ -185,11 +186,11 @@ def _settings(ctx: StudioContext, c: dict, names: list[str], first: str | None, 
         c["auto_prompt"] = gr.Checkbox(True, label="Prompt follows the layout")
         c["preset"] = gr.Dropdown(list(sources.presets()), value=None, label="Preset", scale=2)
     with gr.Row():
-        c["steps"] = gr.Slider(1, 100, value=25, step=1, label="Steps", elem_id="cosyn-sample-steps")
+        c["steps"] = gr.Slider(1, MAX_STEPS, value=25, step=1, label="Steps", elem_id="cosyn-sample-steps")
         c["guidance"] = gr.Slider(1, 6, value=2.0, step=0.1, label="Guidance")
     with gr.Row():
         c["sampler"] = gr.Dropdown(sorted(SAMPLERS), value="dpm++", label="Sampler")
-        c["n"] = gr.Slider(1, 8, value=1, step=1, label="Batch count")
+        c["n"] = gr.Slider(1, MAX_N, value=1, step=1, label="Batch count")
     with gr.Row():
         c["seed"] = gr.Number(0, precision=0, label="Seed", scale=3, elem_id="cosyn-seed")
         c["dice"] = gr.Button("⚄ Random seed", size="sm", scale=1)

@@ -60,9 +60,49 @@ def loss_frame(run: Path) -> pd.DataFrame:
     return pd.DataFrame(jobs.metrics(run), columns=["step", "loss"]).astype({"step": "int64", "loss": "float64"})
 
 
+def read_preview(path: Path) -> np.ndarray | None:
+    """The preview PNG in memory (serving files from the runs folder would expose its checkpoints
+    too), or None while it cannot be read (being written, already replaced)."""
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im)
+    except (OSError, SyntaxError, ValueError):  # PIL's errors for a missing, truncated or broken file
+        return None
+
+
+def _size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return None
+
+
+def live_update(ctx: StudioContext, seen: dict) -> tuple:
+    """The Train tab's outputs for one tick, skipping what has not changed since the last one;
+    `seen` remembers the model list, the preview shown and the size of metrics.jsonl plotted."""
+    view = ctx.jobs.view()
+    names = ctx.model_names()
+    new_models = names != seen["models"]
+    models = gr.Dropdown(choices=names) if new_models else gr.skip()
+    bases = gr.Dropdown(choices=[SCRATCH, *names]) if new_models else gr.skip()
+    if view is None:
+        return job_markdown(None), gr.skip(), gr.skip(), "", models, bases, {**seen, "models": names}
+    run = Path(view.run)
+    metrics_key = [str(run), _size(run / "metrics.jsonl")]  # appending always grows the file
+    plot = loss_frame(run) if metrics_key != seen.get("metrics") else gr.skip()
+    shot, shown = jobs.latest_preview(run), seen["preview"]
+    picture = gr.skip()
+    if shot and str(shot) != shown:
+        pixels = read_preview(shot)
+        if pixels is not None:  # otherwise keep the previous view, and try again next tick
+            picture, shown = pixels, str(shot)
+    return (job_markdown(view), plot, picture, jobs.log_tail(run), models, bases,
+            {"models": names, "preview": shown, "metrics": metrics_key})
+
+
 def build(ctx: StudioContext, model_dropdown: gr.Dropdown) -> None:
     cfg = ctx.config
-    seen_state = gr.State({"models": ctx.model_names(), "preview": None})
+    seen_state = gr.State({"models": ctx.model_names(), "preview": None, "metrics": None})
     data_classes = gr.State(None)
 
     job_md = gr.Markdown(job_markdown(ctx.jobs.view()), elem_id="cosyn-job")
@@ -162,20 +202,7 @@ def build(ctx: StudioContext, model_dropdown: gr.Dropdown) -> None:
 
     # -- live view ------------------------------------------------------------------------------------
     def on_tick(seen):
-        """Refresh what changed since the last tick; `seen` remembers the model list and preview."""
-        view = ctx.jobs.view()
-        names = ctx.model_names()
-        new_models = names != seen["models"]
-        models = gr.Dropdown(choices=names) if new_models else gr.skip()
-        bases = gr.Dropdown(choices=[SCRATCH, *names]) if new_models else gr.skip()
-        if view is None:
-            return job_markdown(None), gr.skip(), gr.skip(), "", models, bases, {**seen, "models": names}
-        run = Path(view.run)
-        shot = jobs.latest_preview(run)
-        # read into memory: serving files from the runs folder would expose its checkpoints too
-        picture = np.asarray(Image.open(shot)) if shot and str(shot) != seen["preview"] else gr.skip()
-        return (job_markdown(view), loss_frame(run), picture,
-                jobs.log_tail(run), models, bases, {"models": names, "preview": str(shot) if shot else None})
+        return live_update(ctx, seen)
 
     timer = gr.Timer(POLL_S)
     live = [job_md, loss_plot, preview, log, model_dropdown, base, seen_state]
