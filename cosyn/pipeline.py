@@ -188,6 +188,7 @@ class CoSynPipeline:
             (tmp / CONFIG_NAME).write_text(json.dumps(self.config.to_dict(), indent=1))
             state = {k: v.detach().to("cpu", dtype).contiguous() for k, v in self.model.state_dict().items()}
             save_file(state, tmp / WEIGHTS_NAME, metadata={"format": "pt"})
+            (tmp / WEIGHTS_NAME).chmod(0o644)
             if folder.exists():
                 for extra in folder.iterdir():  # keep e.g. MODEL_CARD.md written beside the weights
                     if not (tmp / extra.name).exists():
