@@ -1,0 +1,27 @@
+"""The shipped checkpoint loads, is small, and samples: `python app.py` opens onto it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from tiny import text_encoder
+
+from cosyn.classes import CONSEP
+from cosyn.layout import Layout
+from cosyn.pipeline import CoSynPipeline
+
+DEFAULT = Path(__file__).resolve().parents[1] / "checkpoints" / "default"
+
+
+def test_default_checkpoint_is_small_loads_and_samples_the_example_layout():
+    weights = DEFAULT / "model.safetensors"
+    assert weights.stat().st_size < 50 * 2**20
+    assert (DEFAULT / "MODEL_CARD.md").read_text().count("CoNSeP") >= 1
+    pipe = CoSynPipeline.from_pretrained(DEFAULT, text_encoder=text_encoder())
+    assert pipe.config.classes == CONSEP.to_list() and pipe.config.mpp == 0.5
+    layout = Layout.load(Path(__file__).resolve().parents[1] / "assets" / "layouts" / "colon_gland_epithelial.json")
+    tr = pipe.sample(layout, steps=4, seed=0)[0]
+    assert tr.image.shape == (128, 128, 3)
+    assert tr.params["missed_centroids"] <= 0.2 * tr.params["centroids"]  # the labels follow the layout
+    assert np.unique(tr.class_map).size > 1
