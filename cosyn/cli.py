@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -81,7 +82,15 @@ def _sample(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+HEAVY_COMMANDS = {
+    "augment": ("cosyn.augment", "add_augment_parser",
+                "synthetic dataset from real layouts (resumable; shards under torchrun)"),
+    "evaluate": ("cosyn.evaluate", "add_evaluate_parser",
+                 "quality report of a checkpoint against a real dataset split"),
+}
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cosyn", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -130,20 +139,23 @@ def build_parser() -> argparse.ArgumentParser:
     sa.add_argument("--formats", default="png,npy,mat,geojson,coco")
     sa.set_defaults(func=_sample)
 
-    from cosyn.augment import add_augment_parser
-    from cosyn.evaluate import add_evaluate_parser
-
-    add_augment_parser(sub)
-    add_evaluate_parser(sub)
+    # augment and evaluate import torch and diffusers to build their parsers: only pay for that when one
+    # of them is the command (`cosyn --help` stays instant; `cosyn augment --help` shows every option).
+    chosen = next((a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")), None)
+    for name, (module, adder, summary) in HEAVY_COMMANDS.items():
+        if name == chosen:
+            getattr(importlib.import_module(module), adder)(sub)
+        else:
+            sub.add_parser(name, help=summary)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = build_parser(argv).parse_args(argv)
     from cosyn.data.sample import DataError
     from cosyn.pipeline import CheckpointError
     from cosyn.train import TrainingError
 
-    args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except (DataError, LayoutError, CheckpointError, TrainingError, FileExistsError) as e:

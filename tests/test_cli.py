@@ -26,7 +26,7 @@ def _run(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
 def test_help_lists_commands():
     out = _run("--help")
     assert out.returncode == 0
-    for cmd in ("prepare", "train", "export-checkpoint", "sample"):
+    for cmd in ("prepare", "train", "export-checkpoint", "sample", "augment", "evaluate"):
         assert cmd in out.stdout
 
 

@@ -168,10 +168,12 @@ def test_downstream_refuses_synthetic_tiles_from_evaluated_layouts(checkpoint, p
 
 
 def test_cli_wiring_and_section_checks(tmp_path):
-    args = build_parser().parse_args(["evaluate", "--checkpoint", "c", "--data", "d", "--out", "o",
-                                      "--sections", "fidelity,realism", "--steps", "5"])
+    argv = ["evaluate", "--checkpoint", "c", "--data", "d", "--out", "o", "--sections", "fidelity,realism",
+            "--steps", "5"]
+    args = build_parser(argv).parse_args(argv)
     assert args.command == "evaluate" and args.steps == 5
-    args = build_parser().parse_args(["augment", "--checkpoint", "c", "--data", "d", "--out", "o", "--n", "4"])
+    argv = ["augment", "--checkpoint", "c", "--data", "d", "--out", "o", "--n", "4"]
+    args = build_parser(argv).parse_args(argv)
     assert args.n == 4
     with pytest.raises(ValueError, match="--synthetic"):
         EvalConfig(checkpoint="c", data="d", out="o", sections=("downstream",))
