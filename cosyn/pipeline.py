@@ -244,7 +244,7 @@ class CoSynPipeline:
             raise ValueError(f"unknown sampler {sampler!r}; choose one of {sorted(SAMPLERS)}")
         canvas = self.conform_layout(layout, size)
         prompt = prompt or layout.prompt or structure_prompt(canvas)
-        x_img, x_dist, log_label, labels = self._denoise(canvas, prompt, steps, guidance, seed, n, sampler,
+        x_img, x_dist, labels = self._denoise(canvas, prompt, steps, guidance, seed, n, sampler,
                                                          on_step, preview_every, bf16)
         params = {
             "seed": seed, "steps": steps, "guidance": guidance, "sampler": sampler, "prompt": prompt,
@@ -296,7 +296,7 @@ class CoSynPipeline:
             log_label = self.categorical.p_step(logits.cpu(), log_label.cpu(), t_n,
                                                 torch.full((n,), s, dtype=torch.long), generator=gen).to(device)
         labels = log_onehot_to_index(log_label).byte().cpu().numpy()
-        return x_img, x_dist, log_label, labels
+        return x_img, x_dist, labels
 
     def _text_batch(self, prompt: str, n: int, with_uncond: bool) -> tuple[torch.Tensor, torch.Tensor]:
         prompts = [prompt] * n + ([""] * n if with_uncond else [])

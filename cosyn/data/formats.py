@@ -556,13 +556,21 @@ def _check_same_stack(path: Path, arr: np.ndarray, ref_path: Path, ref: np.ndarr
         raise _fail(path, f"shape {arr.shape} does not match {ref_path.name} {ref.shape}")
 
 
+def _image_and_label_stacks(
+    base: Path, labels_name: str, label_channels: int
+) -> tuple[Path, np.ndarray, Path, np.ndarray]:
+    """`images.npy` and its partner stack, memory-mapped and checked against each other."""
+    images_file, labels_file = _find_npy(base, "images.npy"), _find_npy(base, labels_name)
+    images, labels = _load_npy(images_file, mmap=True), _load_npy(labels_file, mmap=True)
+    _check_stack(images_file, images, 3)
+    _check_stack(labels_file, labels, label_channels)
+    _check_same_stack(labels_file, labels, images_file, images)
+    return images_file, images, labels_file, labels
+
+
 def read_pannuke(root: PathLike, split: str | None = None) -> SampleSequence:
     base = _split_root(Path(root), split)
-    images_file, masks_file = _find_npy(base, "images.npy"), _find_npy(base, "masks.npy")
-    images, masks = _load_npy(images_file, mmap=True), _load_npy(masks_file, mmap=True)
-    _check_stack(images_file, images, 3)
-    _check_stack(masks_file, masks, 6)
-    _check_same_stack(masks_file, masks, images_file, images)
+    images_file, images, masks_file, masks = _image_and_label_stacks(base, "masks.npy", 6)
     types_file = images_file.parent / "types.npy"
     tissues: list[str | None] = [None] * len(images)
     if types_file.is_file():
@@ -638,11 +646,7 @@ def write_pannuke(samples: Iterable[Sample], root: PathLike) -> None:
 
 def read_conic(root: PathLike, split: str | None = None) -> SampleSequence:
     base = _split_root(Path(root), split)
-    images_file, labels_file = _find_npy(base, "images.npy"), _find_npy(base, "labels.npy")
-    images, labels = _load_npy(images_file, mmap=True), _load_npy(labels_file, mmap=True)
-    _check_stack(images_file, images, 3)
-    _check_stack(labels_file, labels, 2)
-    _check_same_stack(labels_file, labels, images_file, images)
+    images_file, images, labels_file, labels = _image_and_label_stacks(base, "labels.npy", 2)
     prefix = _prefix(base)
     names = [f"{prefix}_{i:05d}" for i in range(len(images))]
 
