@@ -26,6 +26,7 @@ from cosyn.augment import SamplingSettings, random_layout
 from cosyn.evaluate import time_sampling
 from cosyn.layout import Layout
 from cosyn.pipeline import CoSynPipeline
+from cosyn.text_cache import PromptCache
 
 NUCLEI_PER_MM2 = 42 / (256 * 0.25 / 1000) ** 2  # CoNSeP patches: 42 nuclei per 256² at 0.25 µm/px, on average
 SPACING_UM = 3.0
@@ -51,11 +52,14 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--out", default="benchmarks/results/sample_latency.json")
+    ap.add_argument("--prompt-cache", help="answer prompts from this file (cosyn prompt-cache) instead of "
+                    "the text encoder, e.g. on a GPU machine without the encoder package")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     command = shlex.join([Path(sys.executable).name, *sys.argv])
-    pipe = CoSynPipeline.from_pretrained(args.checkpoint, device=args.device)
+    pipe = CoSynPipeline.from_pretrained(args.checkpoint, device=args.device,
+                                         text_encoder=PromptCache(args.prompt_cache) if args.prompt_cache else None)
     classes = list(pipe.class_set.names)
     layouts = ([Layout.load(args.layout)] if args.layout
                else [density_layout(s, 0.25, classes) for s in args.sizes])
@@ -65,8 +69,9 @@ def main() -> None:
             row = time_sampling(pipe, layout, SamplingSettings(steps, args.guidance, args.sampler), args.runs)
             rows.append(row)
             print(json.dumps(row), flush=True)
+    device = torch.cuda.get_device_name() if args.device == "cuda" else args.device
     result = {"command": command, "checkpoint": args.checkpoint, "checkpoint_sha256": pipe.sha256,
-              "device": args.device, "cpu": platform.processor() or platform.machine(), "rows": rows}
+              "device": device, "cpu": platform.processor() or platform.machine(), "rows": rows}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))

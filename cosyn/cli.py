@@ -1,4 +1,4 @@
-"""`python -m cosyn <command>`: prepare, train, export-checkpoint, sample."""
+"""`python -m cosyn <command>`: prepare, train, export-checkpoint, prompt-cache, sample, augment, evaluate."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from cosyn.layout import LayoutError
 def _prepare(args: argparse.Namespace) -> int:
     from cosyn.data.prepare import prepare
 
-    report = prepare(args.src, args.out, fmt=args.format, overwrite=args.overwrite)
+    report = prepare(args.src, args.out, fmt=args.format, overwrite=args.overwrite, mpp=args.mpp)
     print(report.to_markdown())
     print(f"wrote {args.out} (report: {Path(args.out) / 'report.md'})")
     return 0
@@ -55,6 +55,19 @@ def _export(args: argparse.Namespace) -> int:
 
     out = export_checkpoint(args.run, args.out, dtype=torch.float32 if args.fp32 else torch.float16)
     print(f"exported {out}")
+    return 0
+
+
+def _prompt_cache(args: argparse.Namespace) -> int:
+    from cosyn.classes import ClassSet
+    from cosyn.pipeline import CoSynPipeline
+    from cosyn.text import TextEncoder
+    from cosyn.text_cache import all_structure_prompts, write_prompt_cache
+
+    config = CoSynPipeline.from_pretrained(args.checkpoint).config
+    prompts = all_structure_prompts(ClassSet(tuple(config.classes)), config.tissues)
+    path = write_prompt_cache(TextEncoder(config.text_encoder), prompts, args.out)
+    print(f"wrote {len(prompts)} prompt embeddings to {path} ({path.stat().st_size / 1e6:.1f} MB)")
     return 0
 
 
@@ -99,6 +112,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     pr.add_argument("--format", default="auto", choices=["auto", "consep", "hovernet", "pannuke", "conic", "folder"])
     pr.add_argument("--out", required=True)
     pr.add_argument("--overwrite", action="store_true")
+    pr.add_argument("--mpp", type=float, help="resample every sample to this µm/px while writing")
     pr.set_defaults(func=_prepare)
 
     tr = sub.add_parser("train", help="train from scratch, fine-tune (--init) or --resume")
@@ -125,6 +139,12 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     ex.add_argument("--out", required=True)
     ex.add_argument("--fp32", action="store_true", help="store float32 weights (default float16)")
     ex.set_defaults(func=_export)
+
+    pc = sub.add_parser("prompt-cache", help="encode every structure prompt of a model once, for training "
+                        "where the text-encoder package is not installed (train with text_cache)")
+    pc.add_argument("--checkpoint", required=True, help="model folder whose classes, tissues and encoder to use")
+    pc.add_argument("--out", required=True, help="safetensors file to write")
+    pc.set_defaults(func=_prompt_cache)
 
     sa = sub.add_parser("sample", help="layout JSON → export bundles")
     sa.add_argument("--checkpoint", required=True)

@@ -415,8 +415,10 @@ def comparison_grid(gens: Sequence[Generated], classes: ClassSet, rows: int, wid
     """Per layout: real image | real contours | generated image | generated contours | generated label + points,
     each tile enlarged (nearest) to about `width` px so that nuclei a few pixels wide stay visible."""
     zoom = max(1, width // gens[0].sample.width)
+    # spread over all evaluated layouts (sources, densities), not the first few of one source
+    picks = sorted({int(i) for i in np.linspace(0, len(gens) - 1, min(rows, len(gens))).round()})
     lines = []
-    for g in gens[:rows]:
+    for g in (gens[i] for i in picks):
         r, s = g.real, g.sample
         label = draw_points(label_to_rgb(s.class_map, classes), g.layout.xy(), g.layout.class_ids(), classes, 1.5)
         tiles = [r.image, instance_contours(r.image, r.inst_map, _classes_of(r), classes), s.image,

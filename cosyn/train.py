@@ -11,6 +11,7 @@ One command for 1 CPU process or `accelerate launch --num_processes N`. Run fold
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import signal
@@ -42,6 +43,7 @@ from cosyn.model import DenoiserConfig, JointDenoiser
 from cosyn.pipeline import CoSynPipeline, PipelineConfig
 from cosyn.state_io import load_state, save_state
 from cosyn.text import TextEncoder
+from cosyn.text_cache import PromptCache
 from cosyn.training.class_mapping import remap_classes
 from cosyn.training.previews import PreviewMaker
 from cosyn.training.status import StatusFile
@@ -85,6 +87,9 @@ class TrainConfig:
     bf16: bool = True
     threads: int = 0
     max_bad_fraction: float = 0.1
+    workers: int = 0
+    time_limit: float = 0.0
+    text_cache: str | None = None
     denoiser: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -93,8 +98,9 @@ class TrainConfig:
         bad += [f"{k}={getattr(self, k)}" for k in ("lr", "mpp") if not float(getattr(self, k)) > 0]
         bad += [f"{k}={getattr(self, k)}" for k in ("text_drop", "point_drop", "val_fraction", "max_bad_fraction")
                 if not 0 <= float(getattr(self, k)) < 1]
-        if self.preview_every < 0 or self.warmup < 0:
-            bad.append(f"preview_every={self.preview_every}, warmup={self.warmup} must be >= 0")
+        if self.preview_every < 0 or self.warmup < 0 or self.workers < 0 or self.time_limit < 0:
+            bad.append(f"preview_every={self.preview_every}, warmup={self.warmup}, workers={self.workers}, "
+                       f"time_limit={self.time_limit} must be >= 0")
         if bad:
             raise ValueError(f"invalid training options: {', '.join(bad)}")
 
@@ -221,7 +227,7 @@ def _row_step(line: str) -> int | None:
 
 def ema_model(model: JointDenoiser, ema: EMAModel) -> JointDenoiser:
     """A copy of the model carrying the EMA weights (what is sampled and exported)."""
-    copy = JointDenoiser(model.cfg)
+    copy = JointDenoiser(model.cfg).to(next(model.parameters()).device)
     copy.load_state_dict(model.state_dict())
     ema.copy_to(copy.parameters())
     return copy.eval()
@@ -231,32 +237,72 @@ def ema_model(model: JointDenoiser, ema: EMAModel) -> JointDenoiser:
 def joint_loss(model: nn.Module, batch: dict, text: torch.Tensor, mask: torch.Tensor, noise_sched: DDPMScheduler,
                categorical: MultinomialDiffusion,
                cfg: TrainConfig, gen: torch.Generator) -> dict[str, torch.Tensor]:
-    x0 = torch.cat([image_to_model(batch["image"]), dist_to_model(batch["dist"])], 1)
+    # Everything random is drawn on the model's device with `gen` (a generator on that device):
+    # on a GPU the noising of a large batch would otherwise cost more than the step itself.
+    dev = next(model.parameters()).device
+    x0 = torch.cat([image_to_model(batch["image"].to(dev)), dist_to_model(batch["dist"].to(dev))], 1)
     b, k = x0.shape[0], categorical.num_classes
-    t = torch.randint(0, noise_sched.config.num_train_timesteps, (b,), generator=gen)
-    noise = torch.randn(x0.shape, generator=gen)
+    t = torch.randint(0, noise_sched.config.num_train_timesteps, (b,), generator=gen, device=dev)
+    noise = torch.randn(x0.shape, generator=gen, device=dev)
     x_t = noise_sched.add_noise(x0, noise, t)
     target = noise_sched.get_velocity(x0, noise, t)
-    log_x0 = index_to_log_onehot(batch["class_map"], k)
+    log_x0 = index_to_log_onehot(batch["class_map"].to(dev), k)
     log_xt = categorical.q_sample(log_x0, t, generator=gen)
-    points = batch["points"]
+    points = batch["points"].to(dev)
     if cfg.point_drop > 0:
-        keep = (torch.rand(b, generator=gen) >= cfg.point_drop).view(b, 1, 1)
+        keep = (torch.rand(b, generator=gen, device=dev) >= cfg.point_drop).view(b, 1, 1)
         points = points * keep
-    dev = next(model.parameters()).device
-    out = model(x_t[:, :3].to(dev), x_t[:, 3:].to(dev), log_xt.exp().to(dev), points.to(dev), t.to(dev),
-                text.to(dev), mask.to(dev))
-    w = min_snr_weight(noise_sched.alphas_cumprod[t], cfg.min_snr_gamma).to(dev)
-    target = target.to(dev)
+    out = model(x_t[:, :3], x_t[:, 3:], log_xt.exp(), points, t, text.to(dev), mask.to(dev))
+    w = min_snr_weight(noise_sched.alphas_cumprod.to(dev)[t], cfg.min_snr_gamma)
     img = (F.mse_loss(out.v_image.float(), target[:, :3], reduction="none").mean((1, 2, 3)) * w).mean()
     dist = (F.mse_loss(out.v_dist.float(), target[:, 3:], reduction="none").mean((1, 2, 3)) * w).mean()
-    label = categorical.loss(out.label_logits.float(), log_x0.to(dev), log_xt.to(dev), t.to(dev),
-                             ce_weight=cfg.ce_weight).mean()
+    label = categorical.loss(out.label_logits.float(), log_x0, log_xt, t, ce_weight=cfg.ce_weight).mean()
     total = cfg.w_image * img + cfg.w_dist * dist + cfg.w_label * label
     return {"loss": total, "image": img, "dist": dist, "label": label}
 
 
 # -- the loop ----------------------------------------------------------------------------------------
+class CosineWithWarmup:
+    """LR factor per step: linear warmup, then cosine to 0 at `total` (diffusers' formula),
+    with `total` open to change: a time-limited run shortens it once its speed is known."""
+
+    def __init__(self, warmup: int, total: int) -> None:
+        self.warmup, self.total = warmup, max(total, warmup + 1)
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup:
+            return step / max(1, self.warmup)
+        progress = min(1.0, (step - self.warmup) / max(1, self.total - self.warmup))
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class TimeBudget:
+    """Fits a run into `minutes`: measures the speed over the first steps after start-up, then
+    lowers the step count so the cosine schedule ends on time, and says when time is up."""
+
+    PROBE = (20, 120)  # steps after the start: the first ones pay for kernel selection and warm caches
+    def __init__(self, minutes: float, start_step: int) -> None:
+        self.deadline = time.time() + minutes * 60 if minutes else None
+        self.reserve_s = min(30.0, minutes * 6)  # kept for the last checkpoint and preview: 10%, at most 30 s
+        self.start_step, self.t_probe = start_step, 0.0
+
+    def fitted_total(self, step: int, total: int) -> int | None:
+        """The new total at the end of the probe (None otherwise, or when `total` already fits)."""
+        if self.deadline is None:
+            return None
+        done = step - self.start_step
+        if done == self.PROBE[0]:
+            self.t_probe = time.time()
+        if done != self.PROBE[1]:
+            return None
+        rate = (self.PROBE[1] - self.PROBE[0]) / max(time.time() - self.t_probe, 1e-9)
+        fitted = step + int(rate * max(self.deadline - time.time() - self.reserve_s, 0))
+        return fitted if fitted < total else None
+
+    def up(self) -> bool:
+        return self.deadline is not None and time.time() > self.deadline
+
+
 class _StopFlag:
     def __init__(self) -> None:
         self.reason: str | None = None
@@ -270,10 +316,10 @@ class _StopFlag:
 def train(cfg: TrainConfig, resume: bool = False) -> Path:
     """Train or fine-tune; returns the run folder. Safe to interrupt: SIGINT/SIGTERM save first."""
     from accelerate import Accelerator
-    from diffusers.optimization import get_scheduler
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    torch.backends.cudnn.benchmark = True  # crops have one fixed shape: let cuDNN pick its fastest kernels
     run = Path(cfg.out)
     # cpu=True lets torchrun start several CPU processes (gloo); on GPUs accelerate picks CUDA.
     acc = Accelerator(mixed_precision="bf16" if cfg.bf16 else "no", cpu=not torch.cuda.is_available())
@@ -309,8 +355,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         noise_sched = training_scheduler(pcfg.schedule)
         categorical = MultinomialDiffusion(noise_sched.alphas_cumprod, pcfg.denoiser.num_classes)
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        lr_sched = get_scheduler("cosine", optimizer, num_warmup_steps=cfg.warmup,
-                                 num_training_steps=max(cfg.steps, cfg.warmup + 1))
+        schedule = CosineWithWarmup(cfg.warmup, cfg.steps)
+        lr_sched = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         ema = EMAModel(model.parameters(), decay=cfg.ema_decay, use_ema_warmup=True, power=3 / 4)
         start = 0
         if is_main:  # a kill -9 during a save leaves its temp folder behind; it never became a checkpoint
@@ -318,6 +364,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                 shutil.rmtree(stale, ignore_errors=True)
         if ckpts:
             start = load_checkpoint(ckpts[-1], model, ema, optimizer, lr_sched)
+            schedule.total = max(cfg.steps, cfg.warmup + 1)  # a resume may extend --steps
             if is_main:
                 truncate_metrics(run / "metrics.jsonl", start)
             log(f"resumed from {ckpts[-1]} at step {start}")
@@ -328,17 +375,22 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
 
         dataset = CropDataset(train_tiles, classes, cfg.crop, cfg.mpp, seed=cfg.seed)
         loader = torch.utils.data.DataLoader(
-            dataset, batch_size=cfg.batch,
+            dataset, batch_size=cfg.batch, num_workers=cfg.workers, pin_memory=acc.device.type == "cuda",
             sampler=PositionSampler(start * cfg.batch, acc.process_index, acc.num_processes),
         )
-        text_encoder = TextEncoder(pcfg.text_encoder)
+        text_encoder = prompt_encoder(cfg, pcfg)
         previews = PreviewMaker(val_tiles or train_tiles, pcfg, text_encoder, run / "previews") if is_main else None
         bar = tqdm(total=cfg.steps, initial=start, disable=not is_main, desc="training", dynamic_ncols=True)
         t_last, step_last = time.time(), start
         step = start
-        for step, batch in zip(range(start + 1, cfg.steps + 1), loader, strict=False):
-            gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step * 97 + acc.process_index)
-            drop = torch.rand(len(batch["prompt"]), generator=gen) < cfg.text_drop
+        budget = TimeBudget(cfg.time_limit, start)
+        batches = iter(loader)
+        while step < cfg.steps:
+            batch = next(batches)
+            step += 1
+            seed = cfg.seed * 1_000_003 + step * 97 + acc.process_index
+            gen = torch.Generator(acc.device).manual_seed(seed)
+            drop = torch.rand(len(batch["prompt"]), generator=torch.Generator().manual_seed(seed)) < cfg.text_drop
             prompts = ["" if d else p for p, d in zip(batch["prompt"], drop.tolist(), strict=True)]
             text, mask = text_encoder.encode(prompts)
             with acc.autocast():
@@ -370,6 +422,17 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                                             * acc.num_processes, "time": now, "positions": positions}) + "\n")
                     status.update(state="running", step=step, eta_s=(cfg.steps - step) / max(rate, 1e-9),
                                   loss=vals["loss"])
+            fitted = budget.fitted_total(step, cfg.steps)
+            if acc.num_processes > 1:  # ranks run at slightly different speeds; all must agree on the end
+                fitted = int(acc.reduce(torch.tensor(fitted or cfg.steps, device=acc.device), "min").item())
+            if fitted is not None and fitted < cfg.steps:
+                log(f"time limit {cfg.time_limit} min: {fitted} steps fit, instead of {cfg.steps}")
+                cfg.steps = schedule.total = bar.total = fitted
+                if is_main:
+                    cfg_file.write_text(json.dumps({**json.loads(cfg_file.read_text()), "train": asdict(cfg)},
+                                                   indent=1))
+            if budget.up() and stop.reason is None:
+                stop.reason = "the time limit"
             stopping = stop.reason is not None
             if acc.num_processes > 1:  # every rank must take the same save-and-stop branch, or they deadlock
                 stopping = bool(acc.reduce(torch.tensor(int(stopping), device=acc.device), "max").item())
@@ -391,6 +454,16 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     except Exception as e:
         status.update(state="failed", last_error=str(e))
         raise
+
+
+def prompt_encoder(cfg: TrainConfig, pcfg: PipelineConfig) -> TextEncoder | PromptCache:
+    """The text encoder, or the precomputed prompt cache where one is given."""
+    if not cfg.text_cache:
+        return TextEncoder(pcfg.text_encoder)
+    cache = PromptCache(cfg.text_cache)
+    if cache.name != pcfg.text_encoder:
+        raise TrainingError(f"{cfg.text_cache} was encoded with {cache.name!r}, the model uses {pcfg.text_encoder!r}")
+    return cache
 
 
 # -- export ------------------------------------------------------------------------------------------

@@ -11,6 +11,9 @@ import pytest
 from cosyn.classes import CONSEP, ClassSet
 from cosyn.data.sample import Sample
 
+# The real CoNSeP patches beside the checkout (CI always has them); tests that need them skip without.
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "consep_patched"
+
 
 def disc_sample(
     n: int = 12,

@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.io
+from conftest import SHARED_DATA
 from tiny import tiny_pipeline
 
 from cosyn.layout import Layout, Point
 
 ROOT = Path(__file__).resolve().parents[1]
-CONSEP = ROOT.parent / "shared" / "data" / "consep_patched"
 
 
 def _run(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -67,12 +67,12 @@ def test_sample_missing_checkpoint_is_a_clear_error(tmp_path):
     assert out.returncode == 2 and "Traceback" not in out.stderr
 
 
-@pytest.mark.skipif(not CONSEP.is_dir(), reason=f"real CoNSeP patches not found at {CONSEP}")
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"real CoNSeP patches not found at {SHARED_DATA}")
 def test_prepare_real_consep(tmp_path):
-    out = _run("prepare", "--format", "auto", str(CONSEP), "--out", str(tmp_path / "prep"))
+    out = _run("prepare", "--format", "auto", str(SHARED_DATA), "--out", str(tmp_path / "prep"))
     assert out.returncode == 0, out.stderr[-2000:]
     report = json.loads((tmp_path / "prep" / "report.json").read_text())
     assert report["samples"] == 432 and report["instances"]["total"] == 18216
     assert "432" in (tmp_path / "prep" / "report.md").read_text()
-    again = _run("prepare", str(CONSEP), "--out", str(tmp_path / "prep"))
+    again = _run("prepare", str(SHARED_DATA), "--out", str(tmp_path / "prep"))
     assert again.returncode == 2 and "Traceback" not in again.stderr

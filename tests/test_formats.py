@@ -1,12 +1,12 @@
 import json
 import os
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.io as sio
 import tifffile
+from conftest import SHARED_DATA
 from PIL import Image
 
 from cosyn.classes import CONIC, CONSEP, PANNUKE, TISSUES, ClassSet
@@ -22,7 +22,6 @@ from cosyn.data.formats import (
 from cosyn.data.prepare import prepare
 from cosyn.data.sample import DataError, Sample, instance_table
 
-REAL = Path(__file__).resolve().parents[1].parent / "shared/data/consep_patched"
 CLASSES_OF = {"consep": CONSEP, "hovernet": CONSEP, "folder": CONSEP, "pannuke": PANNUKE, "conic": CONIC}
 
 
@@ -456,6 +455,22 @@ def test_prepare_writes_normalised_dataset_and_report(tmp_path, make_disc_sample
         assert (s.source, s.mpp, s.tissue) == (orig.source, 0.25, "colon")
 
 
+def test_prepare_can_resample_to_the_working_mpp(tmp_path, make_disc_sample):
+    """A copy at the model's mpp trains exactly like the original: training's own resampling
+    of it is then a no-op."""
+    from cosyn.data.dataset import prepare_tile
+
+    originals = three_tiles(make_disc_sample)
+    write_dataset(originals, tmp_path / "src", "consep")
+    prepare(tmp_path / "src", tmp_path / "out", progress=False, mpp=0.5)
+    back = read_dataset(tmp_path / "out")
+    for orig, s in zip(originals, back, strict=True):
+        assert s.mpp == 0.5 and s.image.shape[:2] == (orig.height // 2, orig.width // 2)
+        direct, via_copy = prepare_tile(orig, 0.5), prepare_tile(s, 0.5)
+        for field in ("image", "class_map", "dist", "points"):
+            np.testing.assert_array_equal(getattr(via_copy, field), getattr(direct, field))
+
+
 def test_prepare_is_atomic_when_a_tile_is_corrupt(tmp_path, make_disc_sample):
     write_dataset(three_tiles(make_disc_sample), tmp_path / "src", "folder")
     folder_corrupt_image(tmp_path / "src")  # the second of three tiles: the first is already written
@@ -498,9 +513,9 @@ def test_prepare_refuses_non_empty_output_unless_overwrite(tmp_path, make_disc_s
 @pytest.fixture(scope="module")
 def real_consep():
     """One pass over the 432 real patches: the report plus the worst centroid error."""
-    if not REAL.is_dir():
-        pytest.skip(f"real CoNSeP patches not found at {REAL}")
-    samples = read_dataset(REAL)
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real CoNSeP patches not found at {SHARED_DATA}")
+    samples = read_dataset(SHARED_DATA)
     validator, worst = Validator(), 0.0
     for s in samples:
         validator.add(s)
@@ -513,7 +528,7 @@ def real_consep():
 def test_real_consep_patches(real_consep):
     samples, report, worst_centroid_error = real_consep
 
-    assert detect_format(REAL) == "consep"
+    assert detect_format(SHARED_DATA) == "consep"
     assert report.n_samples == len(samples) == 432 and report.n_sources == 27
     assert report.n_instances == 18_216 and report.instances_max == 172 and len(report.empty_tiles) == 21
     assert report.class_histogram == {1: 432, 2: 4507, 3: 6609, 4: 6668}
@@ -524,7 +539,7 @@ def test_real_consep_patches(real_consep):
 def test_real_consep_keeps_tile_instance_ids(real_consep):
     samples = real_consep[0]
     s = samples[samples.names.index("train_12_007")]
-    raw = np.load(REAL / "inst/train/train_12_007.npy")
+    raw = np.load(SHARED_DATA / "inst/train/train_12_007.npy")
     np.testing.assert_array_equal(s.inst_ids, np.unique(raw)[1:])
     assert s.inst_ids.max() > len(s.inst_ids)  # tile ids, not relabelled 1..N
     assert (s.source, s.mpp, s.tissue, s.classes) == ("train_12", 0.25, "colon", CONSEP)

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from conftest import disc_sample
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 from tiny import TINY_DENOISER, text_encoder
 
 from cosyn.classes import CONSEP, PANNUKE
@@ -249,3 +250,66 @@ def test_resume_tolerates_a_metrics_line_cut_by_a_kill(tmp_path):
         f.write('{"step": 4, "loss": 0.1')  # what a kill -9 mid-write leaves
     train(_cfg(data, run, steps=5), resume=True)
     assert [m["step"] for m in _metrics(run)] == [1, 2, 3, 4, 5]
+
+
+def test_schedule_matches_diffusers_cosine_and_can_be_shortened():
+    from diffusers.optimization import get_cosine_schedule_with_warmup
+
+    from cosyn.train import CosineWithWarmup
+
+    ref = get_cosine_schedule_with_warmup(torch.optim.SGD([torch.zeros(1)], lr=1.0), 10, 100)
+    ours = CosineWithWarmup(10, 100)
+    assert [ours(s) for s in range(101)] == pytest.approx([ref.lr_lambdas[0](s) for s in range(101)])
+    ours.total = 50
+    assert ours(30) == pytest.approx(0.5) and ours(50) == 0 and ours(80) == 0
+
+
+def test_time_limit_fits_the_schedule_into_the_time(tmp_path):
+    """A run given minutes instead of a known speed measures itself, shortens its step count so
+    the learning rate reaches 0 in time, records that, and ends with a checkpoint."""
+    data, run = _dataset(tmp_path / "data"), tmp_path / "run"
+    t0 = time.time()
+    train(_cfg(data, run, steps=1_000_000, time_limit=0.5, save_every=1000, log_every=10, warmup=5))
+    took = time.time() - t0
+    steps = json.loads((run / "run_config.json").read_text())["train"]["steps"]
+    assert 120 < steps < 1_000_000
+    assert checkpoint_dirs(run)[-1].name == f"step_{steps:07d}"
+    assert "steps fit, instead of 1000000" in (run / "train.log").read_text()
+    assert took < 0.5 * 60 + 20  # start-up and the last save come on top of the budget
+    rows = _metrics(run)
+    assert rows[-1]["step"] == steps and rows[-1]["lr"] == pytest.approx(0, abs=1e-12)
+
+
+def test_text_cache_trains_without_the_encoder(tmp_path, monkeypatch):
+    from cosyn import train as train_module
+    from cosyn.text_cache import all_structure_prompts, write_prompt_cache
+
+    data = _dataset(tmp_path / "data")
+    cache = write_prompt_cache(text_encoder(), all_structure_prompts(CONSEP, ["colon"]), tmp_path / "p.safetensors")
+
+    def no_encoder(*_args, **_kw):
+        raise AssertionError("the text encoder must not be loaded when a prompt cache is given")
+
+    monkeypatch.setattr(train_module, "TextEncoder", no_encoder)
+    run = train(_cfg(data, tmp_path / "run", steps=3, text_cache=str(cache), preview_every=3, val_fraction=0.34))
+    assert [m["step"] for m in _metrics(run)] == [1, 2, 3] and list((run / "previews").glob("*.png"))
+
+    other = write_prompt_cache(text_encoder(), ["x"], tmp_path / "o.safetensors")
+    save_file(load_file(other), other, metadata={"prompts": '["x"]', "encoder": "another-encoder", "max_tokens": "48"})
+    with pytest.raises(TrainingError, match="another-encoder"):
+        train(_cfg(data, tmp_path / "run2", steps=1, text_cache=str(other)))
+
+
+def test_loader_workers_give_the_same_batches():
+    from cosyn.data.dataset import CropDataset, PositionSampler, prepare_tile
+
+    tiles = [prepare_tile(disc_sample(n=9, size=(64, 64), name=f"t{i}_000", seed=i), None) for i in range(3)]
+    dataset = CropDataset(tiles, CONSEP, 32, 0.25)
+
+    def first(workers: int) -> list[dict]:
+        loader = torch.utils.data.DataLoader(dataset, batch_size=4, num_workers=workers, sampler=PositionSampler(5))
+        return [b for b, _ in zip(loader, range(3), strict=False)]
+
+    for a, b in zip(first(0), first(2), strict=True):
+        assert a["prompt"] == b["prompt"] and torch.equal(a["position"], b["position"])
+        assert all(torch.equal(a[k], b[k]) for k in ("image", "class_map", "dist", "points"))

@@ -27,20 +27,28 @@ def prepare(
     progress: bool = True,
     overwrite: bool = False,
     split: str | None = None,
+    mpp: float | None = None,
 ) -> Report:
     """Read `src` (format `fmt`, or detected), validate it and write the normalised dataset with
     `report.json` and `report.md` to `out`. Raises DataError on bad input, FileExistsError when
-    `out` holds files and `overwrite` is False; on any failure `out` is left as it was."""
+    `out` holds files and `overwrite` is False; on any failure `out` is left as it was.
+    With `mpp`, every sample is resampled to it first (as training would): a smaller copy
+    that trains without resampling again."""
     src, out = Path(src), Path(out)
     if fmt == "auto":
         fmt = detect_format(src)
-    samples = read_dataset(src, fmt, split)
+    reader = read_dataset(src, fmt, split)
+    samples: Iterable[Sample] = reader
+    if mpp is not None:
+        from cosyn.data.dataset import resample_sample
+
+        samples = (resample_sample(s, mpp) for s in reader)
     _check_target(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
         validator = Validator()
-        stream = tqdm(samples, desc=f"prepare {fmt}", unit="tile", disable=not progress)
+        stream = tqdm(samples, desc=f"prepare {fmt}", unit="tile", total=len(reader), disable=not progress)
         write_folder(_validated(stream, validator), tmp)
         report = validator.report(dataset=str(src), fmt=fmt)
         (tmp / "report.json").write_text(report.to_json())
