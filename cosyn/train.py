@@ -281,6 +281,7 @@ class TimeBudget:
     lowers the step count so the cosine schedule ends on time, and says when time is up."""
 
     PROBE = (20, 120)  # steps after the start: the first ones pay for kernel selection and warm caches
+
     def __init__(self, minutes: float, start_step: int) -> None:
         self.deadline = time.time() + minutes * 60 if minutes else None
         self.reserve_s = min(30.0, minutes * 6)  # kept for the last checkpoint and preview: 10%, at most 30 s
@@ -293,11 +294,15 @@ class TimeBudget:
         done = step - self.start_step
         if done == self.PROBE[0]:
             self.t_probe = time.time()
-        if done != self.PROBE[1]:
+        if not self.probe_ends(step):
             return None
         rate = (self.PROBE[1] - self.PROBE[0]) / max(time.time() - self.t_probe, 1e-9)
         fitted = step + int(rate * max(self.deadline - time.time() - self.reserve_s, 0))
         return fitted if fitted < total else None
+
+    def probe_ends(self, step: int) -> bool:
+        """True at the step where every rank computes its fitted total."""
+        return self.deadline is not None and step - self.start_step == self.PROBE[1]
 
     def up(self) -> bool:
         return self.deadline is not None and time.time() > self.deadline
@@ -310,7 +315,7 @@ class _StopFlag:
             signal.signal(sig, self._set)
 
     def _set(self, signum, _frame) -> None:
-        self.reason = signal.Signals(signum).name
+        self.reason = f"received {signal.Signals(signum).name}"
 
 
 def train(cfg: TrainConfig, resume: bool = False) -> Path:
@@ -423,7 +428,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                     status.update(state="running", step=step, eta_s=(cfg.steps - step) / max(rate, 1e-9),
                                   loss=vals["loss"])
             fitted = budget.fitted_total(step, cfg.steps)
-            if acc.num_processes > 1:  # ranks run at slightly different speeds; all must agree on the end
+            if acc.num_processes > 1 and budget.probe_ends(step):  # ranks run at slightly different speeds
                 fitted = int(acc.reduce(torch.tensor(fitted or cfg.steps, device=acc.device), "min").item())
             if fitted is not None and fitted < cfg.steps:
                 log(f"time limit {cfg.time_limit} min: {fitted} steps fit, instead of {cfg.steps}")
@@ -432,7 +437,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                     cfg_file.write_text(json.dumps({**json.loads(cfg_file.read_text()), "train": asdict(cfg)},
                                                    indent=1))
             if budget.up() and stop.reason is None:
-                stop.reason = "the time limit"
+                stop.reason = f"time limit of {cfg.time_limit} min reached"
             stopping = stop.reason is not None
             if acc.num_processes > 1:  # every rank must take the same save-and-stop branch, or they deadlock
                 stopping = bool(acc.reduce(torch.tensor(int(stopping), device=acc.device), "max").item())
@@ -445,7 +450,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                 path = previews.render(ema_model(acc.unwrap_model(model), ema), step, cfg.preview_steps)
                 status.update(last_preview=str(path))
             if stopping:
-                log(f"received {stop.reason or 'a stop on another rank'}: saved step {step} and stopped")
+                log(f"{stop.reason or 'another rank stopped'}: saved step {step} and stopped")
                 status.update(state="stopped", step=step)
                 return run
         bar.close()

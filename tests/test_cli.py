@@ -26,7 +26,7 @@ def _run(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
 def test_help_lists_commands():
     out = _run("--help")
     assert out.returncode == 0
-    for cmd in ("prepare", "train", "export-checkpoint", "sample", "augment", "evaluate"):
+    for cmd in ("prepare", "train", "export-checkpoint", "prompt-cache", "sample", "augment", "evaluate"):
         assert cmd in out.stdout
 
 
@@ -48,6 +48,20 @@ def test_sample_writes_valid_bundles(tmp_path):
         mat = scipy.io.loadmat(b / "hovernet.mat")
         assert {"inst_map", "type_map", "inst_type", "inst_centroid"} <= set(mat)
         assert np.load(b / "dist.npy", allow_pickle=False).shape == (64, 64)
+
+
+def test_prompt_cache_covers_the_model_and_is_clear_on_a_bad_checkpoint(tmp_path):
+    from cosyn.text_cache import PromptCache
+
+    tiny_pipeline().save_pretrained(tmp_path / "ck")
+    out = _run("prompt-cache", "--checkpoint", str(tmp_path / "ck"), "--out", str(tmp_path / "p.safetensors"))
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "wrote 770 prompt embeddings" in out.stdout  # CoNSeP's 4 classes, one tissue
+    states, masks = PromptCache(tmp_path / "p.safetensors").encode([""])
+    assert states.shape == (1, 48, 384) and masks.sum() == 2  # [CLS] [SEP]
+    bad = _run("prompt-cache", "--checkpoint", str(tmp_path / "nope"), "--out", str(tmp_path / "q.safetensors"))
+    assert bad.returncode == 2 and "nope/config.json: missing" in bad.stderr
+    assert not (tmp_path / "q.safetensors").exists()
 
 
 def test_sample_bad_layout_is_a_clear_error(tmp_path):
