@@ -18,6 +18,9 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 timeout -s TERM "${TRAIN_TIMEOUT:-540}" python3 -m cosyn train --data .gpu/consep_0.5 --out /tmp/run \
     --init "$init" --config "${CONFIG:-benchmarks/gpu_train_config.json}" 2>&1 | tr '\r' '\n' | grep -v "^training: *[0-9]*%" \
     | tail -n 60
+rc=${PIPESTATUS[0]}
+# a lent GPU is rare: bring back whatever the run saved, but say loudly that it failed
+[ "$rc" -eq 0 ] || echo "TRAINING FAILED (exit $rc): exporting its last checkpoint for inspection only" >&2
 python3 -m cosyn export-checkpoint /tmp/run --out "$out/ckpt" || exit 1
 cp /tmp/run/metrics.jsonl /tmp/run/train.log /tmp/run/run_config.json "$out/"
 cp "$(ls /tmp/run/previews/*.png | tail -n 1)" "$out/last_preview.png"

@@ -24,6 +24,7 @@ from safetensors.torch import save_file
 from cosyn.classes import ClassSet
 from cosyn.data.targets import prompt_vocabulary, structure_prompt
 from cosyn.layout import Layout
+from cosyn.text import TextEncoder
 
 
 class _FixedOrder:
@@ -47,11 +48,18 @@ def _density_targets() -> list[float]:
 
 
 def _layout(classes: ClassSet, counts: dict[int, int], density: float, tissue: str) -> Layout:
-    n, side = sum(counts.values()), 16
+    n = sum(counts.values())
+    side = max(16, math.ceil(math.sqrt(n)))
     ids = np.array([c for c, k in counts.items() for _ in range(k)])
     xy = np.stack([np.arange(n) % side, np.arange(n) // side], 1).astype(float)
     mpp = math.sqrt(n * 100.0 / density) / side  # n nuclei per (side · mpp)² µm² is `density` per 100 µm²
     return Layout.from_arrays(side, side, classes, xy, ids, mpp=mpp, tissue=tissue)
+
+
+def _dominant_weight(k: int) -> int:
+    """A count that makes one of `k` classes (the others at 1) dominant in the vocabulary's sense."""
+    share = prompt_vocabulary()["dominant"]["min_fraction"]
+    return max(2, math.ceil(share * (k - 1) / (1 - share)) + 1)
 
 
 def all_structure_prompts(classes: ClassSet, tissues: Iterable[str]) -> list[str]:
@@ -61,8 +69,9 @@ def all_structure_prompts(classes: ClassSet, tissues: Iterable[str]) -> list[str
     for tissue in tissues:
         out.add(structure_prompt(Layout(width=16, height=16, classes=list(classes.names), tissue=tissue)))
         for k in range(1, len(nuclei) + 1):
+            w = _dominant_weight(k)
             for subset in itertools.combinations(nuclei, k):
-                mixes = [{c: 1 for c in subset}] + [{c: (8 if c == d else 1) for c in subset} for d in subset]
+                mixes = [{c: 1 for c in subset}] + [{c: (w if c == d else 1) for c in subset} for d in subset]
                 for counts, density in itertools.product(mixes, _density_targets()):
                     layout = _layout(classes, counts, density, tissue)
                     for order in itertools.permutations(classes.names[c] for c in subset):
@@ -70,14 +79,18 @@ def all_structure_prompts(classes: ClassSet, tissues: Iterable[str]) -> list[str
     return sorted(out)
 
 
-def write_prompt_cache(encoder, prompts: Sequence[str], path: str | Path) -> Path:
-    """Encode `prompts` with a TextEncoder and store them (float16, padding trimmed)."""
+def write_prompt_cache(encoder: TextEncoder, prompts: Sequence[str], path: str | Path,
+                       chunk: int = 256) -> Path:
+    """Encode `prompts` with a TextEncoder and store them (float16, padding trimmed). Chunked:
+    class sets with many classes have tens of thousands of prompts."""
     path = Path(path)
-    states, masks = encoder.encode(list(prompts))
+    parts = [encoder.encode(list(prompts[i:i + chunk])) for i in range(0, len(prompts), chunk)]
+    states = torch.cat([p[0].half() for p in parts])
+    masks = torch.cat([p[1] for p in parts])
     length = int(masks.sum(1).max())
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(
-        {"states": states[:, :length].half().contiguous(), "masks": masks[:, :length].contiguous()},
+        {"states": states[:, :length].contiguous(), "masks": masks[:, :length].contiguous()},
         path,
         metadata={"prompts": json.dumps(list(prompts)), "encoder": encoder.name,
                   "max_tokens": str(encoder.max_tokens)},
@@ -93,7 +106,7 @@ class PromptCache:
         try:
             with safe_open(str(path), framework="pt") as f:
                 meta = f.metadata() or {}
-                states, masks = f.get_tensor("states").float(), f.get_tensor("masks").bool()
+                states, masks = f.get_tensor("states"), f.get_tensor("masks").bool()
             prompts = json.loads(meta["prompts"])
             self.name, self.max_tokens = meta["encoder"], int(meta["max_tokens"])
         except (OSError, KeyError, ValueError, SafetensorError) as e:
@@ -103,7 +116,7 @@ class PromptCache:
         states = torch.nn.functional.pad(states, (0, 0, 0, pad))
         masks = torch.nn.functional.pad(masks, (0, pad))
         self._index = {p: i for i, p in enumerate(prompts)}
-        self._states, self._masks = states, masks
+        self._states, self._masks = states, masks  # float16 until asked for: caches can be large
 
     def encode(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, L, D) float32 token states and (B, L) bool mask, as TextEncoder.encode."""
@@ -111,4 +124,8 @@ class PromptCache:
         if missing:
             raise KeyError(f"{self.path}: prompt not in the cache: {missing[0]!r}")
         rows = torch.tensor([self._index[p] for p in prompts])
-        return self._states[rows], self._masks[rows]
+        return self._states[rows].float(), self._masks[rows]
+
+    @property
+    def prompts(self) -> set[str]:
+        return set(self._index)

@@ -36,6 +36,7 @@ from cosyn.classes import ClassSet
 from cosyn.data.dataset import CropDataset, PositionSampler, PreparedTile, prepare_tile, split_by_source
 from cosyn.data.formats import read_dataset
 from cosyn.data.sample import DataError
+from cosyn.data.targets import prompt_vocabulary
 from cosyn.diffusion.categorical import MultinomialDiffusion, index_to_log_onehot
 from cosyn.diffusion.gaussian import dist_to_model, image_to_model, min_snr_weight, training_scheduler
 from cosyn.fileio import dataclass_from_dict
@@ -43,7 +44,7 @@ from cosyn.model import DenoiserConfig, JointDenoiser
 from cosyn.pipeline import CoSynPipeline, PipelineConfig
 from cosyn.state_io import load_state, save_state
 from cosyn.text import TextEncoder
-from cosyn.text_cache import PromptCache
+from cosyn.text_cache import PromptCache, all_structure_prompts
 from cosyn.training.class_mapping import remap_classes
 from cosyn.training.previews import PreviewMaker
 from cosyn.training.status import StatusFile
@@ -277,35 +278,42 @@ class CosineWithWarmup:
 
 
 class TimeBudget:
-    """Fits a run into `minutes`: measures the speed over the first steps after start-up, then
-    lowers the step count so the cosine schedule ends on time, and says when time is up."""
+    """Fits a run into `minutes`: times the steps of a probe window after start-up, then lowers
+    the step count so the cosine schedule ends on time, and says when time is up.
 
-    PROBE = (20, 120)  # steps after the start: the first ones pay for kernel selection and warm caches
+    Checkpoints and previews after the probe are paid from the reserve (10% of the budget, at
+    most 30 s); past the deadline the run saves and stops wherever the schedule is.
+    """
 
-    def __init__(self, minutes: float, start_step: int) -> None:
-        self.deadline = time.time() + minutes * 60 if minutes else None
-        self.reserve_s = min(30.0, minutes * 6)  # kept for the last checkpoint and preview: 10%, at most 30 s
+    def __init__(self, minutes: float, start_step: int, probe: tuple[int, int] = (20, 120),
+                 clock: Callable[[], float] = time.time) -> None:
+        # the probe starts 20 steps in: the first steps pay for kernel selection and cold caches
+        self.clock, self.probe = clock, probe
+        self.deadline = clock() + minutes * 60 if minutes else None
+        self.reserve_s = min(30.0, minutes * 6)
         self.start_step, self.t_probe = start_step, 0.0
 
-    def fitted_total(self, step: int, total: int) -> int | None:
-        """The new total at the end of the probe (None otherwise, or when `total` already fits)."""
-        if self.deadline is None:
-            return None
-        done = step - self.start_step
-        if done == self.PROBE[0]:
-            self.t_probe = time.time()
-        if not self.probe_ends(step):
-            return None
-        rate = (self.PROBE[1] - self.PROBE[0]) / max(time.time() - self.t_probe, 1e-9)
-        fitted = step + int(rate * max(self.deadline - time.time() - self.reserve_s, 0))
-        return fitted if fitted < total else None
+    def observe(self, step: int) -> None:
+        """Call once per finished step: starts the probe's clock at its first step."""
+        if self.deadline is not None and step - self.start_step == self.probe[0]:
+            self.t_probe = self.clock()
 
     def probe_ends(self, step: int) -> bool:
-        """True at the step where every rank computes its fitted total."""
-        return self.deadline is not None and step - self.start_step == self.PROBE[1]
+        """True at the one step where every rank computes its fitted total."""
+        return self.deadline is not None and step - self.start_step == self.probe[1]
 
-    def up(self) -> bool:
-        return self.deadline is not None and time.time() > self.deadline
+    def fitted_total(self, step: int, total: int) -> int | None:
+        """At the probe's end, the step count that fits the time left, if below `total`; else None."""
+        if not self.probe_ends(step):
+            return None
+        now = self.clock()
+        rate = (self.probe[1] - self.probe[0]) / max(now - self.t_probe, 1e-9)
+        fitted = step + int(rate * max(self.deadline - now - self.reserve_s, 0))
+        return fitted if fitted < total else None
+
+    def expired(self) -> bool:
+        """Past the deadline (never without a time limit)."""
+        return self.deadline is not None and self.clock() > self.deadline
 
 
 class _StopFlag:
@@ -380,10 +388,11 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
 
         dataset = CropDataset(train_tiles, classes, cfg.crop, cfg.mpp, seed=cfg.seed)
         loader = torch.utils.data.DataLoader(
-            dataset, batch_size=cfg.batch, num_workers=cfg.workers, pin_memory=acc.device.type == "cuda",
+            dataset, batch_size=cfg.batch, num_workers=cfg.workers,
             sampler=PositionSampler(start * cfg.batch, acc.process_index, acc.num_processes),
         )
-        text_encoder = prompt_encoder(cfg, pcfg)
+        tile_tissues = sorted({t.tissue or prompt_vocabulary()["default_tissue"] for t in train_tiles + val_tiles})
+        text_encoder = prompt_encoder(cfg, pcfg, tile_tissues)
         previews = PreviewMaker(val_tiles or train_tiles, pcfg, text_encoder, run / "previews") if is_main else None
         bar = tqdm(total=cfg.steps, initial=start, disable=not is_main, desc="training", dynamic_ncols=True)
         t_last, step_last = time.time(), start
@@ -395,7 +404,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             step += 1
             seed = cfg.seed * 1_000_003 + step * 97 + acc.process_index
             gen = torch.Generator(acc.device).manual_seed(seed)
-            drop = torch.rand(len(batch["prompt"]), generator=torch.Generator().manual_seed(seed)) < cfg.text_drop
+            # a stream of its own: on the CPU, `gen` with the same seed would tie text drop to the timesteps
+            drop_gen = torch.Generator().manual_seed(seed + 2**40)
+            drop = torch.rand(len(batch["prompt"]), generator=drop_gen) < cfg.text_drop
             prompts = ["" if d else p for p, d in zip(batch["prompt"], drop.tolist(), strict=True)]
             text, mask = text_encoder.encode(prompts)
             with acc.autocast():
@@ -427,16 +438,18 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                                             * acc.num_processes, "time": now, "positions": positions}) + "\n")
                     status.update(state="running", step=step, eta_s=(cfg.steps - step) / max(rate, 1e-9),
                                   loss=vals["loss"])
+            budget.observe(step)
             fitted = budget.fitted_total(step, cfg.steps)
-            if acc.num_processes > 1 and budget.probe_ends(step):  # ranks run at slightly different speeds
-                fitted = int(acc.reduce(torch.tensor(fitted or cfg.steps, device=acc.device), "min").item())
+            if acc.num_processes > 1 and budget.probe_ends(step):  # ranks ran at slightly different speeds
+                fitted = slowest_rank(fitted or cfg.steps, acc.device)
             if fitted is not None and fitted < cfg.steps:
                 log(f"time limit {cfg.time_limit} min: {fitted} steps fit, instead of {cfg.steps}")
-                cfg.steps = schedule.total = bar.total = fitted
+                cfg.steps = bar.total = fitted
+                schedule.total = max(fitted, cfg.warmup + 1)
                 if is_main:
                     cfg_file.write_text(json.dumps({**json.loads(cfg_file.read_text()), "train": asdict(cfg)},
                                                    indent=1))
-            if budget.up() and stop.reason is None:
+            if budget.expired() and stop.reason is None:
                 stop.reason = f"time limit of {cfg.time_limit} min reached"
             stopping = stop.reason is not None
             if acc.num_processes > 1:  # every rank must take the same save-and-stop branch, or they deadlock
@@ -461,13 +474,25 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         raise
 
 
-def prompt_encoder(cfg: TrainConfig, pcfg: PipelineConfig) -> TextEncoder | PromptCache:
-    """The text encoder, or the precomputed prompt cache where one is given."""
+def slowest_rank(steps: int, device: torch.device) -> int:
+    """The smallest of every rank's `steps` (accelerate's reduce only sums or takes the max)."""
+    value = torch.tensor(steps, device=device)
+    torch.distributed.all_reduce(value, op=torch.distributed.ReduceOp.MIN)
+    return int(value.item())
+
+
+def prompt_encoder(cfg: TrainConfig, pcfg: PipelineConfig, tissues: list[str]) -> TextEncoder | PromptCache:
+    """The text encoder, or the precomputed prompt cache where one is given. A cache must hold
+    every prompt the data can draw (`tissues`: the tiles' own): checked now, not hours in."""
     if not cfg.text_cache:
         return TextEncoder(pcfg.text_encoder)
     cache = PromptCache(cfg.text_cache)
     if cache.name != pcfg.text_encoder:
         raise TrainingError(f"{cfg.text_cache} was encoded with {cache.name!r}, the model uses {pcfg.text_encoder!r}")
+    missing = sorted(set(all_structure_prompts(ClassSet(tuple(pcfg.classes)), tissues)) - cache.prompts)
+    if missing:
+        raise TrainingError(f"{cfg.text_cache} lacks {len(missing)} prompt(s) this data can draw, e.g. "
+                            f"{missing[0]!r}; write it again with `cosyn prompt-cache` from this model")
     return cache
 
 

@@ -208,6 +208,25 @@ def test_two_processes_read_disjoint_data_and_only_rank0_writes(tmp_path):
     assert [d.name for d in checkpoint_dirs(run)] == ["step_0000002", "step_0000004"]
 
 
+def test_two_processes_agree_on_the_time_limited_length(tmp_path):
+    """Both ranks take the slower one's fitted step count, so they stop together with the
+    schedule done (a sum instead of a minimum would run into the deadline)."""
+    data, run = _dataset(tmp_path / "data", n_tiles=4), tmp_path / "run"
+    (tmp_path / "c.json").write_text(json.dumps({"denoiser": TINY_DENOISER, "save_every": 100000, "log_every": 10,
+                                                 "preview_every": 0, "val_fraction": 0, "time_limit": 0.5,
+                                                 "warmup": 5}))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "cosyn", "train",
+           "--data", str(data), "--out", str(run), "--crop", "32", "--batch", "2", "--mpp", "0.25",
+           "--threads", "1", "--steps", "1000000", "--config", str(tmp_path / "c.json")]
+    done = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    steps = json.loads((run / "run_config.json").read_text())["train"]["steps"]
+    assert 120 < steps < 1_000_000
+    assert json.loads((run / "status.json").read_text())["state"] == "finished"
+    assert _metrics(run)[-1]["lr"] == pytest.approx(0, abs=1e-12)
+    assert [d.name for d in checkpoint_dirs(run)] == [f"step_{steps:07d}"]
+
+
 def test_unreadable_samples_are_skipped_and_counted_up_to_a_threshold(tmp_path):
     data = _dataset(tmp_path / "data", n_tiles=4)
     images = sorted((data / "images").iterdir())
@@ -264,6 +283,25 @@ def test_schedule_matches_diffusers_cosine_and_can_be_shortened():
     assert ours(30) == pytest.approx(0.5) and ours(50) == 0 and ours(80) == 0
 
 
+def test_time_budget_fits_the_steps_left_into_the_time_left():
+    from cosyn.train import TimeBudget
+
+    now = [1000.0]
+    budget = TimeBudget(10, start_step=500, probe=(10, 60), clock=lambda: now[0])  # 600 s, 30 s reserve
+    for step in range(501, 561):
+        now[0] += 0.5 if step <= 510 else 0.1  # slow start-up steps are left out of the probe
+        budget.observe(step)
+        assert budget.fitted_total(step, 100_000) is None or step == 560
+    assert budget.probe_ends(560) and not budget.probe_ends(561)
+    # 10 steps/s over the probe; 600 - 10 s spent - 30 s reserve = 560 s left
+    assert budget.fitted_total(560, 100_000) == pytest.approx(560 + 5600, abs=1)
+    assert budget.fitted_total(560, 6000) is None  # already fits
+    assert not budget.expired()
+    now[0] += 600
+    assert budget.expired()
+    assert not TimeBudget(0, 0).expired() and TimeBudget(0, 0).fitted_total(120, 10) is None
+
+
 def test_time_limit_fits_the_schedule_into_the_time(tmp_path):
     """A run given minutes instead of a known speed measures itself, shortens its step count so
     the learning rate reaches 0 in time, records that, and ends with a checkpoint."""
@@ -294,10 +332,12 @@ def test_text_cache_trains_without_the_encoder(tmp_path, monkeypatch):
     run = train(_cfg(data, tmp_path / "run", steps=3, text_cache=str(cache), preview_every=3, val_fraction=0.34))
     assert [m["step"] for m in _metrics(run)] == [1, 2, 3] and list((run / "previews").glob("*.png"))
 
-    other = write_prompt_cache(text_encoder(), ["x"], tmp_path / "o.safetensors")
-    save_file(load_file(other), other, metadata={"prompts": '["x"]', "encoder": "another-encoder", "max_tokens": "48"})
+    partial = write_prompt_cache(text_encoder(), ["", "x"], tmp_path / "partial.safetensors")
+    with pytest.raises(TrainingError, match=r"partial.safetensors lacks 769 prompt\(s\) this data can draw"):
+        train(_cfg(data, tmp_path / "run2", steps=1, text_cache=str(partial)))
+    save_file(load_file(cache), cache, metadata={"prompts": '["x"]', "encoder": "another-encoder", "max_tokens": "48"})
     with pytest.raises(TrainingError, match="another-encoder"):
-        train(_cfg(data, tmp_path / "run2", steps=1, text_cache=str(other)))
+        train(_cfg(data, tmp_path / "run3", steps=1, text_cache=str(cache)))
 
 
 def test_loader_workers_give_the_same_batches():
