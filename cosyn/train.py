@@ -446,6 +446,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                 log(f"time limit {cfg.time_limit} min: {fitted} steps fit, instead of {cfg.steps}")
                 cfg.steps = bar.total = fitted
                 schedule.total = max(fitted, cfg.warmup + 1)
+                status.update(total=fitted)
                 if is_main:
                     cfg_file.write_text(json.dumps({**json.loads(cfg_file.read_text()), "train": asdict(cfg)},
                                                    indent=1))

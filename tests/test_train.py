@@ -312,6 +312,7 @@ def test_time_limit_fits_the_schedule_into_the_time(tmp_path):
     steps = json.loads((run / "run_config.json").read_text())["train"]["steps"]
     assert 120 < steps < 1_000_000
     assert checkpoint_dirs(run)[-1].name == f"step_{steps:07d}"
+    assert json.loads((run / "status.json").read_text())["total"] == steps  # what the studio's progress shows
     assert "steps fit, instead of 1000000" in (run / "train.log").read_text()
     assert took < 0.5 * 60 + 20  # start-up and the last save come on top of the budget
     rows = _metrics(run)
