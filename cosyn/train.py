@@ -268,7 +268,16 @@ class CosineWithWarmup:
     with `total` open to change: a time-limited run shortens it once its speed is known."""
 
     def __init__(self, warmup: int, total: int) -> None:
-        self.warmup, self.total = warmup, max(total, warmup + 1)
+        self.warmup = warmup
+        self.total = total
+
+    @property
+    def total(self) -> int:
+        return self._total
+
+    @total.setter
+    def total(self, steps: int) -> None:
+        self._total = max(steps, self.warmup + 1)  # the cosine needs at least one step after warm-up
 
     def __call__(self, step: int) -> float:
         if step < self.warmup:
@@ -362,8 +371,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         else:
             model, pcfg = initial_model(cfg, classes, summary["tissues"], log)
         if is_main:
-            cfg_file.write_text(json.dumps({"train": asdict(cfg), "pipeline": pcfg.to_dict(), "data": summary},
-                                           indent=1))
+            write_run_config(cfg_file, cfg, pcfg, summary)
         log(f"model: {model.num_parameters() / 1e6:.2f}M parameters, {pcfg.denoiser.block_out_channels}")
         noise_sched = training_scheduler(pcfg.schedule)
         categorical = MultinomialDiffusion(noise_sched.alphas_cumprod, pcfg.denoiser.num_classes)
@@ -377,7 +385,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                 shutil.rmtree(stale, ignore_errors=True)
         if ckpts:
             start = load_checkpoint(ckpts[-1], model, ema, optimizer, lr_sched)
-            schedule.total = max(cfg.steps, cfg.warmup + 1)  # a resume may extend --steps
+            schedule.total = cfg.steps  # a resume may extend --steps
             if is_main:
                 truncate_metrics(run / "metrics.jsonl", start)
             log(f"resumed from {ckpts[-1]} at step {start}")
@@ -445,11 +453,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             if fitted is not None and fitted < cfg.steps:
                 log(f"time limit {cfg.time_limit} min: {fitted} steps fit, instead of {cfg.steps}")
                 cfg.steps = bar.total = fitted
-                schedule.total = max(fitted, cfg.warmup + 1)
+                schedule.total = fitted
                 status.update(total=fitted)
-                if is_main:
-                    cfg_file.write_text(json.dumps({**json.loads(cfg_file.read_text()), "train": asdict(cfg)},
-                                                   indent=1))
+                if is_main:  # so that --resume continues the fitted schedule
+                    write_run_config(cfg_file, cfg, pcfg, summary)
             if budget.expired() and stop.reason is None:
                 stop.reason = f"time limit of {cfg.time_limit} min reached"
             stopping = stop.reason is not None
@@ -473,6 +480,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     except Exception as e:
         status.update(state="failed", last_error=str(e))
         raise
+
+
+def write_run_config(path: Path, cfg: TrainConfig, pcfg: PipelineConfig, data: dict[str, Any]) -> None:
+    path.write_text(json.dumps({"train": asdict(cfg), "pipeline": pcfg.to_dict(), "data": data}, indent=1))
 
 
 def slowest_rank(steps: int, device: torch.device) -> int:
