@@ -15,7 +15,7 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --tar
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 # SIGTERM makes the trainer save and stop: the time limit in the config ends it first, this is the backstop
-timeout -s TERM "${TRAIN_TIMEOUT:-540}" python3 -m cosyn train --data .gpu/consep_0.5 --out /tmp/run \
+timeout --preserve-status -s TERM "${TRAIN_TIMEOUT:-540}" python3 -m cosyn train --data .gpu/consep_0.5 --out /tmp/run \
     --init "$init" --config "${CONFIG:-benchmarks/gpu_train_config.json}" 2>&1 | tr '\r' '\n' | grep -v "^training: *[0-9]*%" \
     | tail -n 60
 rc=${PIPESTATUS[0]}
@@ -24,6 +24,7 @@ rc=${PIPESTATUS[0]}
 python3 -m cosyn export-checkpoint /tmp/run --out "$out/ckpt" || exit 1
 cp /tmp/run/metrics.jsonl /tmp/run/train.log /tmp/run/run_config.json "$out/"
 cp "$(ls /tmp/run/previews/*.png | tail -n 1)" "$out/last_preview.png"
-timeout 120 python3 benchmarks/sample_latency.py --checkpoint "$out/ckpt" --steps 10 25 50 --sizes 256 512 --runs 5 \
+# LATENCY=0 skips the timing (already measured) to leave the call's time to training
+[ "${LATENCY:-1}" = 0 ] || timeout 120 python3 benchmarks/sample_latency.py --checkpoint "$out/ckpt" --steps 10 25 50 --sizes 256 512 --runs 5 \
     --prompt-cache .gpu/prompts.safetensors --out "$out/sample_latency_gpu.json"
 ls -la "$out" "$out/ckpt"

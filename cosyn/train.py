@@ -325,14 +325,24 @@ class TimeBudget:
         return self.deadline is not None and self.clock() > self.deadline
 
 
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 class _StopFlag:
     def __init__(self) -> None:
         self.reason: str | None = None
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in _STOP_SIGNALS:
             signal.signal(sig, self._set)
 
     def _set(self, signum, _frame) -> None:
         self.reason = f"received {signal.Signals(signum).name}"
+
+
+def _ignore_stop_signals(_worker_id: int) -> None:
+    """Ctrl-C, `timeout` and `kill -- -PGID` signal the whole process group: a data worker that died of
+    it would crash the trainer before it could save. The trainer stops its workers itself."""
+    for sig in _STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
 
 
 def train(cfg: TrainConfig, resume: bool = False) -> Path:
@@ -378,7 +388,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         schedule = CosineWithWarmup(cfg.warmup, cfg.steps)
         lr_sched = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-        ema = EMAModel(model.parameters(), decay=cfg.ema_decay, use_ema_warmup=True, power=3 / 4)
+        ema = EMAModel(model.parameters(), decay=cfg.ema_decay, use_ema_warmup=True, power=3 / 4, foreach=True)
         start = 0
         if is_main:  # a kill -9 during a save leaves its temp folder behind; it never became a checkpoint
             for stale in (run / "checkpoints").glob(".tmp_*"):
@@ -396,7 +406,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
 
         dataset = CropDataset(train_tiles, classes, cfg.crop, cfg.mpp, seed=cfg.seed)
         loader = torch.utils.data.DataLoader(
-            dataset, batch_size=cfg.batch, num_workers=cfg.workers,
+            dataset, batch_size=cfg.batch, num_workers=cfg.workers, worker_init_fn=_ignore_stop_signals,
             sampler=PositionSampler(start * cfg.batch, acc.process_index, acc.num_processes),
         )
         tile_tissues = sorted({t.tissue or prompt_vocabulary()["default_tissue"] for t in train_tiles + val_tiles})

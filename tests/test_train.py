@@ -115,18 +115,20 @@ def test_kill_9_then_resume_loses_at_most_one_interval(tmp_path):
     assert json.loads((run / "status.json").read_text())["state"] == "finished"
 
 
-def test_sigterm_saves_then_exits_cleanly(tmp_path):
+def test_sigterm_to_the_process_group_saves_then_exits_cleanly(tmp_path):
+    """As `timeout` or Ctrl-C deliver it: to the trainer and its data workers alike."""
     data, run = _dataset(tmp_path / "data"), tmp_path / "run"
     (tmp_path / "c.json").write_text(json.dumps({"denoiser": TINY_DENOISER, "save_every": 1000, "log_every": 1,
-                                                 "preview_every": 0, "val_fraction": 0}))
+                                                 "preview_every": 0, "val_fraction": 0, "workers": 1}))
     proc = subprocess.Popen(_cli("train", "--data", str(data), "--out", str(run), "--crop", "32", "--batch", "2",
                                  "--mpp", "0.25", "--threads", "1", "--steps", "5000",
                                  "--config", str(tmp_path / "c.json")),
-                            env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
     deadline = time.time() + 240
     while time.time() < deadline and not (run / "metrics.jsonl").exists():
         time.sleep(0.2)
-    proc.send_signal(signal.SIGTERM)
+    os.killpg(proc.pid, signal.SIGTERM)
     assert proc.wait(timeout=120) == 0, proc.stderr.read()[-2000:]
     status = json.loads((run / "status.json").read_text())
     assert status["state"] == "stopped"
