@@ -60,11 +60,11 @@ def _export(args: argparse.Namespace) -> int:
 
 def _prompt_cache(args: argparse.Namespace) -> int:
     from cosyn.classes import ClassSet
-    from cosyn.pipeline import CoSynPipeline
+    from cosyn.pipeline import read_pipeline_config
     from cosyn.text import TextEncoder
     from cosyn.text_cache import all_structure_prompts, write_prompt_cache
 
-    config = CoSynPipeline.from_pretrained(args.checkpoint).config
+    config = read_pipeline_config(args.checkpoint)
     prompts = all_structure_prompts(ClassSet(tuple(config.classes)), config.tissues)
     path = write_prompt_cache(TextEncoder(config.text_encoder), prompts, args.out)
     print(f"wrote {len(prompts)} prompt embeddings to {path} ({path.stat().st_size / 1e6:.1f} MB)")

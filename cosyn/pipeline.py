@@ -100,6 +100,19 @@ class PipelineConfig:
         return cls(**d)
 
 
+def read_pipeline_config(folder: str | Path) -> PipelineConfig:
+    """A checkpoint folder's config, without touching its weights."""
+    path = Path(folder) / CONFIG_NAME
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing; a checkpoint folder holds {CONFIG_NAME} and {WEIGHTS_NAME}")
+    try:
+        return PipelineConfig.from_dict(json.loads(path.read_text()))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: not valid JSON ({e})") from None
+    except (OSError, KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: invalid config ({e})") from None
+
+
 def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -148,15 +161,9 @@ class CoSynPipeline:
                         text_encoder: TextEncoder | None = None) -> CoSynPipeline:
         folder = Path(folder)
         cfg_path, w_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
-        for p in (cfg_path, w_path):
-            if not p.is_file():
-                raise CheckpointError(f"{p}: missing; a checkpoint folder holds {CONFIG_NAME} and {WEIGHTS_NAME}")
-        try:
-            config = PipelineConfig.from_dict(json.loads(cfg_path.read_text()))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise CheckpointError(f"{cfg_path}: not valid JSON ({e})") from None
-        except (KeyError, TypeError, ValueError) as e:
-            raise CheckpointError(f"{cfg_path}: invalid config ({e})") from None
+        config = read_pipeline_config(folder)
+        if not w_path.is_file():
+            raise CheckpointError(f"{w_path}: missing; a checkpoint folder holds {CONFIG_NAME} and {WEIGHTS_NAME}")
         try:
             state = load_file(w_path, device="cpu")  # safetensors: no unpickling, ever
         except (SafetensorError, OSError, ValueError) as e:

@@ -9,7 +9,7 @@ import pytest
 from tiny import text_encoder, tiny_pipeline
 
 from cosyn.layout import Layout, LayoutError, Point
-from cosyn.pipeline import CheckpointError, CoSynPipeline, SamplingCancelled
+from cosyn.pipeline import CheckpointError, CoSynPipeline, SamplingCancelled, read_pipeline_config
 
 
 @pytest.fixture(scope="module")
@@ -123,6 +123,18 @@ def test_checkpoint_errors(pipe, tmp_path):
     (tmp_path / "ck2" / "config.json").write_text("{broken")
     with pytest.raises(CheckpointError, match="not valid JSON"):
         CoSynPipeline.from_pretrained(tmp_path / "ck2")
+
+
+def test_config_reads_without_the_weights(pipe, tmp_path):
+    pipe.save_pretrained(tmp_path / "ck")
+    (tmp_path / "ck" / "model.safetensors").write_bytes(b"not a safetensors file")
+    assert read_pipeline_config(tmp_path / "ck").classes == pipe.config.classes
+    (tmp_path / "ck" / "model.safetensors").unlink()
+    with pytest.raises(CheckpointError, match="model.safetensors: missing"):
+        CoSynPipeline.from_pretrained(tmp_path / "ck")
+    (tmp_path / "ck" / "config.json").write_text('{"format_version": 1}')
+    with pytest.raises(CheckpointError, match="config.json: invalid config"):
+        read_pipeline_config(tmp_path / "ck")
 
 
 def test_non_square_layout_scales_x_and_y_separately(pipe):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -10,7 +9,14 @@ from pathlib import Path
 
 from cosyn.classes import CONSEP, TISSUES
 from cosyn.layout import MAX_CANVAS
-from cosyn.pipeline import CONFIG_NAME, WEIGHTS_NAME, CheckpointError, CoSynPipeline, PipelineConfig
+from cosyn.pipeline import (
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    CheckpointError,
+    CoSynPipeline,
+    PipelineConfig,
+    read_pipeline_config,
+)
 from cosyn.studio.paths import PathError, check_name
 from cosyn.text import DEFAULT_TEXT_ENCODER, TextEncoder
 
@@ -30,11 +36,7 @@ class ModelInfo:
 
     def config(self) -> PipelineConfig:
         """The checkpoint's config without loading its weights (for palettes and limits)."""
-        path = self.path / CONFIG_NAME
-        try:
-            return PipelineConfig.from_dict(json.loads(path.read_text()))
-        except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-            raise CheckpointError(f"{path}: invalid config ({e})") from None
+        return read_pipeline_config(self.path)
 
 
 def list_models(root: Path, default: str = "default") -> list[ModelInfo]:
