@@ -329,13 +329,19 @@ _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class _StopFlag:
+    """SIGINT/SIGTERM become a request to save and stop, until `restore` hands them back (train()
+    also runs inside other programs: the studio's tests, a notebook)."""
+
     def __init__(self) -> None:
         self.reason: str | None = None
-        for sig in _STOP_SIGNALS:
-            signal.signal(sig, self._set)
+        self._previous = {sig: signal.signal(sig, self._set) for sig in _STOP_SIGNALS}
 
     def _set(self, signum, _frame) -> None:
         self.reason = f"received {signal.Signals(signum).name}"
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
 
 
 def _ignore_stop_signals(_worker_id: int) -> None:
@@ -490,6 +496,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     except Exception as e:
         status.update(state="failed", last_error=str(e))
         raise
+    finally:
+        stop.restore()
 
 
 def write_run_config(path: Path, cfg: TrainConfig, pcfg: PipelineConfig, data: dict[str, Any]) -> None:
@@ -508,7 +516,10 @@ def prompt_encoder(cfg: TrainConfig, pcfg: PipelineConfig, tissues: list[str]) -
     every prompt the data can draw (`tissues`: the tiles' own): checked now, not hours in."""
     if not cfg.text_cache:
         return TextEncoder(pcfg.text_encoder)
-    cache = PromptCache(cfg.text_cache)
+    try:
+        cache = PromptCache(cfg.text_cache)
+    except ValueError as e:
+        raise TrainingError(f"text_cache: {e}") from None
     if cache.name != pcfg.text_encoder:
         raise TrainingError(f"{cfg.text_cache} was encoded with {cache.name!r}, the model uses {pcfg.text_encoder!r}")
     missing = sorted(set(all_structure_prompts(ClassSet(tuple(pcfg.classes)), tissues)) - cache.prompts)

@@ -300,9 +300,13 @@ def test_browser_training_job_exports_a_model_that_appears(studio, browser, tmp_
                             ("#cosyn-crop", "32")):
         page.locator(f"{selector} input, {selector} textarea").first.fill(value)
     page.get_by_text("More TrainConfig options").click()
-    page.locator("#cosyn-train-options .cm-content").click()
-    page.keyboard.press("Control+a")
-    page.keyboard.insert_text(json.dumps({**TINY_OPTIONS, "preview_every": 2, "preview_steps": 2}))
+    for options in ({"text_cache": "/etc/hostname"}, {**TINY_OPTIONS, "preview_every": 2, "preview_steps": 2}):
+        page.locator("#cosyn-train-options .cm-content").click()
+        page.keyboard.press("Control+a")
+        page.keyboard.insert_text(json.dumps(options))
+        if "text_cache" in options:  # the one path among the options stays inside the data roots
+            page.locator("#cosyn-train-start").click()
+            page.get_by_text("text_cache '/etc/hostname' lies outside the allowed data roots").wait_for()
     started = time.time()
     page.locator("#cosyn-train-start").click()
     _wait_text(page, "#cosyn-job", "exported as", timeout=240_000)

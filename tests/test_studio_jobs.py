@@ -53,7 +53,17 @@ def test_job_runs_in_the_background_stops_resumes_and_exports(tmp_path):
     assert view.exported is None  # a stop is not a finish: nothing exported on its own
     assert list_models(ckpts) == []
 
-    target = view.step + 2
+    # a time-limited run records the step count that fits in run_config.json; Resume keeps to it
+    fitted = view.step + 2
+    run_config = Path(view.run) / "run_config.json"
+    recorded = json.loads(run_config.read_text())
+    recorded["train"]["steps"] = fitted
+    run_config.write_text(json.dumps(recorded))
+    manager.resume()
+    view = _wait(manager, lambda v: v.exported is not None and not v.alive)
+    assert (view.state, view.step) == ("finished", fitted)
+
+    target = fitted + 2  # and Resume with a step count extends it
     manager.resume(steps=target)
     view = _wait(manager, lambda v: v.exported is not None and not v.alive)
     assert (view.state, view.step) == ("finished", target)
@@ -73,6 +83,8 @@ def test_bad_options_and_names_are_refused_before_anything_starts(tmp_path):
     manager = JobManager(tmp_path / "runs", tmp_path / "checkpoints")
     with pytest.raises(JobError, match="unknown training options"):
         manager.start(JobSpec("r", str(tmp_path), options={"stepz": 3}))
+    with pytest.raises(JobError, match="threads=100000 is more than this machine's"):
+        manager.start(JobSpec("r", str(tmp_path), options={"threads": 100000}))
     with pytest.raises(Exception, match="run name"):
         manager.start(JobSpec("../r", str(tmp_path)))
     assert manager.view() is None

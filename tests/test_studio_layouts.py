@@ -111,3 +111,14 @@ def test_a_dataset_sample_gives_its_centroids(tmp_path):
     assert np.allclose(layout.xy(), sample.centroids) and layout.mpp == 0.25
     with pytest.raises(DataError, match="there is no sample 3"):
         sources.dataset_sample(tmp_path / "ds", 3)
+
+
+def test_pasted_layout_json_is_parsed_checked_and_size_limited():
+    text = Layout.load(sources.example_layouts()["colon_mixed_stroma"]).to_json()
+    assert len(sources.pasted_layout(text, len(text.encode()), "layout JSON").points) > 0
+    with pytest.raises(LayoutError, match="layout JSON is over the upload limit"):
+        sources.pasted_layout(text, len(text.encode()) - 1, "layout JSON")
+    with pytest.raises(LayoutError, match="layout JSON is not valid JSON"):
+        sources.pasted_layout("{", 100, "layout JSON")
+    with pytest.raises(LayoutError, match="layout JSON"):
+        sources.pasted_layout('{"width": 64}', 100, "layout JSON")

@@ -341,6 +341,8 @@ def test_text_cache_trains_without_the_encoder(tmp_path, monkeypatch):
     save_file(load_file(cache), cache, metadata={"prompts": '["x"]', "encoder": "another-encoder", "max_tokens": "48"})
     with pytest.raises(TrainingError, match="another-encoder"):
         train(_cfg(data, tmp_path / "run3", steps=1, text_cache=str(cache)))
+    with pytest.raises(TrainingError, match="text_cache: .*missing.safetensors: not a prompt cache"):
+        train(_cfg(data, tmp_path / "run4", steps=1, text_cache=str(tmp_path / "missing.safetensors")))
 
 
 def test_loader_workers_give_the_same_batches():
@@ -356,3 +358,12 @@ def test_loader_workers_give_the_same_batches():
     for a, b in zip(first(0), first(2), strict=True):
         assert a["prompt"] == b["prompt"] and torch.equal(a["position"], b["position"])
         assert all(torch.equal(a[k], b[k]) for k in ("image", "class_map", "dist", "points"))
+
+
+def test_train_hands_the_stop_signals_back(tmp_path):
+    data = _dataset(tmp_path / "data")
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    train(_cfg(data, tmp_path / "run", steps=1))
+    with pytest.raises(TrainingError):
+        train(_cfg(data, tmp_path / "run2", steps=1, text_cache=str(tmp_path / "missing.safetensors")))
+    assert {sig: signal.getsignal(sig) for sig in before} == before

@@ -6,7 +6,6 @@ hidden event over hidden components rather than a bare gr.api function. See docs
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 import uuid
@@ -17,11 +16,11 @@ import gradio as gr
 
 from cosyn.diffusion.gaussian import SAMPLERS
 from cosyn.export import json_safe
-from cosyn.layout import Layout, LayoutError
 from cosyn.studio import gallery
 from cosyn.studio.context import SAMPLING_GROUP, StudioContext
 from cosyn.studio.errors import readable
 from cosyn.studio.sampling import SampleSettings
+from cosyn.studio.sources import pasted_layout
 from cosyn.studio.views import missed_line
 
 API_NAME = "generate"
@@ -61,13 +60,7 @@ def build(ctx: StudioContext) -> None:
         """Sample `n` triples for the layout; returns a zip of their export bundles and a summary."""
         prune(cfg.outputs / "api")
         settings = SampleSettings(steps, guidance, sampler, seed, n)  # at most MAX_N triples of MAX_STEPS steps
-        if len(layout_json or "") > cfg.max_upload_bytes:
-            raise LayoutError(f"layout JSON is over the upload limit of {cfg.max_upload_mb:g} MB")
-        try:
-            data = json.loads(layout_json or "null")
-        except json.JSONDecodeError as e:
-            raise LayoutError(f"layout_json is not valid JSON ({e})") from None
-        layout = Layout.from_dict(data, where="layout_json")
+        layout = pasted_layout(layout_json, cfg.max_upload_bytes, "layout_json")
         # the canvas is bounded by the checkpoint's max_canvas: pipe.sample refuses a larger one, saying so
         pipe = ctx.models.get(checkpoint or default_model)
         triples = pipe.sample(layout, prompt=prompt or None, steps=settings.steps, guidance=settings.guidance,

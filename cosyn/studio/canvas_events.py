@@ -7,7 +7,6 @@ layout can disagree.
 
 from __future__ import annotations
 
-import json
 import random
 
 import gradio as gr
@@ -128,11 +127,7 @@ def wire(ctx: StudioContext, demo: gr.Blocks, ui: SynthesizeUI) -> None:
 
     @readable
     def on_json(canvas, text, model, *v):
-        try:
-            data = json.loads(text or "null")
-        except json.JSONDecodeError as e:
-            raise gr.Error(f"Layout JSON is not valid JSON ({e}).") from None
-        return replaced(canvas, Layout.from_dict(data, where="layout JSON"), model, *v)
+        return replaced(canvas, sources.pasted_layout(text, cfg.max_upload_bytes, "layout JSON"), model, *v)
 
     ui.json_btn.click(on_json, [ui.canvas_state, ui.layout_json, ui.model_dd, *view], out)
 

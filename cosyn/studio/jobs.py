@@ -58,6 +58,10 @@ class JobSpec:
             TrainConfig.from_dict(opts)
         except (TypeError, ValueError) as e:
             raise JobError(f"training options: {e}") from None
+        cpus = os.cpu_count() or 1
+        for key in ("threads", "workers"):  # a shared server is not one user's to oversubscribe
+            if int(opts.get(key) or 0) > cpus:
+                raise JobError(f"training options: {key}={opts[key]} is more than this machine's {cpus} CPUs")
         return opts
 
 
@@ -162,7 +166,7 @@ class JobManager:
             (run / CONFIG_NAME).write_text(json.dumps(spec.train_options(run), indent=1))
             rec = {"run": str(run), "export_name": export_name, "auto_export": True, "exported": None,
                    "spec": asdict(spec)}
-            return self._launch(rec, [])
+            return self._launch(rec, ["--config", str(run / CONFIG_NAME)])
 
     def resume(self, steps: int | None = None) -> JobView:
         with self._lock:
@@ -170,8 +174,12 @@ class JobManager:
             rec = self._record()
             if rec is None:
                 raise JobError("there is no earlier job to resume")
-            extra = ["--resume"] + (["--steps", str(int(steps))] if steps else [])
-            return self._launch({**rec, "exported": None, "export_error": None}, extra)
+            run = Path(rec["run"])
+            # the run's own record, not the job's first config: it holds the step count a time limit fitted
+            recorded = (run / "run_config.json").is_file()
+            source = ["--out", str(run)] if recorded else ["--config", str(run / CONFIG_NAME)]
+            args = [*source, "--resume"] + (["--steps", str(int(steps))] if steps else [])
+            return self._launch({**rec, "exported": None, "export_error": None}, args)
 
     def stop(self) -> JobView:
         with self._lock:
@@ -191,14 +199,16 @@ class JobManager:
                 raise JobError("there is no training run to export")
             name = check_name(name or rec["export_name"], "export name")
             out = self.checkpoints / name
-            if out.exists() and rec.get("exported") != str(out):
+            # the run may replace the folder it last wrote, also after a Resume (which clears "exported")
+            if out.exists() and str(out) not in (rec.get("exported"), rec.get("own_export")):
                 raise JobError(f"checkpoint {name!r} already exists and was not exported by this run; "
                                "choose another name")
             try:
                 export_checkpoint(rec["run"], out)
             except (TrainingError, FileNotFoundError) as e:
                 raise JobError(f"export failed: {e}") from None
-            self._save_record({**rec, "exported": str(out), "export_name": name, "export_error": None})
+            self._save_record({**rec, "exported": str(out), "own_export": str(out), "export_name": name,
+                               "export_error": None})
             return out
 
     # -- internals ----------------------------------------------------------------------------------
@@ -208,9 +218,9 @@ class JobManager:
             raise JobError(f"a training job is already running ({Path(current.run).name}, {current.state}, "
                            f"step {current.step}/{current.total}); stop it first")
 
-    def _launch(self, rec: dict[str, Any], extra: list[str]) -> JobView:
+    def _launch(self, rec: dict[str, Any], args: list[str]) -> JobView:
         run = Path(rec["run"])
-        cmd = [sys.executable, "-m", "cosyn", "train", "--config", str(run / CONFIG_NAME), *extra]
+        cmd = [sys.executable, "-m", "cosyn", "train", *args]
         with open(run / OUTPUT_NAME, "ab") as out:
             self._proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                           start_new_session=True)

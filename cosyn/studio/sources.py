@@ -50,6 +50,19 @@ def dataset_sample(folder: Path, index: int, fmt: str = "auto") -> Layout:
     return layout_from_sample(samples[index])
 
 
+def pasted_layout(text: str, max_bytes: int, where: str) -> Layout:
+    """A layout from JSON text typed or posted into the studio, refused above the upload limit
+    before it is parsed (the same limit a file upload has)."""
+    text = text or ""
+    if len(text.encode()) > max_bytes:
+        raise LayoutError(f"{where} is over the upload limit of {max_bytes / 2**20:g} MB")
+    try:
+        data = json.loads(text or "null")
+    except json.JSONDecodeError as e:
+        raise LayoutError(f"{where} is not valid JSON ({e})") from None
+    return Layout.from_dict(data, where=where)
+
+
 def uploaded_layout(path: str | Path, classes: Sequence[str], width: int, height: int, default_class: str,
                     max_bytes: int) -> Layout:
     """A layout from an uploaded .json, .geojson or .mat. GeoJSON has no canvas size, so it is

@@ -184,6 +184,8 @@ def build(ctx: StudioContext, model_dropdown: gr.Dropdown) -> None:
         if not isinstance(more, dict):
             raise gr.Error("More TrainConfig options: give a JSON object, e.g. {\"save_every\": 100}")
         path = confine(folder, cfg.dataset_roots, "dataset folder")
+        if more.get("text_cache"):  # the one path among the options: confined like the dataset
+            more["text_cache"] = str(confine(more["text_cache"], cfg.dataset_roots, "text_cache"))
         init = None if base_name == SCRATCH else str(ctx.models.info(base_name).path)
         spec = JobSpec(run, str(path), fmt_name, init, n_steps, n_batch, rate, crop_px, export, more)
         return job_markdown(ctx.jobs.start(spec))
