@@ -14,7 +14,8 @@ mkdir -p "$out/ckpt"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .gpu/whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-# SIGTERM makes the trainer save and stop: the time limit in the config ends it first, this is the backstop
+# SIGTERM makes the trainer save and stop. The config's time limit (8 min, counted from the first step, after
+# about 50 s of start-up) ends the run first; TRAIN_TIMEOUT is the backstop and must stay above the two together
 timeout --preserve-status -s TERM "${TRAIN_TIMEOUT:-540}" python3 -m cosyn train --data .gpu/consep_0.5 --out /tmp/run \
     --init "$init" --config "${CONFIG:-benchmarks/gpu_train_config.json}" 2>&1 | tr '\r' '\n' | grep -v "^training: *[0-9]*%" \
     | tail -n 60
