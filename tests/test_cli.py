@@ -76,9 +76,11 @@ def test_sample_bad_layout_is_a_clear_error(tmp_path):
 
 
 def test_sample_missing_checkpoint_is_a_clear_error(tmp_path):
-    out = _run("sample", "--checkpoint", str(tmp_path / "nope"), "--layout", str(tmp_path / "l.json"),
+    layout = Path(__file__).resolve().parents[1] / "assets" / "layouts" / "colon_mixed_stroma.json"
+    out = _run("sample", "--checkpoint", str(tmp_path / "nope"), "--layout", str(layout),
                "--out", str(tmp_path / "o"))
     assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "nope/config.json: missing" in out.stderr
 
 
 @pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"real CoNSeP patches not found at {SHARED_DATA}")

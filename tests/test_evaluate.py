@@ -13,7 +13,7 @@ from conftest import disc_sample
 
 from cosyn.augment import AugmentConfig, SamplingSettings, augment
 from cosyn.cli import build_parser
-from cosyn.evaluate import SECTIONS, EvalConfig, evaluate, fidelity, generation_jobs
+from cosyn.evaluate import SECTIONS, EvalConfig, bars, evaluate, fidelity, generation_jobs
 from cosyn.realism import (
     INCEPTION_PACKAGE,
     frechet_distance,
@@ -114,6 +114,19 @@ def test_fidelity_counts_seeded_centroids(data, pipe):
             g.inst_classes[k] = int(c)
     assert fidelity([g], pipe.class_set, 0.5)["class_agreement"] == 1.0
 
+    # by hand: 4 centroids, the second missed; instances 1..3 seed from centroids 0, 2, 3 in order
+    from cosyn.layout import Layout, Point
+
+    names = list(pipe.class_set.names)
+    four = Layout(64, 64, names, [Point(8, 8, "epithelial"), Point(20, 8, "spindle"), Point(32, 8, "other"),
+                                  Point(44, 8, "inflammatory")], mpp=0.5)
+    ids = {n: names.index(n) for n in names}
+    hand = Generated(sample, four, [1], {1: ids["epithelial"], 2: ids["spindle"], 3: ids["inflammatory"]}, real)
+    f = fidelity([hand], pipe.class_set, 0.5)
+    assert (f["centroids"], f["yield"], f["class_agreement"]) == (4, 0.75, pytest.approx(2 / 3))
+    assert f["per_class"]["other"] == {"requested": 1, "yield": 1.0, "class_agreement": 0.0}
+    assert f["per_class"]["spindle"]["yield"] == 0.0
+
 
 def test_evaluate_end_to_end_writes_every_section(checkpoint, pipe, data, tmp_path):
     syn = tmp_path / "syn"
@@ -179,3 +192,17 @@ def test_cli_wiring_and_section_checks(tmp_path):
         EvalConfig(checkpoint="c", data="d", out="o", sections=("downstream",))
     with pytest.raises(ValueError, match="unknown sections"):
         EvalConfig(checkpoint="c", data="d", out="o", sections=("beauty",))
+
+
+def test_bars_pass_only_on_measured_values_that_meet_their_targets():
+    def realism(fid: float | None, naive: float | None) -> dict:
+        return {"generated": {"fid": fid}, "naive_baseline": {"fid": naive}, "real_floor": {"fid": 100.0}}
+
+    report = {"fidelity": {"yield": 0.95, "class_agreement": 0.89}, "consistency": {"pq_ratio": None},
+              "realism": realism(260.0, 369.0), "speed": {"median_s": 10.5}}
+    verdict = {name: row["pass"] for name, row in bars(report).items()}
+    assert verdict == {"layout_yield": True, "layout_class": False, "consistency_pq_ratio": False,
+                       "fid_below_naive": True, "speed_s": False}
+    assert bars({"realism": realism(369.0, 369.0)})["fid_below_naive"]["pass"] is False  # equal is not below
+    assert bars({"realism": realism(None, 369.0)})["fid_below_naive"]["pass"] is False
+    assert bars({"speed": {"median_s": 10.0}})["speed_s"]["pass"] is True

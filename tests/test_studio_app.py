@@ -307,10 +307,8 @@ def test_browser_training_job_exports_a_model_that_appears(studio, browser, tmp_
         if "text_cache" in options:  # the one path among the options stays inside the data roots
             page.locator("#cosyn-train-start").click()
             page.get_by_text("text_cache '/etc/hostname' lies outside the allowed data roots").wait_for()
-    started = time.time()
     page.locator("#cosyn-train-start").click()
     _wait_text(page, "#cosyn-job", "exported as", timeout=240_000)
-    assert time.time() - started < 240
     page.screenshot(path=str(tmp_path / "studio_train.png"), full_page=True)
     page.get_by_role("tab", name="Synthesize").click()
     page.locator("#cosyn-model input").click()

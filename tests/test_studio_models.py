@@ -16,8 +16,15 @@ from cosyn.studio.models import PipelineCache, list_models, model_view
 
 
 @pytest.fixture
-def root(tmp_path, monkeypatch):
-    monkeypatch.setattr(models, "TextEncoder", lambda name: text_encoder())  # one MiniLM per test session
+def encoder_loads(monkeypatch) -> list[str]:
+    """The names the studio asked to load; each load answers with the session's one MiniLM."""
+    loads: list[str] = []
+    monkeypatch.setattr(models, "TextEncoder", lambda name: loads.append(name) or text_encoder())
+    return loads
+
+
+@pytest.fixture
+def root(tmp_path, encoder_loads):
     tiny_pipeline().save_pretrained(tmp_path / "zeta")
     tiny_pipeline(seed=1).save_pretrained(tmp_path / "default")
     (tmp_path / "default" / "MODEL_CARD.md").write_text("# the default")
@@ -32,10 +39,11 @@ def test_models_are_listed_default_first_with_their_cards(root):
     assert list_models(root / "missing") == []
 
 
-def test_the_cache_loads_once_reloads_changed_weights_and_shares_the_text_encoder(root):
+def test_the_cache_loads_once_reloads_changed_weights_and_shares_the_text_encoder(root, encoder_loads):
     cache = PipelineCache(root)
     a, b = cache.get("default"), cache.get("zeta")
     assert cache.get("default") is a and a.text_encoder is b.text_encoder
+    assert len(encoder_loads) == 1
     tiny_pipeline(seed=2).save_pretrained(root / "default")
     weights = root / "default" / "model.safetensors"
     os.utime(weights, (weights.stat().st_atime, weights.stat().st_mtime + 5))

@@ -83,9 +83,16 @@ def test_settings_and_registry():
     old = reg.begin("s1")
     flag = reg.begin("s1")  # a newer run of the same session
     reg.end("s1", old)  # the old run ending late leaves the new one cancellable
-    ended = threading.Timer(0.2, reg.end, ("s1", flag))
+    ending = threading.Event()
+
+    def end_late() -> None:
+        ending.set()
+        reg.end("s1", flag)
+
+    ended = threading.Timer(0.2, end_late)
     ended.start()
     assert reg.cancel("s1", wait_s=10) and flag.is_set() and not old.is_set()
+    assert ending.is_set()  # Cancel answered only once the run had ended
     ended.join()
     assert not reg.cancel("s1")
 
