@@ -71,3 +71,11 @@ def test_validation_reports_the_dataset_and_the_class_mapping(tmp_path):
     text = mapping_text(CONSEP, PANNUKE)
     assert "kept by name: ['inflammatory', 'epithelial']" in text
     assert "dropped from the model: ['other', 'spindle']" in text
+
+
+def test_the_cache_keeps_the_most_recently_used_within_its_capacity(root):
+    cache = PipelineCache(root, capacity=1)
+    a = cache.get("default")
+    assert cache.get("default") is a
+    cache.get("zeta")  # fills the one slot: the default is dropped
+    assert cache.get("default") is not a
