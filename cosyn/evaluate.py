@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import operator
 import os
 import statistics
 import sys
@@ -480,10 +481,13 @@ def morphology_figure(real: dict[int, np.ndarray], generated: dict[int, np.ndarr
 
 
 # -- report ------------------------------------------------------------------------------------------------
-def _bar(value: float | None, target: float, higher_is_better: bool = True, **extra: Any) -> dict[str, Any]:
-    """A bar row; an unmeasurable value (None: a nan in the report) does not pass."""
-    ok = value is not None and (value >= target if higher_is_better else value <= target)
-    return {"value": value, "target": f"{'>=' if higher_is_better else '<='} {target}", "pass": ok, **extra}
+def _bar(value: float | None, target: float | None, higher_is_better: bool = True, strict: bool = False,
+         **extra: Any) -> dict[str, Any]:
+    """A bar row; an unmeasurable value or target (None: a nan in the report) does not pass."""
+    op = (">" if higher_is_better else "<") + ("" if strict else "=")
+    compare = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}[op]
+    ok = value is not None and target is not None and compare(value, target)
+    return {"value": value, "target": f"{op} {target}", "pass": ok, **extra}
 
 
 def bars(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -498,10 +502,8 @@ def bars(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
         r = report["realism"]
         naive = r["naive_baseline"]["fid"]
         # "Clearly better than the naive baseline": below it; the floor shows how far below is possible.
-        fid = r["generated"]["fid"]
-        out["fid_below_naive"] = {"value": fid, "target": "< naive baseline", "naive": naive,
-                                  "floor": r["real_floor"]["fid"],
-                                  "pass": fid is not None and naive is not None and fid < naive}
+        out["fid_below_naive"] = {**_bar(r["generated"]["fid"], naive, higher_is_better=False, strict=True),
+                                  "target": "< naive baseline", "naive": naive, "floor": r["real_floor"]["fid"]}
     if "speed" in report:
         out["speed_s"] = _bar(report["speed"]["median_s"], BARS["speed_s"], higher_is_better=False)
     return out

@@ -200,7 +200,7 @@ class JobManager:
             name = check_name(name or rec["export_name"], "export name")
             out = self.checkpoints / name
             # the run may replace the folder it last wrote, also after a Resume (which clears "exported")
-            if out.exists() and str(out) not in (rec.get("exported"), rec.get("own_export")):
+            if out.exists() and str(out) != rec.get("own_export"):
                 raise JobError(f"checkpoint {name!r} already exists and was not exported by this run; "
                                "choose another name")
             try:
