@@ -49,6 +49,7 @@ from cosyn.data.sample import Sample, instance_table, paint_classes
 from cosyn.data.targets import layout_from_sample
 from cosyn.fileio import atomic_write
 from cosyn.layout import Layout
+from cosyn.pipeline import CoSynPipeline
 from cosyn.train import TrainConfig
 from cosyn.triple import Triple
 
@@ -281,7 +282,7 @@ def rank_and_world() -> tuple[int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
-def generate(pipe, jobs: Sequence[Job], out: str | Path, sampling: SamplingSettings, rank: int = 0,
+def generate(pipe: CoSynPipeline, jobs: Sequence[Job], out: str | Path, sampling: SamplingSettings, rank: int = 0,
              world: int = 1, progress: bool = True, desc: str = "augment") -> dict[str, int]:
     """Generate this rank's share of `jobs` into `out`, skipping finished tiles. `pipe` is a
     CoSynPipeline; tiles are written at its mpp."""
@@ -338,11 +339,9 @@ class AugmentConfig:
         return {**d, "data": str(Path(self.data).resolve()), "checkpoint_sha256": checkpoint_sha256}
 
 
-def augment(cfg: AugmentConfig, pipe=None, rank: int | None = None, world: int | None = None,
+def augment(cfg: AugmentConfig, pipe: CoSynPipeline | None = None, rank: int | None = None, world: int | None = None,
             progress: bool = True) -> dict[str, int]:
     """Plan N jobs from `cfg.data` and generate this rank's share into `cfg.out`."""
-    from cosyn.pipeline import CoSynPipeline
-
     cfg.perturbation = cfg.perturbation or Perturbation()
     cfg.sampling = cfg.sampling or SamplingSettings()
     if rank is None or world is None:

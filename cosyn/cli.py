@@ -29,7 +29,10 @@ def _train(args: argparse.Namespace) -> int:
         # a resume continues the run as configured; only what is given again on this command line changes
         opts = json.loads(saved.read_text())["train"]
     if args.config:
-        opts.update(json.loads(Path(args.config).read_text()))
+        try:
+            opts.update(json.loads(Path(args.config).read_text()))
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{args.config}: not valid JSON ({e})") from None
     for key in ("data", "out", "init", "steps", "batch", "lr", "crop", "mpp", "threads", "format", "seed",
                 "save_every", "preview_every"):
         value = getattr(args, key)
@@ -53,7 +56,8 @@ def _export(args: argparse.Namespace) -> int:
 
     from cosyn.train import export_checkpoint
 
-    out = export_checkpoint(args.run, args.out, dtype=torch.float32 if args.fp32 else torch.float16)
+    out = export_checkpoint(args.run, args.out, dtype=torch.float32 if args.fp32 else torch.float16,
+                            overwrite=args.overwrite)
     print(f"exported {out}")
     return 0
 
@@ -74,25 +78,50 @@ def _prompt_cache(args: argparse.Namespace) -> int:
 def _sample(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from cosyn.export import write_bundle
+    from cosyn.export import FORMATS, write_bundle
     from cosyn.layout import Layout
     from cosyn.pipeline import CoSynPipeline
+    from cosyn.triple import at_mpp
 
+    # everything that can be checked before minutes of sampling is checked first
+    formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
+    unknown = sorted(set(formats) - set(FORMATS))
+    if unknown or not formats:
+        raise ValueError(f"sample: unknown --formats {unknown}; choose from {list(FORMATS)}")
+    out = Path(args.out)
+    folders = [out / f"{i:03d}" for i in range(args.n)]
+    taken = [f for f in folders if f.exists()]
+    if taken and not args.overwrite:
+        raise FileExistsError(f"{taken[0]} exists; pass --overwrite to replace it, or choose another --out")
     layout = Layout.load(args.layout)
     pipe = CoSynPipeline.from_pretrained(args.checkpoint)
-    formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
-    out = Path(args.out)
     with tqdm(total=args.steps, desc="sampling", unit="step") as bar:
         def on_step(p) -> None:
             bar.n = p.step
             bar.refresh()
         triples = pipe.sample(layout, prompt=args.prompt, steps=args.steps, guidance=args.guidance,
                               seed=args.seed, n=args.n, sampler=args.sampler, on_step=on_step)
-    for i, tr in enumerate(triples):
-        folder = write_bundle(tr, out / f"{i:03d}", formats=formats)
+    for folder, tr in zip(folders, triples, strict=True):
+        if args.output_mpp:
+            tr = at_mpp(tr, args.output_mpp)
+        write_bundle(tr, folder, formats=formats, overwrite=args.overwrite)
         missed = tr.params["missed_centroids"]
         print(f"{folder}: {len(tr.inst_classes)} instances, {missed} of {tr.params['centroids']} centroids missed")
     return 0
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 HEAVY_COMMANDS = {
@@ -138,6 +167,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     ex.add_argument("run")
     ex.add_argument("--out", required=True)
     ex.add_argument("--fp32", action="store_true", help="store float32 weights (default float16)")
+    ex.add_argument("--overwrite", action="store_true",
+                    help="replace an existing --out folder whole (its weights, model card and evaluation)")
     ex.set_defaults(func=_export)
 
     pc = sub.add_parser("prompt-cache", help="encode every structure prompt of a model once, for training "
@@ -150,12 +181,15 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     sa.add_argument("--checkpoint", required=True)
     sa.add_argument("--layout", required=True)
     sa.add_argument("--prompt")
-    sa.add_argument("--steps", type=int, default=25)
+    sa.add_argument("--steps", type=_positive_int, default=25)
     sa.add_argument("--guidance", type=float, default=2.0)
     sa.add_argument("--seed", type=int, default=0)
-    sa.add_argument("--n", type=int, default=1)
-    sa.add_argument("--sampler", default="dpm++")
+    sa.add_argument("--n", type=_positive_int, default=1)
+    sa.add_argument("--sampler", default="dpm++", help="ddim, dpm++ or unipc")
     sa.add_argument("--out", required=True)
+    sa.add_argument("--overwrite", action="store_true", help="replace bundles already in --out")
+    sa.add_argument("--output-mpp", dest="output_mpp", type=_positive_float,
+                    help="write the bundles at this µm/px (default: the model's); label maps resample nearest")
     sa.add_argument("--formats", default="png,npy,mat,geojson,coco")
     sa.set_defaults(func=_sample)
 
@@ -178,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.func(args)
-    except (DataError, LayoutError, CheckpointError, TrainingError, FileExistsError) as e:
+    except (DataError, LayoutError, CheckpointError, TrainingError, OSError, ValueError) as e:
+        # OSError names the file (missing, unreadable, disk full); ValueError covers a bad --config JSON
         print(f"error: {e}", file=sys.stderr)
         return 2

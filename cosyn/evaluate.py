@@ -56,6 +56,7 @@ from cosyn.data.sample import Sample
 from cosyn.data.targets import layout_from_sample
 from cosyn.layout import Layout
 from cosyn.metrics import DetectionAccumulator, pairing_radius_px
+from cosyn.pipeline import CoSynPipeline
 from cosyn.realism import (
     MORPHOLOGY,
     frechet_distance,
@@ -178,7 +179,7 @@ def generation_jobs(real: Sequence[Sample], samples_per_layout: int, seed: int) 
     return jobs
 
 
-def generated_tiles(cfg: EvalConfig, pipe, real: RealData, out: Path) -> list[Generated]:
+def generated_tiles(cfg: EvalConfig, pipe: CoSynPipeline, real: RealData, out: Path) -> list[Generated]:
     """Generate (or reuse) one tile per job into OUT/generated and read them back."""
     folder = out / "generated"
     settings = {"checkpoint_sha256": pipe.sha256, "data": str(Path(cfg.data).resolve()), "split": cfg.split,
@@ -381,7 +382,8 @@ def _gain_summary(runs: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, 
 
 
 # -- 5. speed --------------------------------------------------------------------------------------------
-def time_sampling(pipe, layout: Layout, sampling: SamplingSettings, runs: int = 5, seed: int = 0) -> dict[str, Any]:
+def time_sampling(pipe: CoSynPipeline, layout: Layout, sampling: SamplingSettings, runs: int = 5,
+                  seed: int = 0) -> dict[str, Any]:
     """Wall seconds per triple (sampling + instance cutting), median of `runs` after one warm-up."""
     def once(s: int) -> float:
         t0 = time.perf_counter()
@@ -610,9 +612,8 @@ def to_markdown(report: dict[str, Any]) -> str:
 
 
 # -- driver ----------------------------------------------------------------------------------------------
-def evaluate(cfg: EvalConfig, pipe=None) -> dict[str, Any]:
+def evaluate(cfg: EvalConfig, pipe: CoSynPipeline | None = None) -> dict[str, Any]:
     """Run the selected sections; write OUT/report.json, report.md and figures; return the report."""
-    from cosyn.pipeline import CoSynPipeline
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import tempfile
 import zipfile
 from collections.abc import Iterable, Iterator, Sequence
@@ -42,6 +41,7 @@ from skimage.segmentation import relabel_sequential
 
 import cosyn
 from cosyn.data.sample import instance_table
+from cosyn.fileio import atomic_dir
 from cosyn.layout import Layout
 from cosyn.triple import Triple
 
@@ -64,14 +64,8 @@ def write_bundle(
     out_dir = Path(out_dir)
     if out_dir.exists() and not overwrite:
         raise FileExistsError(f"{out_dir} exists; pass overwrite=True to replace it")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir) as tmp:
         names = _write_files(triple, tmp, formats)
-        _swap_in(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return [out_dir / n for n in names]
 
 
@@ -156,21 +150,6 @@ def _check_triple(t: Triple) -> None:
         raise ValueError("inst_map must hold non-negative integer ids")
     if t.inst_map.max(initial=0) > np.iinfo(np.int32).max:
         raise ValueError("inst_map ids must fit int32")
-
-
-def _swap_in(tmp: Path, out_dir: Path) -> None:
-    if not out_dir.exists():
-        tmp.rename(out_dir)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))
-    old.rmdir()
-    out_dir.rename(old)
-    try:
-        tmp.rename(out_dir)
-    except BaseException:
-        old.rename(out_dir)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
 
 
 # -- the writers ------------------------------------------------------------------------------------

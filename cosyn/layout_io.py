@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -38,36 +39,34 @@ def load_any(
     width: int | None = None,
     height: int | None = None,
     default_class: str | None = None,
+    mpp: float | None = None,
+    tissue: str | None = None,
 ) -> Layout:
     """A layout from a .json layout, a GeoJSON (.geojson or .json) or a HoVer-Net .mat.
 
     `classes` is the class set to express the layout in; a .json layout keeps its own when
     it is None. GeoJSON needs `width`/`height` (it has no canvas); a .mat falls back to its
     `inst_map` shape. `default_class` names the class of unclassified objects, which are
-    an error without it.
+    an error without it. `mpp` and `tissue` are given to GeoJSON and .mat layouts, which
+    carry neither; a .json layout keeps its own (no mpp there means the model's, DESIGN §2).
     """
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".mat":
-        return load_mat(path, _required_classes(classes, path), width, height, default_class)
+        layout = load_mat(path, _required_classes(classes, path), width, height, default_class)
+        return replace(layout, mpp=mpp, tissue=tissue)
     if suffix not in (".json", ".geojson"):
         raise LayoutError(f"{path}: unknown layout file type {suffix!r}; expected .json, .geojson or .mat")
     data = _read_json(path)
     if suffix == ".geojson" or _is_geojson(data):
         w, h = _required_size(width, height, path)
-        return layout_from_geojson(data, _required_classes(classes, path), w, h, str(path), default_class)
+        layout = layout_from_geojson(data, _required_classes(classes, path), w, h, str(path), default_class)
+        return replace(layout, mpp=mpp, tissue=tissue)
     layout = Layout.from_dict(data, where=str(path))
     return layout if classes is None else _conform(layout, _class_set(classes), str(path))
 
 
 # -- GeoJSON ----------------------------------------------------------------------------------------
-
-
-def load_geojson(
-    path: str | Path, classes: Classes, width: int, height: int, default_class: str | None = None
-) -> Layout:
-    path = Path(path)
-    return layout_from_geojson(_read_json(path), classes, width, height, str(path), default_class)
 
 
 def layout_from_geojson(
@@ -213,13 +212,17 @@ def load_mat(
     path = Path(path)
     class_set = _class_set(classes)
     try:
-        mat = scipy.io.loadmat(path)
+        # only the small variables: a compressed inst_map may inflate to gigabytes (its shape is all we need)
+        mat = scipy.io.loadmat(path, variable_names=["inst_centroid", "inst_type"])
+        shapes = {name: shape for name, shape, _ in scipy.io.whosmat(path)}
     except FileNotFoundError:
         raise LayoutError(f"{path}: no such file") from None
+    except NotImplementedError:
+        raise LayoutError(f"{path}: MATLAB v7.3 (HDF5) files are not supported; save it as v5 (-v7 or older)") from None
     except Exception as e:  # scipy raises several unrelated types for a corrupt file
         raise LayoutError(f"{path}: not a readable .mat file ({e})") from None
     if "inst_centroid" not in mat:
-        raise LayoutError(f"{path}: no 'inst_centroid' in this .mat (keys: {sorted(k for k in mat if k[0] != '_')})")
+        raise LayoutError(f"{path}: no 'inst_centroid' in this .mat (variables: {sorted(shapes)})")
     xy = np.asarray(mat["inst_centroid"], np.float64)
     if xy.size == 0:
         xy = xy.reshape(0, 2)
@@ -228,10 +231,12 @@ def load_mat(
     types = np.asarray(mat.get("inst_type", np.zeros(len(xy))), np.float64).reshape(-1)
     if len(types) != len(xy):
         raise LayoutError(f"{path}: {len(types)} inst_type rows for {len(xy)} centroids")
+    if not np.isfinite(xy).all() or not np.isfinite(types).all():
+        raise LayoutError(f"{path}: inst_centroid and inst_type must be finite numbers (found NaN or inf)")
     if width is None or height is None:
-        if "inst_map" not in mat:
+        if "inst_map" not in shapes:
             raise LayoutError(f"{path}: no inst_map to take the canvas size from; pass width and height")
-        height, width = np.asarray(mat["inst_map"]).shape[:2]
+        height, width = shapes["inst_map"][:2]
     names = [_mat_class(t, i, class_set, default_class, str(path)) for i, t in enumerate(types)]
     points = [Point(float(x), float(y), n) for (x, y), n in zip(xy, names, strict=True)]
     return _make_layout(int(width), int(height), class_set, points, str(path))

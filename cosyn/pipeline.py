@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +32,7 @@ from cosyn.diffusion.gaussian import (
     sampling_scheduler,
     training_scheduler,
 )
+from cosyn.fileio import atomic_dir
 from cosyn.instances import cut_instances
 from cosyn.layout import Layout, LayoutError
 from cosyn.model import DenoiserConfig, JointDenoiser
@@ -185,26 +183,18 @@ class CoSynPipeline:
         model.load_state_dict({k: v.float() for k, v in state.items()})
         return cls(model.to(device), config, text_encoder, sha256=file_sha256(w_path))
 
-    def save_pretrained(self, folder: str | Path, dtype: torch.dtype = torch.float32) -> None:
-        """Write config + weights into `folder` atomically (temp folder, then rename)."""
-        folder = Path(folder)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-        tmp.chmod(0o755)  # mkdtemp makes it owner-only; a shipped model folder is world-readable
-        try:
+    def save_pretrained(self, folder: str | Path, dtype: torch.dtype = torch.float32,
+                        extras: Callable[[Path], None] | None = None) -> None:
+        """Write config + weights as `folder`, replacing it whole (a card or report of the weights it
+        held would describe another model) and atomically; `extras(new_folder)` may add files, such
+        as a model card, before the new folder takes the old one's place."""
+        with atomic_dir(Path(folder)) as tmp:
             (tmp / CONFIG_NAME).write_text(json.dumps(self.config.to_dict(), indent=1))
             state = {k: v.detach().to("cpu", dtype).contiguous() for k, v in self.model.state_dict().items()}
             save_file(state, tmp / WEIGHTS_NAME, metadata={"format": "pt"})
             (tmp / WEIGHTS_NAME).chmod(0o644)
-            if folder.exists():
-                for extra in folder.iterdir():  # keep e.g. MODEL_CARD.md written beside the weights
-                    if not (tmp / extra.name).exists():
-                        shutil.move(str(extra), tmp / extra.name)
-                shutil.rmtree(folder)
-            os.replace(tmp, folder)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+            if extras is not None:
+                extras(tmp)
 
     # -- layouts --------------------------------------------------------------------------------------------
     def conform_layout(self, layout: Layout, size: tuple[int, int] | None = None) -> Layout:

@@ -114,13 +114,16 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def kernel_inception_distance(a: np.ndarray, b: np.ndarray, subsets: int = 100, subset_size: int = 1000,
-                              seed: int = 0) -> tuple[float, float]:
+                              seed: int = 0) -> tuple[float, float | None]:
     """KID (Bińkowski et al. 2018): unbiased MMD² with the cubic polynomial kernel
     k(x, y) = (x·y / d + 1)³, averaged over random subsets; returns (mean, std over subsets).
-    Unbiased, so unlike FID it is comparable across set sizes."""
+    Unbiased, so unlike FID it is comparable across set sizes. When both sets are no larger than
+    a subset, every subset is the whole set and the std says nothing: it is None."""
     m = min(len(a), len(b), subset_size)
     if m < 2:
         raise ValueError(f"KID needs at least 2 samples per set, got {len(a)} and {len(b)}")
+    if m == len(a) == len(b):
+        subsets = 1
     rng = np.random.default_rng(seed)
     d = a.shape[1]
     values = []
@@ -129,7 +132,7 @@ def kernel_inception_distance(a: np.ndarray, b: np.ndarray, subsets: int = 100, 
         kxx, kyy, kxy = ((x @ x.T / d + 1) ** 3, (y @ y.T / d + 1) ** 3, (x @ y.T / d + 1) ** 3)
         off = (kxx.sum() - np.trace(kxx) + kyy.sum() - np.trace(kyy)) / (m * (m - 1))
         values.append(off - 2 * kxy.mean())
-    return float(np.mean(values)), float(np.std(values))
+    return float(np.mean(values)), float(np.std(values)) if subsets > 1 else None
 
 
 # -- naive baseline ------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ can replace it; the checkpoint config records which one was used.
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from pathlib import Path
 
 import torch
@@ -30,10 +31,16 @@ def resolve_encoder_path(name: str) -> Path:
     return path
 
 
+# A long-running studio sees every free-text prompt its users type, so the cache is bounded; training
+# draws from a fixed set (770 structure prompts for CoNSeP's classes), which fits with room. ~75 kB each.
+CACHED_PROMPTS = 2048
+
+
 class TextEncoder:
     """Prompt → (token states (L, D), attention mask (L,)), cached per prompt."""
 
-    def __init__(self, name: str = DEFAULT_TEXT_ENCODER, max_tokens: int = MAX_TOKENS) -> None:
+    def __init__(self, name: str = DEFAULT_TEXT_ENCODER, max_tokens: int = MAX_TOKENS,
+                 capacity: int = CACHED_PROMPTS) -> None:
         # Never reach for a hub: weights ship with the package or live on local disk.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -47,7 +54,8 @@ class TextEncoder:
         # CLIP-style dual towers expose the text half separately
         self.model = getattr(model, "text_model", model).eval().requires_grad_(False)
         self.dim = int(self.model.config.hidden_size)
-        self._cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.capacity = capacity
+        self._cache: OrderedDict[str, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
 
     @torch.no_grad()
     def _encode_new(self, prompts: list[str]) -> None:
@@ -65,4 +73,8 @@ class TextEncoder:
             self._encode_new(new)
         states = torch.stack([self._cache[p][0] for p in prompts])
         masks = torch.stack([self._cache[p][1] for p in prompts])
+        for p in prompts:
+            self._cache.move_to_end(p)
+        while len(self._cache) > self.capacity:  # least recently used first
+            self._cache.popitem(last=False)
         return states, masks

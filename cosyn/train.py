@@ -15,7 +15,6 @@ import math
 import os
 import shutil
 import signal
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -39,7 +38,7 @@ from cosyn.data.sample import DataError
 from cosyn.data.targets import prompt_vocabulary
 from cosyn.diffusion.categorical import MultinomialDiffusion, index_to_log_onehot
 from cosyn.diffusion.gaussian import dist_to_model, image_to_model, min_snr_weight, training_scheduler
-from cosyn.fileio import dataclass_from_dict
+from cosyn.fileio import atomic_dir, dataclass_from_dict
 from cosyn.model import DenoiserConfig, JointDenoiser
 from cosyn.pipeline import CoSynPipeline, PipelineConfig
 from cosyn.state_io import load_state, save_state
@@ -175,25 +174,21 @@ def save_checkpoint(run: Path, step: int, model: nn.Module, ema: EMAModel, optim
     so a crash or a full disk never leaves a half checkpoint as the latest one."""
     root = run / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
-    final = root / f"step_{step:07d}"
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp_", dir=root))
     try:
-        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, tmp / "model.safetensors")
-        save_state(ema.state_dict(), tmp / "ema")
-        save_state(optimizer.state_dict(), tmp / "optim")
-        (tmp / "trainer.json").write_text(json.dumps({"step": step, "lr_sched": lr_sched.state_dict(),
-                                                      "torch_rng": torch.get_rng_state().tolist()}))
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        with atomic_dir(root / f"step_{step:07d}") as tmp:
+            save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+                      tmp / "model.safetensors")
+            save_state(ema.state_dict(), tmp / "ema")
+            save_state(optimizer.state_dict(), tmp / "optim")
+            (tmp / "trainer.json").write_text(json.dumps({"step": step, "lr_sched": lr_sched.state_dict(),
+                                                          "torch_rng": torch.get_rng_state().tolist()}))
     except (OSError, SafetensorError) as e:  # safetensors reports ENOSPC/EFBIG as its own error
-        shutil.rmtree(tmp, ignore_errors=True)
         prev = checkpoint_dirs(run)
         raise TrainingError(f"could not write checkpoint at step {step} in {root} ({e}); "
                             f"the previous checkpoint {prev[-1].name if prev else '(none)'} is intact") from e
     for old in checkpoint_dirs(run)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
-    return final
+    return root / f"step_{step:07d}"
 
 
 def load_checkpoint(ckpt: Path, model: nn.Module, ema: EMAModel, optimizer: torch.optim.Optimizer,
@@ -530,11 +525,17 @@ def prompt_encoder(cfg: TrainConfig, pcfg: PipelineConfig, tissues: list[str]) -
 
 
 # -- export ------------------------------------------------------------------------------------------
-def export_checkpoint(run: str | Path, out: str | Path, dtype: torch.dtype = torch.float16) -> Path:
-    """The design's loadable folder from the run's latest EMA weights, with a model card."""
-    from cosyn.training.model_card import write_model_card
+def export_checkpoint(run: str | Path, out: str | Path, dtype: torch.dtype = torch.float16,
+                      overwrite: bool = False) -> Path:
+    """The design's loadable folder from the run's latest EMA weights, with a model card.
+
+    An existing `out` (its weights, card and evaluation) is replaced whole, only with `overwrite`."""
+    from cosyn.training.model_card import model_card_text
 
     run, out = Path(run), Path(out)
+    if out.exists() and not overwrite:
+        raise TrainingError(f"{out} exists; pass --overwrite to replace it (its weights, model card and "
+                            "evaluation go with it)")
     ckpts = checkpoint_dirs(run)
     if not ckpts:
         raise TrainingError(f"{run}: no checkpoints to export")
@@ -545,6 +546,7 @@ def export_checkpoint(run: str | Path, out: str | Path, dtype: torch.dtype = tor
     ema.load_state_dict(load_state(ckpts[-1] / "ema"))
     ema.copy_to(model.parameters())
     step = json.loads((ckpts[-1] / "trainer.json").read_text())["step"]
-    CoSynPipeline(model, pcfg).save_pretrained(out, dtype=dtype)
-    write_model_card(out, run, step, meta)
+    card = model_card_text(out, run, step, meta)
+    CoSynPipeline(model, pcfg).save_pretrained(out, dtype=dtype,
+                                               extras=lambda tmp: (tmp / "MODEL_CARD.md").write_text(card))
     return out

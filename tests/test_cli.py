@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import scipy.io
 from conftest import SHARED_DATA
+from PIL import Image
 from tiny import tiny_pipeline
 
 from cosyn.layout import Layout, Point
@@ -48,6 +49,17 @@ def test_sample_writes_valid_bundles(tmp_path):
         mat = scipy.io.loadmat(b / "hovernet.mat")
         assert {"inst_map", "type_map", "inst_type", "inst_centroid"} <= set(mat)
         assert np.load(b / "dist.npy", allow_pickle=False).shape == (64, 64)
+    # the same triple written at twice the resolution: same field of view, labels still integers
+    out = _run("sample", "--checkpoint", str(tmp_path / "ck"), "--layout", str(tmp_path / "l.json"), "--steps", "3",
+               "--n", "2", "--seed", "4", "--output-mpp", "0.25", "--formats", "png", "--out", str(tmp_path / "fine"))
+    assert out.returncode == 0, out.stderr[-2000:]
+    fine, coarse = tmp_path / "fine" / "000", tmp_path / "out" / "000"
+    assert json.loads((fine / "params.json").read_text())["output_mpp"] == 0.25
+    fine_layout = Layout.load(fine / "layout.json")
+    assert (fine_layout.width, fine_layout.height, fine_layout.mpp) == (128, 128, 0.25)
+    assert [(p.x, p.y) for p in fine_layout.points] == [(20.5, 20.5), (80.5, 90.5)]
+    fine_class, coarse_class = (np.array(Image.open(b / "class.png")) for b in (fine, coarse))
+    assert np.array_equal(fine_class[::2, ::2], coarse_class)
 
 
 def test_prompt_cache_covers_the_model_and_is_clear_on_a_bad_checkpoint(tmp_path):
@@ -92,3 +104,27 @@ def test_prepare_real_consep(tmp_path):
     assert "432" in (tmp_path / "prep" / "report.md").read_text()
     again = _run("prepare", str(SHARED_DATA), "--out", str(tmp_path / "prep"))
     assert again.returncode == 2 and "Traceback" not in again.stderr
+
+
+def test_sample_refuses_bad_options_before_sampling_and_keeps_existing_bundles(tmp_path):
+    tiny_pipeline().save_pretrained(tmp_path / "ck")
+    layout = Path(__file__).resolve().parents[1] / "assets" / "layouts" / "colon_mixed_stroma.json"
+    base = ("sample", "--checkpoint", str(tmp_path / "ck"), "--layout", str(layout), "--steps", "2")
+    (tmp_path / "o" / "001").mkdir(parents=True)
+    out = _run(*base, "--n", "2", "--out", str(tmp_path / "o"))
+    assert out.returncode == 2 and "o/001 exists; pass --overwrite" in out.stderr
+    assert not (tmp_path / "o" / "000").exists()  # refused before anything was written
+    out = _run(*base, "--formats", "png,tif", "--out", str(tmp_path / "p"))
+    assert out.returncode == 2 and "unknown --formats ['tif']" in out.stderr and not (tmp_path / "p").exists()
+    out = _run(*base, "--sampler", "euler", "--out", str(tmp_path / "q"))
+    assert out.returncode == 2 and "unknown sampler 'euler'" in out.stderr and "Traceback" not in out.stderr
+    out = _run(*base[:-2], "--steps", "0", "--out", str(tmp_path / "r"))
+    assert out.returncode == 2 and "must be at least 1" in out.stderr
+
+
+def test_train_with_a_missing_or_broken_config_names_the_file(tmp_path):
+    out = _run("train", "--data", str(tmp_path), "--out", str(tmp_path / "run"), "--config", str(tmp_path / "no.json"))
+    assert out.returncode == 2 and "no.json" in out.stderr and "Traceback" not in out.stderr
+    (tmp_path / "bad.json").write_text("{lr: 1}")
+    out = _run("train", "--data", str(tmp_path), "--out", str(tmp_path / "run"), "--config", str(tmp_path / "bad.json"))
+    assert out.returncode == 2 and "bad.json: not valid JSON" in out.stderr and "Traceback" not in out.stderr

@@ -63,6 +63,15 @@ def test_kid_is_near_zero_for_one_distribution_and_positive_for_two():
     assert abs(same) < 0.05 < shifted
 
 
+def test_kid_has_a_spread_only_when_the_subsets_can_differ():
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(size=(24, 16)), rng.normal(0.2, 1.0, size=(24, 16))
+    whole, std = kernel_inception_distance(a, b, subsets=10)  # every subset would be the whole set
+    assert std is None
+    halves, half_std = kernel_inception_distance(a, b, subsets=50, subset_size=12)
+    assert half_std > 0 and halves == pytest.approx(whole, abs=3 * half_std)  # unbiased at any subset size
+
+
 def test_naive_baseline_paints_class_means_into_the_label():
     s = disc_sample(n=9, size=(64, 64), radius=5)
     out = naive_baseline(s.image, s.class_map)

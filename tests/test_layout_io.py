@@ -25,9 +25,16 @@ def xy_cls(layout):
 def test_save_and_load_round_trip(tmp_path, suffix):
     layout = sample_layout()
     path = save_any(layout, tmp_path / f"l{suffix}")
-    back = load_any(path, CONSEP, width=64, height=48)
+    back = load_any(path, CONSEP, width=64, height=48, mpp=0.5, tissue="colon")
     assert (back.width, back.height, back.classes) == (64, 48, CONSEP.to_list())
     assert xy_cls(back) == xy_cls(layout)
+    assert (back.mpp, back.tissue) == (0.5, "colon")
+
+
+def test_a_json_layout_keeps_its_own_scale_and_tissue(tmp_path):
+    path = save_any(sample_layout(), tmp_path / "l.json")
+    back = load_any(path, CONSEP, mpp=0.25, tissue="breast")  # the caller's apply to formats without them
+    assert (back.mpp, back.tissue) == (0.5, "colon")
 
 
 def test_geojson_export_is_qupath_detections_in_corner_coordinates():
@@ -174,3 +181,23 @@ def test_bad_mat_files_name_the_file(tmp_path):
         load_any(bad, CONSEP, 64, 48)
     with pytest.raises(LayoutError, match=r"bad\.mat: this format carries no class list"):
         load_any(bad)
+    scipy.io.savemat(bad, {"inst_centroid": np.array([[1.0, 2.0]]), "inst_type": np.array([[np.nan]])})
+    with pytest.raises(LayoutError, match=r"bad\.mat: inst_centroid and inst_type must be finite"):
+        load_any(bad, CONSEP, 64, 48)
+
+
+def test_a_mat_layout_reads_the_canvas_size_without_loading_the_instance_map(tmp_path, monkeypatch):
+    path = tmp_path / "big.mat"
+    scipy.io.savemat(path, {"inst_map": np.zeros((2000, 1500), np.int32), "inst_centroid": np.array([[5.0, 6.0]]),
+                            "inst_type": np.array([[2]])}, do_compression=True)
+    real_loadmat = scipy.io.loadmat
+    asked = []
+
+    def recording_loadmat(*args, **kwargs):
+        asked.append(kwargs.get("variable_names"))
+        return real_loadmat(*args, **kwargs)
+
+    monkeypatch.setattr(scipy.io, "loadmat", recording_loadmat)
+    layout = load_any(path, CONSEP)
+    assert (layout.width, layout.height) == (1500, 2000) and layout.points == [Point(5.0, 6.0, "inflammatory")]
+    assert asked and all(names is not None and "inst_map" not in names for names in asked)

@@ -131,3 +131,26 @@ def test_conform_and_resize_report_what_they_drop():
     assert out.classes == pannuke and [p.cls for p in out.points] == ["epithelial"] and dropped == {"spindle": 1}
     small, cut = cv.resized(layout, 32, 32)
     assert (small.width, small.height, cut) == (32, 32, 1)
+
+
+def test_the_prompt_follows_the_layout_and_keeps_one_the_layout_brings():
+    from cosyn.data.targets import structure_prompt
+    from cosyn.studio.canvas_events import show
+
+    pts = [Point(10.0, 10.0, "epithelial"), Point(30.0, 30.0, "inflammatory")]
+    plain = Layout(64, 64, CONSEP.to_list(), pts, 0.25, "colon")
+    own = Layout(64, 64, CONSEP.to_list(), pts, 0.25, "colon", prompt="my own words")
+    typed = "typed by hand"
+    assert show(cv.new_canvas(plain), "neutral", None, True, typed)[-1] == structure_prompt(plain)
+    edited = cv.click(cv.new_canvas(own), 50, 50, "spindle", 1.0)
+    assert show(edited, "neutral", None, True, typed)[-1] == "my own words"
+    assert show(cv.new_canvas(own), "neutral", None, False, typed)[-1] == typed
+
+
+def test_a_layout_without_a_scale_takes_the_models_on_the_canvas():
+    from cosyn.studio.canvas_events import fitted_to
+    from cosyn.studio.models import ModelView
+
+    mv = ModelView(CONSEP.to_list(), ["colon"], 256, 0.5)
+    assert fitted_to(Layout(64, 64, CONSEP.to_list(), [], None), mv).mpp == 0.5
+    assert fitted_to(Layout(64, 64, CONSEP.to_list(), [], 0.25), mv).mpp == 0.25

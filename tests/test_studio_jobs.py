@@ -128,7 +128,7 @@ def test_a_job_started_right_after_another_ended_leaves_each_its_own_export(tmp_
     monkeypatch.setattr(sys, "executable", str(fake))
     exported = []
 
-    def fake_export(run, out):
+    def fake_export(run, out, overwrite=False):
         exported.append(Path(run).name)
         Path(out).mkdir(parents=True)
 

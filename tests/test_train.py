@@ -171,7 +171,7 @@ def test_disk_full_is_clear_and_keeps_previous_checkpoint(tmp_path):
     ckpts = checkpoint_dirs(tmp_path / "run")
     assert [d.name for d in ckpts] == ["step_0000003"]
     assert load_file(ckpts[0] / "model.safetensors")  # still loadable
-    assert not list((tmp_path / "run" / "checkpoints").glob(".tmp_*"))
+    assert not list((tmp_path / "run" / "checkpoints").glob(".*"))  # no temp folder left behind
 
 
 def test_fine_tune_maps_classes_by_name(tmp_path):
@@ -185,6 +185,13 @@ def test_fine_tune_maps_classes_by_name(tmp_path):
     log = (ft / "train.log").read_text()
     assert "Kept by name: ['inflammatory', 'epithelial']" in log
     assert "re-initialised: ['neoplastic', 'connective', 'dead']" in log
+    with pytest.raises(TrainingError, match="ck exists; pass --overwrite"):
+        export_checkpoint(ft, tmp_path / "ck")  # the base model (and its card) stays
+    (tmp_path / "ck" / "evaluation.md").write_text("the base model's report")
+    export_checkpoint(ft, tmp_path / "ck", overwrite=True)
+    assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == ["MODEL_CARD.md", "config.json",
+                                                                   "model.safetensors"]
+    assert "# CoSyn checkpoint `ck`" in (tmp_path / "ck" / "MODEL_CARD.md").read_text()
     export_checkpoint(ft, tmp_path / "ck2")
     tuned = CoSynPipeline.from_pretrained(tmp_path / "ck2")
     assert tuned.config.classes == PANNUKE.to_list()

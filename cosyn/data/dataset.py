@@ -18,6 +18,7 @@ from cosyn.classes import ClassSet
 from cosyn.data.sample import Sample, instance_table
 from cosyn.data.targets import distance_map, point_map, structure_prompt
 from cosyn.layout import Layout
+from cosyn.resize import area_resize, nearest_resize
 
 
 @dataclass
@@ -31,22 +32,6 @@ class PreparedTile:
     dist: np.ndarray  # (H, W) float32
     points: np.ndarray  # (H, W) uint8
     tissue: str | None
-
-
-def nearest_resize(arr: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Nearest-neighbour resize by pixel centres; safe for int32 ids of any magnitude."""
-    rows = np.minimum(((np.arange(height) + 0.5) * arr.shape[0] / height).astype(np.int64), arr.shape[0] - 1)
-    cols = np.minimum(((np.arange(width) + 0.5) * arr.shape[1] / width).astype(np.int64), arr.shape[1] - 1)
-    return arr[rows][:, cols]
-
-
-def area_resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    import cv2
-
-    if image.shape[:2] == (height, width):
-        return image
-    interp = cv2.INTER_AREA if height < image.shape[0] else cv2.INTER_CUBIC
-    return cv2.resize(image, (width, height), interpolation=interp)
 
 
 def resample_sample(sample: Sample, mpp: float) -> Sample:

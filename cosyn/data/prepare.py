@@ -8,9 +8,6 @@ whatever tiles made it to disk.
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -18,6 +15,7 @@ from tqdm import tqdm
 
 from cosyn.data.formats import PathLike, Report, Validator, detect_format, read_dataset, write_folder
 from cosyn.data.sample import Sample
+from cosyn.fileio import atomic_dir
 
 
 def prepare(
@@ -44,20 +42,13 @@ def prepare(
 
         samples = (resample_sample(s, mpp) for s in reader)
     _check_target(out, overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         validator = Validator()
         stream = tqdm(samples, desc=f"prepare {fmt}", unit="tile", total=len(reader), disable=not progress)
         write_folder(_validated(stream, validator), tmp)
         report = validator.report(dataset=str(src), fmt=fmt)
         (tmp / "report.json").write_text(report.to_json())
         (tmp / "report.md").write_text(report.to_markdown())
-        _move_into_place(tmp, out)
-    except BaseException:
-        # BaseException too: an interrupted run must not leave a temp folder behind either
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return report
 
 
@@ -72,15 +63,3 @@ def _check_target(out: Path, overwrite: bool) -> None:
         raise FileExistsError(f"{out}: exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise FileExistsError(f"{out}: folder is not empty; pass overwrite=True to replace it")
-
-
-def _move_into_place(tmp: Path, out: Path) -> None:
-    if not out.exists():
-        os.replace(tmp, out)
-        return
-    # A non-empty folder cannot be renamed over, so the old one steps aside first and is
-    # deleted only once the new one is in place.
-    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
-    os.replace(out, old / out.name)
-    os.replace(tmp, out)
-    shutil.rmtree(old, ignore_errors=True)

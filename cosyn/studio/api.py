@@ -63,6 +63,7 @@ def build(ctx: StudioContext) -> None:
         layout = pasted_layout(layout_json, cfg.max_upload_bytes, "layout_json")
         # the canvas is bounded by the checkpoint's max_canvas: pipe.sample refuses a larger one, saying so
         pipe = ctx.models.get(checkpoint or default_model)
+        settings.check_work(pipe.conform_layout(layout))
         triples = pipe.sample(layout, prompt=prompt or None, steps=settings.steps, guidance=settings.guidance,
                               seed=settings.seed, n=settings.n, sampler=settings.sampler)
         folder = cfg.outputs / "api" / uuid.uuid4().hex

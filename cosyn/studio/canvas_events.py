@@ -7,6 +7,7 @@ layout can disagree.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import gradio as gr
@@ -20,7 +21,7 @@ from cosyn.studio import sources
 from cosyn.studio.context import StudioContext
 from cosyn.studio.errors import readable
 from cosyn.studio.gallery import session_dir
-from cosyn.studio.models import model_view
+from cosyn.studio.models import ModelView, model_view
 from cosyn.studio.paths import confine
 from cosyn.studio.random_layout import random_layout, requested_count
 from cosyn.studio.synthesize_tab import LAST_IMAGE, MAX_MIX, SynthesizeUI
@@ -32,8 +33,19 @@ def show(canvas: cv.Canvas, background: str, last_image: str | None, auto_prompt
     """Values for SynthesizeUI.canvas_outputs; the arguments after `canvas` are its view_inputs."""
     layout = cv.layout_of(canvas)
     back = np.asarray(Image.open(last_image).convert("RGB")) if background == LAST_IMAGE and last_image else None
-    text = structure_prompt(layout) if auto_prompt else prompt
+    # a layout that brings its own prompt keeps it, as in the CLI and the API
+    text = (layout.prompt or structure_prompt(layout)) if auto_prompt else prompt
     return canvas, cv.render(layout, back), cv.legend_html(layout), layout.to_json(), text
+
+
+def fitted_to(layout: Layout, mv: ModelView) -> Layout:
+    """The layout in the model's classes and canvas limit, with a warning for each thing lost."""
+    if layout.mpp is None:  # made explicit, so the µm grid, the size readout and the prompt's density agree
+        layout = dataclasses.replace(layout, mpp=mv.mpp)
+    fitted, notes = sources.fit(layout, mv.classes, mv.side_limit)
+    for note in notes:
+        gr.Warning(note)
+    return fitted
 
 
 def wire(ctx: StudioContext, demo: gr.Blocks, ui: SynthesizeUI) -> None:
@@ -42,11 +54,7 @@ def wire(ctx: StudioContext, demo: gr.Blocks, ui: SynthesizeUI) -> None:
 
     def replaced(canvas: cv.Canvas, layout: Layout, model: str | None, *view_values) -> tuple:
         """Show a layout from elsewhere, fitted to the model's classes and canvas limit."""
-        mv = model_view(ctx.models, model, layout.mpp)
-        fitted, notes = sources.fit(layout, mv.classes, mv.side_limit)
-        for note in notes:
-            gr.Warning(note)
-        return show(cv.replace(canvas, fitted), *view_values)
+        return show(cv.replace(canvas, fitted_to(layout, model_view(ctx.models, model, layout.mpp))), *view_values)
 
     # -- editing ---------------------------------------------------------------------------------------
     @readable
@@ -118,9 +126,7 @@ def wire(ctx: StudioContext, demo: gr.Blocks, ui: SynthesizeUI) -> None:
 
     @readable
     def on_upload(canvas, file, cls, model, *v):
-        current = cv.layout_of(canvas)
-        layout = sources.uploaded_layout(file, current.classes, current.width, current.height, cls,
-                                         cfg.max_upload_bytes)
+        layout = sources.uploaded_layout(file, cv.layout_of(canvas), cls, cfg.max_upload_bytes)
         return replaced(canvas, layout, model, *v)
 
     ui.upload.upload(on_upload, [ui.canvas_state, ui.upload, ui.cls_radio, ui.model_dd, *view], out)
@@ -147,9 +153,7 @@ def wire(ctx: StudioContext, demo: gr.Blocks, ui: SynthesizeUI) -> None:
         name = name if name in listed else (listed[0] if listed else None)
         layout = cv.layout_of(canvas)
         mv = model_view(ctx.models, name, layout.mpp)
-        fitted, notes = sources.fit(layout, mv.classes, mv.side_limit)
-        for note in notes:
-            gr.Warning(note)
+        fitted = fitted_to(layout, mv)
         if fitted.tissue not in mv.tissues:
             fitted.tissue = mv.tissues[0]
         nuclei = mv.classes[1:]

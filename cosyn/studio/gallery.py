@@ -6,6 +6,7 @@ exporting is only zipping, and `params.json` inside reproduces it.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,8 +18,12 @@ Entry = dict[str, str]  # {"dir": bundle folder, "image": its image.png, "captio
 
 
 def session_dir(outputs: Path, session: str | None) -> Path:
-    """Where one browser session's bundles, exports and layout downloads go."""
-    return outputs / (session or "anonymous")
+    """Where one browser session's bundles, exports and layout downloads go.
+
+    The session id comes from the client (Gradio accepts any string, e.g. "..", in its heartbeat route,
+    whose unload handler deletes this folder), so it is hashed into a name that cannot leave `outputs`.
+    """
+    return outputs / hashlib.sha256((session or "anonymous").encode()).hexdigest()[:32]
 
 
 def caption(params: dict) -> str:

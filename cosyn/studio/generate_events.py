@@ -40,6 +40,7 @@ def wire(ctx: StudioContext, demo: gr.Blocks, ui: SynthesizeUI) -> None:
         progress(0, desc="loading the model")
         pipe = ctx.models.get(model)
         at_model = pipe.conform_layout(layout)  # the layout as sampled, for cutting preview instances
+        settings.check_work(at_model)
         flag = ctx.cancels.begin(request.session_hash)
         try:
             for item in stream_samples(pipe, layout, prompt, settings, flag):

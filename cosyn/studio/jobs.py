@@ -204,7 +204,7 @@ class JobManager:
                 raise JobError(f"checkpoint {name!r} already exists and was not exported by this run; "
                                "choose another name")
             try:
-                export_checkpoint(rec["run"], out)
+                export_checkpoint(rec["run"], out, overwrite=True)
             except (TrainingError, FileNotFoundError) as e:
                 raise JobError(f"export failed: {e}") from None
             self._save_record({**rec, "exported": str(out), "own_export": str(out), "export_name": name,

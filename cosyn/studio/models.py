@@ -63,14 +63,15 @@ class ModelView:
     classes: list[str]
     tissues: list[str]
     side_limit: int  # largest canvas side in layout pixels
+    mpp: float | None  # the model's scale, which a layout without one is at (DESIGN §2)
 
 
 def model_view(cache: PipelineCache, name: str | None, layout_mpp: float | None) -> ModelView:
     """The model's classes, tissues and canvas limit, from its config alone (no weights loaded)."""
     if not name:
-        return ModelView(CONSEP.to_list(), list(TISSUES), FALLBACK_MAX_SIDE)
+        return ModelView(CONSEP.to_list(), list(TISSUES), FALLBACK_MAX_SIDE, None)
     cfg = cache.info(name).config()
-    return ModelView(list(cfg.classes), list(cfg.tissues), max_side(cfg.max_canvas, cfg.mpp, layout_mpp))
+    return ModelView(list(cfg.classes), list(cfg.tissues), max_side(cfg.max_canvas, cfg.mpp, layout_mpp), cfg.mpp)
 
 
 def max_side(model_max_canvas: int, model_mpp: float, layout_mpp: float | None) -> int:

@@ -20,6 +20,10 @@ from cosyn.pipeline import CoSynPipeline, StepPreview
 from cosyn.triple import Triple
 
 MAX_STEPS, MAX_N = 100, 8  # per run, on the page and through the API: bounds what one request costs
+# ...and so does their product with the canvas: a request holds the only sampling slot. 8 triples of 50 steps
+# on a 256² model canvas, or one 1024² triple of 25 steps; about 3 minutes on a 2-core CPU (6.9 µs per
+# pixel-step: 2.8 s for 25 steps on 128², `benchmarks/sample_latency.py`).
+MAX_PIXEL_STEPS = 8 * 50 * 256 * 256
 
 
 @dataclass
@@ -39,6 +43,15 @@ class SampleSettings:
             raise ValueError(f"n={self.n}: the studio samples 1 to {MAX_N} triples per request")
         if self.sampler not in SAMPLERS:
             raise ValueError(f"unknown sampler {self.sampler!r}; choose one of {sorted(SAMPLERS)}")
+
+    def check_work(self, at_model: Layout) -> None:
+        """Refuse a request whose triples × steps × pixels (on the model's canvas) is over the limit."""
+        work = self.n * self.steps * at_model.width * at_model.height
+        if work > MAX_PIXEL_STEPS:
+            raise ValueError(
+                f"{self.n} triple(s) × {self.steps} steps on a {at_model.width}×{at_model.height} px model canvas "
+                f"is {work / 1e6:.0f} million pixel-steps, over the studio's {MAX_PIXEL_STEPS / 1e6:.0f} million per "
+                "request (about 3 minutes of this CPU); ask for fewer triples or steps, or a smaller canvas")
 
 
 class CancelRegistry:

@@ -63,14 +63,15 @@ def pasted_layout(text: str, max_bytes: int, where: str) -> Layout:
     return Layout.from_dict(data, where=where)
 
 
-def uploaded_layout(path: str | Path, classes: Sequence[str], width: int, height: int, default_class: str,
-                    max_bytes: int) -> Layout:
-    """A layout from an uploaded .json, .geojson or .mat. GeoJSON has no canvas size, so it is
-    placed on the current canvas; unclassified objects take the selected class."""
+def uploaded_layout(path: str | Path, current: Layout, default_class: str, max_bytes: int) -> Layout:
+    """A layout from an uploaded .json, .geojson or .mat. GeoJSON has no canvas size and neither
+    format has a scale or tissue, so they take the current canvas's; unclassified objects take
+    the selected class."""
     path = check_upload(path, max_bytes)
     if path.suffix.lower() not in LAYOUT_FORMATS.values():
         raise LayoutError(f"{path.name}: upload a .json layout, a QuPath .geojson or a HoVer-Net .mat")
-    return load_any(path, classes=list(classes), width=width, height=height, default_class=default_class)
+    return load_any(path, classes=current.classes, width=current.width, height=current.height,
+                    default_class=default_class, mpp=current.mpp, tissue=current.tissue)
 
 
 def layout_file(layout: Layout, fmt: str, folder: Path) -> Path:

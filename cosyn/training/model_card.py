@@ -26,7 +26,8 @@ def last_metrics(run: Path, n: int = 20) -> dict[str, float]:
     return {k: sum(r[k] for r in rows) / len(rows) for k in keys if rows and k in rows[0]}
 
 
-def write_model_card(out: Path, run: Path, step: int, meta: dict[str, Any]) -> None:
+def model_card_text(out: Path, run: Path, step: int, meta: dict[str, Any]) -> str:
+    """A generated card for the checkpoint folder `out`, exported from `run` at `step`."""
     data, train, pipe = meta["data"], meta["train"], meta["pipeline"]
     m = last_metrics(run)
     lines = [
@@ -54,4 +55,4 @@ def write_model_card(out: Path, run: Path, step: int, meta: dict[str, Any]) -> N
         CONSEP_LICENCE if "consep" in data["data"].lower() else "As stated by the dataset's owners.",
         "",
     ]
-    (out / "MODEL_CARD.md").write_text("\n".join(lines))
+    return "\n".join(lines)
