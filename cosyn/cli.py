@@ -6,6 +6,7 @@ import argparse
 import importlib
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from cosyn.layout import LayoutError
@@ -78,16 +79,14 @@ def _prompt_cache(args: argparse.Namespace) -> int:
 def _sample(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from cosyn.export import FORMATS, write_bundle
+    from cosyn.export import check_formats, write_bundle
     from cosyn.layout import Layout
     from cosyn.pipeline import CoSynPipeline
     from cosyn.triple import at_mpp
 
     # everything that can be checked before minutes of sampling is checked first
     formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
-    unknown = sorted(set(formats) - set(FORMATS))
-    if unknown or not formats:
-        raise ValueError(f"sample: unknown --formats {unknown}; choose from {list(FORMATS)}")
+    check_formats(formats)
     out = Path(args.out)
     folders = [out / f"{i:03d}" for i in range(args.n)]
     taken = [f for f in folders if f.exists()]
@@ -110,18 +109,14 @@ def _sample(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def _positive(cast: type[int] | type[float]) -> Callable[[str], int | float]:
+    """An argparse type: `cast(text)`, refused unless above 0."""
+    def parse(text: str) -> int | float:
+        value = cast(text)
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+        return value
+    return parse
 
 
 HEAVY_COMMANDS = {
@@ -181,14 +176,14 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     sa.add_argument("--checkpoint", required=True)
     sa.add_argument("--layout", required=True)
     sa.add_argument("--prompt")
-    sa.add_argument("--steps", type=_positive_int, default=25)
+    sa.add_argument("--steps", type=_positive(int), default=25)
     sa.add_argument("--guidance", type=float, default=2.0)
     sa.add_argument("--seed", type=int, default=0)
-    sa.add_argument("--n", type=_positive_int, default=1)
+    sa.add_argument("--n", type=_positive(int), default=1)
     sa.add_argument("--sampler", default="dpm++", help="ddim, dpm++ or unipc")
     sa.add_argument("--out", required=True)
     sa.add_argument("--overwrite", action="store_true", help="replace bundles already in --out")
-    sa.add_argument("--output-mpp", dest="output_mpp", type=_positive_float,
+    sa.add_argument("--output-mpp", dest="output_mpp", type=_positive(float),
                     help="write the bundles at this µm/px (default: the model's); label maps resample nearest")
     sa.add_argument("--formats", default="png,npy,mat,geojson,coco")
     sa.set_defaults(func=_sample)

@@ -614,7 +614,6 @@ def to_markdown(report: dict[str, Any]) -> str:
 # -- driver ----------------------------------------------------------------------------------------------
 def evaluate(cfg: EvalConfig, pipe: CoSynPipeline | None = None) -> dict[str, Any]:
     """Run the selected sections; write OUT/report.json, report.md and figures; return the report."""
-
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     pipe = pipe or CoSynPipeline.from_pretrained(cfg.checkpoint, device=cfg.device)

@@ -49,6 +49,13 @@ FORMATS = ("png", "npy", "mat", "geojson", "coco")
 CORNER_OFFSET = 0.5  # pixel-centre coordinates (ours) -> pixel-corner coordinates (QuPath, COCO)
 
 
+def check_formats(formats: Sequence[str]) -> None:
+    """Refuse unknown formats, naming what is offered."""
+    unknown = sorted(set(formats) - set(FORMATS))
+    if unknown:
+        raise ValueError(f"unknown export format(s) {unknown}; choose from {list(FORMATS)}")
+
+
 def write_bundle(
     triple: Triple, out_dir: str | Path, formats: Sequence[str] = FORMATS, overwrite: bool = False
 ) -> list[Path]:
@@ -57,9 +64,7 @@ def write_bundle(
     Everything goes to a temporary sibling folder that is renamed into place at the end, so
     a failure leaves either the previous folder or nothing, never half a bundle.
     """
-    unknown = sorted(set(formats) - set(FORMATS))
-    if unknown:
-        raise ValueError(f"unknown export format(s) {unknown}; choose from {list(FORMATS)}")
+    check_formats(formats)
     _check_triple(triple)
     out_dir = Path(out_dir)
     if out_dir.exists() and not overwrite:

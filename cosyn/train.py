@@ -174,8 +174,9 @@ def save_checkpoint(run: Path, step: int, model: nn.Module, ema: EMAModel, optim
     so a crash or a full disk never leaves a half checkpoint as the latest one."""
     root = run / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
+    final = root / f"step_{step:07d}"
     try:
-        with atomic_dir(root / f"step_{step:07d}") as tmp:
+        with atomic_dir(final) as tmp:
             save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
                       tmp / "model.safetensors")
             save_state(ema.state_dict(), tmp / "ema")
@@ -188,7 +189,7 @@ def save_checkpoint(run: Path, step: int, model: nn.Module, ema: EMAModel, optim
                             f"the previous checkpoint {prev[-1].name if prev else '(none)'} is intact") from e
     for old in checkpoint_dirs(run)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
-    return root / f"step_{step:07d}"
+    return final
 
 
 def load_checkpoint(ckpt: Path, model: nn.Module, ema: EMAModel, optimizer: torch.optim.Optimizer,

@@ -115,11 +115,11 @@ def test_sample_refuses_bad_options_before_sampling_and_keeps_existing_bundles(t
     assert out.returncode == 2 and "o/001 exists; pass --overwrite" in out.stderr
     assert not (tmp_path / "o" / "000").exists()  # refused before anything was written
     out = _run(*base, "--formats", "png,tif", "--out", str(tmp_path / "p"))
-    assert out.returncode == 2 and "unknown --formats ['tif']" in out.stderr and not (tmp_path / "p").exists()
+    assert out.returncode == 2 and "unknown export format(s) ['tif']" in out.stderr and not (tmp_path / "p").exists()
     out = _run(*base, "--sampler", "euler", "--out", str(tmp_path / "q"))
     assert out.returncode == 2 and "unknown sampler 'euler'" in out.stderr and "Traceback" not in out.stderr
     out = _run(*base[:-2], "--steps", "0", "--out", str(tmp_path / "r"))
-    assert out.returncode == 2 and "must be at least 1" in out.stderr
+    assert out.returncode == 2 and "must be above 0, got 0" in out.stderr
 
 
 def test_train_with_a_missing_or_broken_config_names_the_file(tmp_path):
