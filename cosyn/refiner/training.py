@@ -1,0 +1,189 @@
+"""Refiner training: real tiles, degraded base-resolution inputs, resumable, one screen of loop.
+
+`gan`: L1 on the 4×-pooled image (colour and layout follow the input) + a light full-resolution L1
++ hinge PatchGAN + discriminator feature matching (pix2pixHD), so texture comes from the adversary
+rather than from the blurry pixel mean.
+`diffusion`: the residual (target − upsampled input) as a v-prediction diffusion on a cosine
+schedule, sampled in a few DDIM steps (SR3 / Imagen super-resolution, small).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cosyn.data.dataset import split_by_source
+from cosyn.data.formats import read_dataset
+from cosyn.fileio import atomic_dir, dataclass_from_dict
+from cosyn.refiner.data import Degradation, RefinerTile, batch_tensors, crop_pair, refiner_tile
+from cosyn.refiner.network import PatchDiscriminator, RefinerConfig, RefinerNet, conditioning
+from cosyn.refiner.stage import RESIDUAL_SCALE, Refiner, save_refiner
+from cosyn.state_io import load_state, save_state
+
+
+@dataclass
+class RefinerTrainConfig:
+    data: str
+    out: str
+    formulation: str = "gan"
+    steps: int = 3000
+    batch: int = 6
+    crop: int = 128
+    lr: float = 2e-4
+    lr_d: float = 2e-4
+    base_mpp: float = 0.5
+    scale: int = 2
+    widths: tuple[int, ...] = (32, 64, 96)
+    w_lowpass: float = 10.0
+    w_l1: float = 1.0
+    w_adv: float = 1.0
+    w_fm: float = 5.0
+    ema: float = 0.999
+    val_fraction: float = 0.15  # the base model's split: evaluation tiles stay unseen
+    seed: int = 0
+    save_every: int = 200
+    time_limit: float | None = None  # minutes
+    stop_after: int | None = None  # steps in this invocation; the schedule still spans `steps`
+    threads: int | None = None
+    bf16: bool = True
+
+    def __post_init__(self) -> None:
+        self.widths = tuple(int(w) for w in self.widths)
+        for k in ("lr", "lr_d", "w_lowpass", "w_l1", "w_adv", "w_fm", "ema", "base_mpp"):
+            v = float(getattr(self, k))
+            if not math.isfinite(v) or v < 0:
+                raise ValueError(f"{k}={v} must be a finite number >= 0")
+        if self.crop % (self.scale * 4):
+            raise ValueError(f"crop {self.crop} must be a multiple of {self.scale * 4}")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> RefinerTrainConfig:
+        return dataclass_from_dict(cls, d, "refiner training keys")
+
+
+def load_tiles(cfg: RefinerTrainConfig) -> tuple[list[RefinerTile], int, list[str]]:
+    samples = read_dataset(cfg.data)
+    train_idx, _ = split_by_source(samples, cfg.val_fraction, cfg.seed)
+    tiles = [refiner_tile(samples[i], cfg.base_mpp, cfg.scale) for i in train_idx]
+    return tiles, len(samples[0].classes.names), list(samples[0].classes.names)
+
+
+def hinge_d(d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
+    return F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()
+
+
+def gan_step(g: RefinerNet, d: PatchDiscriminator, opt_g, opt_d, b: dict, cfg: RefinerTrainConfig,
+             gen: torch.Generator) -> dict[str, float]:
+    cond = conditioning(b["image_up"], b["dist_up"], b["probs"], b["points"], g.cfg, gen)
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16)
+    with autocast:
+        fake = b["image_up"] + g(cond).float()
+        d_real = d(b["target"], b["dist_up"], b["probs"])
+        d_fake = d(fake.detach(), b["dist_up"], b["probs"])
+        loss_d = hinge_d(d_real[-1].float(), d_fake[-1].float())
+    opt_d.zero_grad(set_to_none=True)
+    loss_d.backward()
+    opt_d.step()
+    with autocast:
+        feats = d(fake, b["dist_up"], b["probs"])
+        adv = -feats[-1].float().mean()
+        fm = sum(F.l1_loss(f.float(), r.detach().float()) for f, r in zip(feats[:-1], d_real[:-1], strict=True))
+    lowpass = F.l1_loss(F.avg_pool2d(fake, 4), F.avg_pool2d(b["target"], 4))
+    l1 = F.l1_loss(fake, b["target"])
+    loss_g = cfg.w_lowpass * lowpass + cfg.w_l1 * l1 + cfg.w_adv * adv + cfg.w_fm * fm
+    opt_g.zero_grad(set_to_none=True)
+    loss_g.backward()
+    opt_g.step()
+    return {"d": loss_d.item(), "adv": adv.item(), "fm": float(fm.detach()), "lowpass": lowpass.item(), "l1": l1.item()}
+
+
+def diffusion_step(g: RefinerNet, opt_g, b: dict, cfg: RefinerTrainConfig, gen: torch.Generator) -> dict[str, float]:
+    residual = (b["target"] - b["image_up"]) / RESIDUAL_SCALE
+    n = residual.shape[0]
+    t = torch.rand(n, generator=gen)[:, None, None, None]
+    alpha, sigma = torch.cos(t * math.pi / 2), torch.sin(t * math.pi / 2)
+    eps = torch.randn(residual.shape, generator=gen)
+    x_t = alpha * residual + sigma * eps
+    cond = conditioning(b["image_up"], b["dist_up"], b["probs"], b["points"], g.cfg, gen)
+    cond = torch.cat([cond, x_t, t.expand(n, 1, *x_t.shape[2:])], 1)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+        v_hat = g(cond).float()
+    loss = F.mse_loss(v_hat, alpha * eps - sigma * residual)
+    opt_g.zero_grad(set_to_none=True)
+    loss.backward()
+    opt_g.step()
+    return {"v_mse": loss.item()}
+
+
+def train_refiner(cfg: RefinerTrainConfig) -> Path:
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tiles, k, class_names = load_tiles(cfg)
+    rcfg = RefinerConfig(num_classes=k, widths=cfg.widths, scale=cfg.scale, formulation=cfg.formulation)
+    torch.manual_seed(cfg.seed)
+    g, d = RefinerNet(rcfg), PatchDiscriminator(k)
+    ema = RefinerNet(rcfg).requires_grad_(False)
+    ema.load_state_dict(g.state_dict())
+    opt_g = torch.optim.Adam(g.parameters(), lr=cfg.lr, betas=(0.5, 0.99))
+    opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr_d, betas=(0.5, 0.99))
+    start, steps = 0, cfg.steps
+    state_path = out / "state" / "train"
+    if (out / "state" / "train.json").is_file():
+        s = load_state(state_path)
+        for obj, key in ((g, "g"), (d, "d"), (ema, "ema"), (opt_g, "opt_g"), (opt_d, "opt_d")):
+            obj.load_state_dict(s[key])
+        start = s["step"]
+        print(f"resumed at step {start} of {steps}", flush=True)
+    (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=1))
+    degradation = Degradation()
+    deadline = None if cfg.time_limit is None else time.monotonic() + 60 * cfg.time_limit
+    t0, step = time.monotonic(), start
+
+    def save() -> None:
+        with atomic_dir(out / "state") as tmp:
+            save_state({"g": g.state_dict(), "d": d.state_dict(), "ema": ema.state_dict(),
+                        "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "step": step, "steps": steps},
+                       tmp / "train")
+        save_refiner(Refiner(ema, class_names, cfg.base_mpp), out / "refiner")
+
+    while step < steps:
+        rng = np.random.default_rng([cfg.seed, step])
+        items = [crop_pair(tiles[int(rng.integers(len(tiles)))], cfg.crop, cfg.scale, rng, degradation)
+                 for _ in range(cfg.batch)]
+        b = batch_tensors(items, k, cfg.scale)
+        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+        lr_scale = 0.5 * (1 + math.cos(math.pi * step / steps))
+        for opt, lr in ((opt_g, cfg.lr), (opt_d, cfg.lr_d)):
+            for group in opt.param_groups:
+                group["lr"] = lr * max(lr_scale, 0.1)
+        if cfg.formulation == "gan":
+            logs = gan_step(g, d, opt_g, opt_d, b, cfg, gen)
+        else:
+            logs = diffusion_step(g, opt_g, b, cfg, gen)
+        with torch.no_grad():
+            for pe, pg in zip(ema.parameters(), g.parameters(), strict=True):
+                pe.lerp_(pg, 1 - cfg.ema)
+        step += 1
+        if not all(math.isfinite(v) for v in logs.values()):
+            raise FloatingPointError(f"step {step}: non-finite loss {logs}; the last saved state is kept")
+        if step % 25 == 0 or step == steps:
+            rate = (time.monotonic() - t0) / (step - start)
+            print(f"step {step}/{steps} " + " ".join(f"{a} {v:.4f}" for a, v in logs.items())
+                  + f" {rate:.2f}s/step", flush=True)
+        if step % cfg.save_every == 0 or step == steps:
+            save()
+        out_of_time = deadline is not None and time.monotonic() > deadline
+        if out_of_time or (cfg.stop_after is not None and step - start >= cfg.stop_after):
+            save()
+            print(f"stopped at step {step} of {steps}; --resume by running the same config again", flush=True)
+            break
+    return out / "refiner"

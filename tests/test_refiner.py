@@ -1,0 +1,97 @@
+"""The refiner stage: identity before training, exact resume, persistence, aligned training pairs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import disc_sample
+
+from cosyn.refiner.data import Degradation, crop_pair, refiner_tile
+from cosyn.refiner.network import RefinerConfig, RefinerNet
+from cosyn.refiner.stage import Refiner, RefinerError, save_refiner
+from cosyn.refiner.training import RefinerTrainConfig, train_refiner
+from cosyn.resize import area_resize
+
+TINY = {"widths": (8, 16), "blocks": 1}
+
+
+def base_triple(seed: int = 0):
+    s = disc_sample(n=4, size=(32, 32), radius=4, seed=seed)
+    return s.image, (s.inst_map > 0).astype(np.float32), s.class_map, s
+
+
+def test_an_untrained_refiner_is_bicubic_upsampling():
+    ref = Refiner(RefinerNet(RefinerConfig(**TINY)), ["background", "a", "b", "c", "d"], 0.5)
+    image, dist, cls, _ = base_triple()
+    out = ref.refine(image, dist, cls, np.zeros((64, 64), np.uint8))
+    bicubic = torch.nn.functional.interpolate(torch.from_numpy(image).permute(2, 0, 1)[None].float() / 127.5 - 1,
+                                              size=(64, 64), mode="bicubic", align_corners=False)
+    expected = ((bicubic.clamp(-1, 1) + 1) * 127.5 + 0.5).byte()[0].permute(1, 2, 0).numpy()
+    assert out.shape == (64, 64, 3) and out.dtype == np.uint8
+    assert np.array_equal(out, expected)
+
+
+@pytest.mark.parametrize("formulation", ["gan", "diffusion"])
+def test_saved_refiner_loads_and_refines_the_same(tmp_path, formulation):
+    torch.manual_seed(0)
+    net = RefinerNet(RefinerConfig(formulation=formulation, **TINY))
+    for p in net.parameters():  # leave the identity so that a lost weight would show
+        p.data.normal_(0, 0.05)
+    ref = Refiner(net, ["background", "a", "b", "c", "d"], 0.5)
+    save_refiner(ref, tmp_path / "refiner")
+    loaded = Refiner.from_pretrained(tmp_path / "refiner")
+    image, dist, cls, s = base_triple()
+    pts = np.zeros((64, 64), np.uint8)
+    pts[10, 12], pts[40, 30] = 1, 3
+    a, b = ref.refine(image, dist, cls, pts, seed=3), loaded.refine(image, dist, cls, pts, seed=3)
+    assert np.array_equal(a, b)
+    assert loaded.output_mpp == 0.25
+    assert not np.array_equal(a, ref.refine(image, dist, cls, pts, seed=4))  # the noise input matters
+
+
+def test_refiner_folder_errors_name_the_file(tmp_path):
+    with pytest.raises(RefinerError, match="config.json: missing"):
+        Refiner.from_pretrained(tmp_path)
+    save_refiner(Refiner(RefinerNet(RefinerConfig(**TINY)), ["background", "a"] + ["c"] * 3, 0.5), tmp_path / "r")
+    (tmp_path / "r" / "model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(RefinerError, match="model.safetensors"):
+        Refiner.from_pretrained(tmp_path / "r")
+    (tmp_path / "r" / "config.json").write_text(json.dumps({"refiner": {"formulation": "vae"}}))
+    with pytest.raises(RefinerError, match="invalid refiner config"):
+        Refiner.from_pretrained(tmp_path / "r")
+
+
+def test_training_pairs_are_aligned_and_degradation_only_touches_the_input():
+    tile = refiner_tile(disc_sample(n=9, size=(64, 64), radius=5), base_mpp=0.5, scale=2)
+    assert tile.image_hi.shape[:2] == (64, 64) and tile.image_lo.shape[:2] == (32, 32)
+    assert np.count_nonzero(tile.points_hi) == 9
+    pair = crop_pair(tile, 32, 2, np.random.default_rng(5), None)
+    # the low-resolution input is the area-downsampled target, up to rounding
+    down = area_resize(pair["image_hi"], 16, 16).astype(int)
+    assert np.abs(down - pair["image_lo"].astype(int)).max() <= 1
+    degraded = crop_pair(tile, 32, 2, np.random.default_rng(5), Degradation())
+    assert np.array_equal(degraded["image_hi"], pair["image_hi"])
+    assert not np.array_equal(degraded["image_lo"], pair["image_lo"])
+
+
+@pytest.mark.parametrize("formulation", ["gan", "diffusion"])
+def test_refiner_training_resumes_exactly(data, tmp_path, formulation):
+    common = {"data": str(data), "formulation": formulation, "batch": 2, "crop": 32, "widths": (8, 16),
+              "save_every": 2, "val_fraction": 0.15}
+    train_refiner(RefinerTrainConfig(out=str(tmp_path / "straight"), steps=4, **common))
+    # interrupted after 2 of 4 steps, then resumed
+    train_refiner(RefinerTrainConfig(out=str(tmp_path / "split"), steps=4, stop_after=2, **common))
+    train_refiner(RefinerTrainConfig(out=str(tmp_path / "split"), steps=4, **common))
+    a = Refiner.from_pretrained(tmp_path / "straight" / "refiner").net.state_dict()
+    b = Refiner.from_pretrained(tmp_path / "split" / "refiner").net.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    initial = RefinerNet(RefinerConfig(formulation=formulation, widths=(8, 16))).state_dict()
+    assert not torch.equal(a["out.weight"], initial["out.weight"])  # it learned something
+
+
+def test_refiner_training_refuses_non_finite_numbers(tmp_path):
+    with pytest.raises(ValueError, match="lr=inf"):
+        RefinerTrainConfig(data="x", out=str(tmp_path), lr=float("inf"))
