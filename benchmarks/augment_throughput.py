@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from cosyn.augment import AugmentConfig, SamplingSettings, augment
-from cosyn.pipeline import CoSynPipeline
+from cosyn.model.pipeline import CoSynPipeline
 
 
 def main() -> None:

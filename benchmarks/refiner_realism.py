@@ -22,15 +22,15 @@ import cv2
 import numpy as np
 import torch
 
+from cosyn.core.layout import Layout
 from cosyn.data.dataset import resample_sample, split_by_source
 from cosyn.data.formats import read_dataset
 from cosyn.data.targets import distance_map, point_map
 from cosyn.evaluation.c2st import C2STConfig, as_acquired, c2st, crops
+from cosyn.evaluation.realism import inception_features, kernel_inception_distance
 from cosyn.evaluation.texture import hematoxylin_distance, laplacian_ratio
-from cosyn.instances import cut_instances
-from cosyn.layout import Layout
-from cosyn.pipeline import CoSynPipeline
-from cosyn.realism import inception_features, kernel_inception_distance
+from cosyn.model.instances import cut_instances
+from cosyn.model.pipeline import CoSynPipeline
 from cosyn.refiner.data import from_unit, to_unit, upsampled_inputs
 from cosyn.refiner.stage import Refiner
 

@@ -23,10 +23,10 @@ import numpy as np
 import torch
 
 from cosyn.augment import SamplingSettings, random_layout
-from cosyn.evaluate import time_sampling
-from cosyn.layout import Layout
-from cosyn.pipeline import CoSynPipeline
-from cosyn.text_cache import PromptCache
+from cosyn.core.layout import Layout
+from cosyn.evaluation.evaluate import time_sampling
+from cosyn.model.pipeline import CoSynPipeline
+from cosyn.model.text_cache import PromptCache
 
 NUCLEI_PER_MM2 = 42 / (256 * 0.25 / 1000) ** 2  # CoNSeP patches: 42 nuclei per 256² at 0.25 µm/px, on average
 SPACING_UM = 3.0

@@ -14,8 +14,8 @@ import time
 
 import torch
 
-from cosyn.layout import Layout
-from cosyn.pipeline import CoSynPipeline
+from cosyn.core.layout import Layout
+from cosyn.model.pipeline import CoSynPipeline
 
 
 def main() -> None:

@@ -16,10 +16,10 @@ import time
 
 import torch
 
-from cosyn.diffusion.categorical import MultinomialDiffusion
-from cosyn.diffusion.gaussian import DEFAULT_SCHEDULE, training_scheduler
-from cosyn.model import DenoiserConfig, JointDenoiser
-from cosyn.train import TrainConfig, joint_loss
+from cosyn.model.denoiser import DenoiserConfig, JointDenoiser
+from cosyn.model.diffusion.categorical import MultinomialDiffusion
+from cosyn.model.diffusion.gaussian import DEFAULT_SCHEDULE, training_scheduler
+from cosyn.training.trainer import TrainConfig, joint_loss
 
 
 def time_steps(model, crop: int, batch: int, bf16: bool, repeats: int, device: str) -> float:

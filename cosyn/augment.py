@@ -42,16 +42,16 @@ from PIL import Image
 from scipy.spatial import cKDTree
 from tqdm import tqdm
 
-from cosyn.classes import ClassSet
+from cosyn.core.classes import ClassSet
+from cosyn.core.layout import Layout
+from cosyn.core.triple import Triple
 from cosyn.data.dataset import split_by_source
 from cosyn.data.formats import read_dataset
 from cosyn.data.sample import Sample, instance_table, paint_classes
 from cosyn.data.targets import layout_from_sample
-from cosyn.fileio import atomic_write
-from cosyn.layout import Layout
-from cosyn.pipeline import CoSynPipeline
-from cosyn.train import TrainConfig
-from cosyn.triple import Triple
+from cosyn.io.fileio import atomic_write
+from cosyn.model.pipeline import CoSynPipeline
+from cosyn.training.trainer import TrainConfig
 
 TILE_DIRS = {"image": ("images", ".png"), "inst": ("instances", ".tif"), "class": ("classes", ".png"),
              "meta": ("meta", ".json")}

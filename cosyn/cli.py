@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from cosyn.layout import LayoutError
+from cosyn.core.layout import LayoutError
 
 
 def _prepare(args: argparse.Namespace) -> int:
@@ -22,7 +22,7 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from cosyn.train import TrainConfig, train
+    from cosyn.training.trainer import TrainConfig, train
 
     opts: dict = {}
     saved = Path(args.out or "") / "run_config.json"
@@ -55,7 +55,7 @@ def _train(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     import torch
 
-    from cosyn.train import export_checkpoint
+    from cosyn.training.trainer import export_checkpoint
 
     out = export_checkpoint(args.run, args.out, dtype=torch.float32 if args.fp32 else torch.float16,
                             overwrite=args.overwrite)
@@ -64,10 +64,10 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _prompt_cache(args: argparse.Namespace) -> int:
-    from cosyn.classes import ClassSet
-    from cosyn.pipeline import read_pipeline_config
-    from cosyn.text import TextEncoder
-    from cosyn.text_cache import all_structure_prompts, write_prompt_cache
+    from cosyn.core.classes import ClassSet
+    from cosyn.model.pipeline import read_pipeline_config
+    from cosyn.model.text import TextEncoder
+    from cosyn.model.text_cache import all_structure_prompts, write_prompt_cache
 
     config = read_pipeline_config(args.checkpoint)
     prompts = all_structure_prompts(ClassSet(tuple(config.classes)), config.tissues)
@@ -79,10 +79,10 @@ def _prompt_cache(args: argparse.Namespace) -> int:
 def _sample(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from cosyn.export import check_formats, write_bundle
-    from cosyn.layout import Layout
-    from cosyn.pipeline import CoSynPipeline
-    from cosyn.triple import at_mpp
+    from cosyn.core.layout import Layout
+    from cosyn.core.triple import at_mpp
+    from cosyn.io.export import check_formats, write_bundle
+    from cosyn.model.pipeline import CoSynPipeline
 
     # everything that can be checked before minutes of sampling is checked first
     formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
@@ -122,7 +122,7 @@ def _positive(cast: type[int] | type[float]) -> Callable[[str], int | float]:
 HEAVY_COMMANDS = {
     "augment": ("cosyn.augment", "add_augment_parser",
                 "synthetic dataset from real layouts (resumable; shards under torchrun)"),
-    "evaluate": ("cosyn.evaluate", "add_evaluate_parser",
+    "evaluate": ("cosyn.evaluation.evaluate", "add_evaluate_parser",
                  "quality report of a checkpoint against a real dataset split"),
 }
 
@@ -202,8 +202,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser(argv).parse_args(argv)
     from cosyn.data.sample import DataError
-    from cosyn.pipeline import CheckpointError
-    from cosyn.train import TrainingError
+    from cosyn.model.pipeline import CheckpointError
+    from cosyn.training.trainer import TrainingError
 
     try:
         return args.func(args)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cosyn.classes import CONSEP, ClassSet
+from cosyn.core.classes import CONSEP, ClassSet
 from cosyn.data.sample import Sample
 
 # The real CoNSeP patches beside the checkout (CI always has them); tests that need them skip without.
@@ -101,7 +101,7 @@ def checkpoint(tmp_path_factory) -> Path:
 def pipe(checkpoint):
     from tiny import text_encoder
 
-    from cosyn.pipeline import CoSynPipeline
+    from cosyn.model.pipeline import CoSynPipeline
 
     return CoSynPipeline.from_pretrained(checkpoint, text_encoder=text_encoder())
 

@@ -25,7 +25,7 @@ from cosyn.augment import (
     resample_density,
     tile_path,
 )
-from cosyn.classes import CONSEP
+from cosyn.core.classes import CONSEP
 from cosyn.data.dataset import dihedral
 from cosyn.data.formats import read_dataset
 

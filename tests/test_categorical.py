@@ -6,7 +6,7 @@ import pytest
 import torch
 from diffusers import DDPMScheduler
 
-from cosyn.diffusion.categorical import (
+from cosyn.model.diffusion.categorical import (
     MultinomialDiffusion,
     index_to_log_onehot,
     log_onehot_to_index,

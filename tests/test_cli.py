@@ -14,7 +14,7 @@ from conftest import SHARED_DATA
 from PIL import Image
 from tiny import tiny_pipeline
 
-from cosyn.layout import Layout, Point
+from cosyn.core.layout import Layout, Point
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -63,7 +63,7 @@ def test_sample_writes_valid_bundles(tmp_path):
 
 
 def test_prompt_cache_covers_the_model_and_is_clear_on_a_bad_checkpoint(tmp_path):
-    from cosyn.text_cache import PromptCache
+    from cosyn.model.text_cache import PromptCache
 
     tiny_pipeline().save_pretrained(tmp_path / "ck")
     out = _run("prompt-cache", "--checkpoint", str(tmp_path / "ck"), "--out", str(tmp_path / "p.safetensors"))

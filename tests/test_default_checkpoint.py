@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 from tiny import text_encoder
 
-from cosyn.classes import CONSEP
-from cosyn.layout import Layout
-from cosyn.pipeline import CoSynPipeline
+from cosyn.core.classes import CONSEP
+from cosyn.core.layout import Layout
+from cosyn.model.pipeline import CoSynPipeline
 
 DEFAULT = Path(__file__).resolve().parents[1] / "checkpoints" / "default"
 

@@ -13,8 +13,8 @@ from conftest import disc_sample
 
 from cosyn.augment import AugmentConfig, SamplingSettings, augment
 from cosyn.cli import build_parser
-from cosyn.evaluate import SECTIONS, EvalConfig, bars, evaluate, fidelity, generation_jobs
-from cosyn.realism import (
+from cosyn.evaluation.evaluate import SECTIONS, EvalConfig, bars, evaluate, fidelity, generation_jobs
+from cosyn.evaluation.realism import (
     INCEPTION_PACKAGE,
     frechet_distance,
     inception_features,
@@ -23,7 +23,7 @@ from cosyn.realism import (
     naive_baseline,
     nucleus_morphology,
 )
-from cosyn.segmenter import SegTrainConfig
+from cosyn.evaluation.segmenter import SegTrainConfig
 
 FAST = SamplingSettings(steps=2, guidance=2.0)
 
@@ -102,7 +102,7 @@ def test_morphology_of_discs_and_distances():
 def test_fidelity_counts_seeded_centroids(data, pipe):
     from cosyn.data.dataset import resample_sample
     from cosyn.data.formats import read_dataset
-    from cosyn.evaluate import Generated
+    from cosyn.evaluation.evaluate import Generated
 
     real = resample_sample(read_dataset(data, "folder")[0], 0.5)
     job = generation_jobs([real], 1, seed=0)[0]
@@ -124,7 +124,7 @@ def test_fidelity_counts_seeded_centroids(data, pipe):
     assert fidelity([g], pipe.class_set, 0.5)["class_agreement"] == 1.0
 
     # by hand: 4 centroids, the second missed; instances 1..3 seed from centroids 0, 2, 3 in order
-    from cosyn.layout import Layout, Point
+    from cosyn.core.layout import Layout, Point
 
     names = list(pipe.class_set.names)
     four = Layout(64, 64, names, [Point(8, 8, "epithelial"), Point(20, 8, "spindle"), Point(32, 8, "other"),

@@ -7,11 +7,11 @@ import pytest
 import scipy.io
 from skimage.draw import polygon2mask
 
-import cosyn.export as export
-from cosyn.classes import CONSEP
-from cosyn.export import json_safe, read_bundle, write_bundle, zip_bundles
-from cosyn.layout import Layout
-from cosyn.triple import Triple
+import cosyn.io.export as export
+from cosyn.core.classes import CONSEP
+from cosyn.core.layout import Layout
+from cosyn.core.triple import Triple
+from cosyn.io.export import json_safe, read_bundle, write_bundle, zip_bundles
 
 CENTRES = np.array([(20, 30), (36, 30), (70, 70), (50, 85)], float)
 RADII = [10, 10, 8, 3]

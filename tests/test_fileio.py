@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-from cosyn.fileio import atomic_dir
+from cosyn.io.fileio import atomic_dir
 
 
 def test_a_new_folder_replaces_the_old_one_whole_and_is_readable_by_others(tmp_path):

@@ -9,7 +9,7 @@ import tifffile
 from conftest import SHARED_DATA
 from PIL import Image
 
-from cosyn.classes import CONIC, CONSEP, PANNUKE, TISSUES, ClassSet
+from cosyn.core.classes import CONIC, CONSEP, PANNUKE, TISSUES, ClassSet
 from cosyn.data.formats import (
     FORMATS,
     Validator,

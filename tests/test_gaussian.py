@@ -6,7 +6,7 @@ import pytest
 import torch
 from diffusers import DDPMScheduler
 
-from cosyn.diffusion.gaussian import min_snr_weight, predict_start_from_v
+from cosyn.model.diffusion.gaussian import min_snr_weight, predict_start_from_v
 
 
 def test_x0_is_recovered_from_a_diffusers_velocity():

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import scipy.io
 
-from cosyn.classes import CONSEP, PANNUKE
-from cosyn.export import write_bundle
-from cosyn.instances import cut_instances
-from cosyn.layout import Layout, LayoutError, Point
-from cosyn.layout_io import layout_from_geojson, layout_to_geojson, load_any, save_any
-from cosyn.triple import Triple
+from cosyn.core.classes import CONSEP, PANNUKE
+from cosyn.core.layout import Layout, LayoutError, Point
+from cosyn.core.triple import Triple
+from cosyn.io.export import write_bundle
+from cosyn.io.layout_io import layout_from_geojson, layout_to_geojson, load_any, save_any
+from cosyn.model.instances import cut_instances
 
 
 def sample_layout() -> Layout:

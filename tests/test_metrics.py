@@ -6,7 +6,7 @@ import pytest
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import cdist
 
-from cosyn.metrics import (
+from cosyn.evaluation.metrics import (
     DetectionAccumulator,
     PQAccumulator,
     aji,

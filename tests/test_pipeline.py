@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from tiny import text_encoder, tiny_pipeline
 
-from cosyn.layout import Layout, LayoutError, Point
-from cosyn.pipeline import CheckpointError, CoSynPipeline, SamplingCancelled, read_pipeline_config
+from cosyn.core.layout import Layout, LayoutError, Point
+from cosyn.model.pipeline import CheckpointError, CoSynPipeline, SamplingCancelled, read_pipeline_config
 
 
 @pytest.fixture(scope="module")

@@ -9,11 +9,11 @@ import pytest
 import torch
 from conftest import disc_sample
 
+from cosyn.core.resize import area_resize
 from cosyn.refiner.data import Degradation, crop_pair, refiner_tile
 from cosyn.refiner.network import RefinerConfig, RefinerNet
 from cosyn.refiner.stage import Refiner, RefinerError, save_refiner
 from cosyn.refiner.training import RefinerTrainConfig, train_refiner
-from cosyn.resize import area_resize
 
 TINY = {"widths": (8, 16), "blocks": 1}
 

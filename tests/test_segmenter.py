@@ -7,9 +7,9 @@ import pytest
 import torch
 from conftest import disc_sample
 
-from cosyn.classes import CONSEP
+from cosyn.core.classes import CONSEP
 from cosyn.data.dataset import resample_sample
-from cosyn.segmenter import (
+from cosyn.evaluation.segmenter import (
     Segmenter,
     SegmenterConfig,
     SegTile,

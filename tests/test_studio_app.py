@@ -27,8 +27,8 @@ from test_studio_jobs import TINY_OPTIONS
 from test_train import _dataset
 from tiny import tiny_pipeline
 
-from cosyn.export import read_bundle
-from cosyn.layout import Layout
+from cosyn.core.layout import Layout
+from cosyn.io.export import read_bundle
 from cosyn.studio import canvas as cv
 from cosyn.studio.config import AUTH_ENV, StudioConfig, parse_args
 from cosyn.studio.ui import build_app, launch_options

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from cosyn.classes import CONSEP
-from cosyn.layout import Layout, LayoutError, Point
+from cosyn.core.classes import CONSEP
+from cosyn.core.layout import Layout, LayoutError, Point
 from cosyn.studio import canvas as cv
 
 

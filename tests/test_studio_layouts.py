@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from conftest import disc_sample
 
-from cosyn.classes import CONSEP
+from cosyn.core.classes import CONSEP
+from cosyn.core.layout import Layout, LayoutError, Point
 from cosyn.data.formats import write_dataset
 from cosyn.data.sample import DataError
-from cosyn.layout import Layout, LayoutError, Point
 from cosyn.studio import sources
 from cosyn.studio.models import max_side
 from cosyn.studio.paths import PathError

@@ -12,10 +12,10 @@ import zipfile
 import numpy as np
 import pytest
 
-from cosyn.classes import CONSEP
-from cosyn.export import FORMATS
-from cosyn.layout import Layout, Point
-from cosyn.pipeline import SamplingCancelled, StepPreview
+from cosyn.core.classes import CONSEP
+from cosyn.core.layout import Layout, Point
+from cosyn.io.export import FORMATS
+from cosyn.model.pipeline import SamplingCancelled, StepPreview
 from cosyn.studio import gallery
 from cosyn.studio.sampling import CancelRegistry, SampleSettings, stream_samples
 from cosyn.studio.views import missed_line, preview_views, triple_views

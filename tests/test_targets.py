@@ -9,17 +9,17 @@ import pytest
 import torch
 from conftest import disc_sample
 
-from cosyn.classes import CONSEP
+from cosyn.core.classes import CONSEP
+from cosyn.core.layout import Layout, Point
+from cosyn.core.resize import nearest_resize
 from cosyn.data.dataset import CropDataset, PositionSampler, dihedral, prepare_tile, split_by_source
 from cosyn.data.targets import (
     distance_map,
     layout_from_sample,
-    point_heatmaps,
     point_map,
     structure_prompt,
 )
-from cosyn.layout import Layout, Point
-from cosyn.resize import nearest_resize
+from cosyn.model.points import point_heatmaps
 
 NAMES = CONSEP.to_list()
 

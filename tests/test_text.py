@@ -8,7 +8,7 @@ import pytest
 import torch
 from tiny import text_encoder
 
-from cosyn.text import TextEncoder, resolve_encoder_path
+from cosyn.model.text import TextEncoder, resolve_encoder_path
 
 
 def test_packaged_minilm_gives_token_states_and_masks():

@@ -7,10 +7,10 @@ import torch
 from conftest import SHARED_DATA, disc_sample
 from tiny import text_encoder
 
-from cosyn.classes import CONSEP
+from cosyn.core.classes import CONSEP
 from cosyn.data.dataset import CropDataset, prepare_tile
 from cosyn.data.formats import read_dataset
-from cosyn.text_cache import PromptCache, all_structure_prompts, write_prompt_cache
+from cosyn.model.text_cache import PromptCache, all_structure_prompts, write_prompt_cache
 
 
 def _drawn_prompts(tiles, crops: tuple[int, ...], positions: int) -> set[str]:

@@ -17,11 +17,11 @@ from conftest import disc_sample
 from safetensors.torch import load_file, save_file
 from tiny import TINY_DENOISER, text_encoder
 
-from cosyn.classes import CONSEP, PANNUKE
+from cosyn.core.classes import CONSEP, PANNUKE
 from cosyn.data.formats import write_dataset
 from cosyn.data.targets import layout_from_sample
-from cosyn.pipeline import CoSynPipeline
-from cosyn.train import TrainConfig, TrainingError, checkpoint_dirs, export_checkpoint, train
+from cosyn.model.pipeline import CoSynPipeline
+from cosyn.training.trainer import TrainConfig, TrainingError, checkpoint_dirs, export_checkpoint, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -151,7 +151,7 @@ import resource, signal, sys
 from pathlib import Path
 sys.path.insert(0, {tests!r})
 from test_train import _dataset, _cfg
-from cosyn.train import train, TrainingError
+from cosyn.training.trainer import train, TrainingError
 tmp = Path({tmp!r})
 train(_cfg(_dataset(tmp / "data"), tmp / "run", steps=3))
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)   # writes past the limit fail with EFBIG like a full disk
@@ -283,7 +283,7 @@ def test_resume_tolerates_a_metrics_line_cut_by_a_kill(tmp_path):
 def test_schedule_matches_diffusers_cosine_and_can_be_shortened():
     from diffusers.optimization import get_cosine_schedule_with_warmup
 
-    from cosyn.train import CosineWithWarmup
+    from cosyn.training.trainer import CosineWithWarmup
 
     ref = get_cosine_schedule_with_warmup(torch.optim.SGD([torch.zeros(1)], lr=1.0), 10, 100)
     ours = CosineWithWarmup(10, 100)
@@ -293,7 +293,7 @@ def test_schedule_matches_diffusers_cosine_and_can_be_shortened():
 
 
 def test_time_budget_fits_the_steps_left_into_the_time_left():
-    from cosyn.train import TimeBudget
+    from cosyn.training.trainer import TimeBudget
 
     now = [1000.0]
     budget = TimeBudget(10, start_step=500, probe=(10, 60), clock=lambda: now[0])  # 600 s, 30 s reserve
@@ -330,7 +330,7 @@ def test_time_limit_fits_the_schedule_into_the_time(tmp_path):
 
 def test_text_cache_trains_without_the_encoder(tmp_path, monkeypatch):
     from cosyn import train as train_module
-    from cosyn.text_cache import all_structure_prompts, write_prompt_cache
+    from cosyn.model.text_cache import all_structure_prompts, write_prompt_cache
 
     data = _dataset(tmp_path / "data")
     cache = write_prompt_cache(text_encoder(), all_structure_prompts(CONSEP, ["colon"]), tmp_path / "p.safetensors")

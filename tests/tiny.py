@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from cosyn.classes import CONSEP
-from cosyn.model import DenoiserConfig, JointDenoiser
-from cosyn.pipeline import CoSynPipeline, PipelineConfig
-from cosyn.text import TextEncoder
+from cosyn.core.classes import CONSEP
+from cosyn.model.denoiser import DenoiserConfig, JointDenoiser
+from cosyn.model.pipeline import CoSynPipeline, PipelineConfig
+from cosyn.model.text import TextEncoder
 
 TINY_DENOISER = {"block_out_channels": [16, 32], "attention_levels": [False, True], "norm_num_groups": 8,
                  "attention_head_dim": 4, "point_encoder_blocks": 1}

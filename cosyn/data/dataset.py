@@ -14,11 +14,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from cosyn.classes import ClassSet
+from cosyn.core.classes import ClassSet
 from cosyn.data.sample import Sample, instance_table
 from cosyn.data.targets import distance_map, point_map, structure_prompt
-from cosyn.layout import Layout
-from cosyn.resize import area_resize, nearest_resize
+from cosyn.core.layout import Layout
+from cosyn.core.resize import area_resize, nearest_resize
 
 
 @dataclass

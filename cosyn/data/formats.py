@@ -51,7 +51,7 @@ import scipy.io as sio
 import tifffile
 from PIL import Image
 
-from cosyn.classes import CONIC, CONSEP, PANNUKE, ClassSet
+from cosyn.core.classes import CONIC, CONSEP, PANNUKE, ClassSet
 from cosyn.data.sample import DataError, Sample, instance_table
 
 FORMATS = ("consep", "hovernet", "pannuke", "conic", "folder")

@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from cosyn.data.formats import PathLike, Report, Validator, detect_format, read_dataset, write_folder
 from cosyn.data.sample import Sample
-from cosyn.fileio import atomic_dir
+from cosyn.io.fileio import atomic_dir
 
 
 def prepare(

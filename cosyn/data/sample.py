@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cosyn.classes import ClassSet
+from cosyn.core.classes import ClassSet
 
 
 class DataError(ValueError):

@@ -16,12 +16,10 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from scipy import ndimage
 
 from cosyn.data.sample import Sample
-from cosyn.layout import Layout
+from cosyn.core.layout import Layout
 
 VOCABULARY_PATH = Path(__file__).resolve().parents[2] / "assets" / "prompt_vocabulary.json"
 
@@ -41,28 +39,6 @@ def point_map(xy: np.ndarray, class_ids: np.ndarray, height: int, width: int) ->
     rows = np.clip(np.floor(xy[:, 1] + 0.5).astype(np.int64), 0, height - 1)
     out[rows, cols] = class_ids.astype(np.uint8)
     return out
-
-
-def point_heatmaps(points: torch.Tensor, num_classes: int, sigma: float) -> torch.Tensor:
-    """Class-wise Gaussian heatmaps (B, K-1, H, W) with peak 1 from a (B, H, W) point map.
-
-    A single lit pixel is hard for a small conv stack to see from far away; a Gaussian of
-    about a nucleus radius gives every pixel of the nucleus-to-be a graded signal.
-    """
-    onehot = F.one_hot(points.long(), num_classes).permute(0, 3, 1, 2)[:, 1:].float()
-    kernel = _gaussian_kernel(float(sigma)).to(points.device)
-    k = kernel.shape[-1]
-    weight = kernel.expand(num_classes - 1, 1, k, k)
-    blurred = F.conv2d(onehot, weight, padding=k // 2, groups=num_classes - 1)
-    return blurred.clamp(max=1.0)
-
-
-@lru_cache(maxsize=8)
-def _gaussian_kernel(sigma: float) -> torch.Tensor:
-    radius = max(1, int(round(3 * sigma)))
-    ax = torch.arange(-radius, radius + 1, dtype=torch.float32)
-    g = torch.exp(-(ax**2) / (2 * sigma**2))
-    return torch.outer(g, g)  # peak 1, so an isolated point keeps value 1 at its centre
 
 
 # -- distance map ----------------------------------------------------------------------------

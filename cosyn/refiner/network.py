@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cosyn.data.targets import point_heatmaps
-from cosyn.fileio import dataclass_from_dict
+from cosyn.io.fileio import dataclass_from_dict
+from cosyn.model.points import point_heatmaps
 
 FORMULATIONS = ("gan", "diffusion")
 

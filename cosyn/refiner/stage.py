@@ -11,7 +11,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from cosyn.fileio import atomic_dir
+from cosyn.io.fileio import atomic_dir
 from cosyn.refiner.data import from_unit, to_unit, upsampled_inputs
 from cosyn.refiner.network import RefinerConfig, RefinerNet, conditioning
 

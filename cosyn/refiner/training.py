@@ -21,11 +21,11 @@ import torch.nn.functional as F
 
 from cosyn.data.dataset import split_by_source
 from cosyn.data.formats import read_dataset
-from cosyn.fileio import atomic_dir, dataclass_from_dict
+from cosyn.io.fileio import atomic_dir, dataclass_from_dict
+from cosyn.io.state_io import load_state, save_state
 from cosyn.refiner.data import Degradation, RefinerTile, batch_tensors, crop_pair, refiner_tile
 from cosyn.refiner.network import PatchDiscriminator, RefinerConfig, RefinerNet, conditioning
 from cosyn.refiner.stage import RESIDUAL_SCALE, Refiner, save_refiner
-from cosyn.state_io import load_state, save_state
 
 
 @dataclass

@@ -14,8 +14,8 @@ from typing import Any
 
 import gradio as gr
 
-from cosyn.diffusion.gaussian import SAMPLERS
-from cosyn.export import json_safe
+from cosyn.io.export import json_safe
+from cosyn.model.diffusion.gaussian import SAMPLERS
 from cosyn.studio import gallery
 from cosyn.studio.context import SAMPLING_GROUP, StudioContext
 from cosyn.studio.errors import readable

@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from cosyn.classes import ClassSet
-from cosyn.layout import MAX_POINTS, Layout, LayoutError, Point
+from cosyn.core.classes import ClassSet
+from cosyn.core.layout import MAX_POINTS, Layout, LayoutError, Point
 
 Canvas = dict[str, Any]
 

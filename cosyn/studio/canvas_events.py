@@ -14,8 +14,8 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
+from cosyn.core.layout import Layout
 from cosyn.data.targets import structure_prompt
-from cosyn.layout import Layout
 from cosyn.studio import canvas as cv
 from cosyn.studio import sources
 from cosyn.studio.context import StudioContext

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
-from cosyn.classes import ClassSet
+from cosyn.core.classes import ClassSet
+from cosyn.core.visual import draw_points
 from cosyn.data.formats import Report, Validator, detect_format, read_dataset
 from cosyn.data.sample import DataError
 from cosyn.training.class_mapping import class_mapping
-from cosyn.visual import draw_points
 
 EXAMPLES = 4
 

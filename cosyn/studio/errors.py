@@ -10,9 +10,9 @@ from typing import Any
 
 import gradio as gr
 
+from cosyn.core.layout import LayoutError
 from cosyn.data.sample import DataError
-from cosyn.layout import LayoutError
-from cosyn.pipeline import CheckpointError, SamplingCancelled
+from cosyn.model.pipeline import CheckpointError, SamplingCancelled
 from cosyn.studio.jobs import JobError
 from cosyn.studio.paths import PathError
 

@@ -11,8 +11,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from cosyn.export import FORMATS, read_bundle, write_bundle, zip_bundles
-from cosyn.triple import Triple
+from cosyn.core.triple import Triple
+from cosyn.io.export import FORMATS, read_bundle, write_bundle, zip_bundles
 
 Entry = dict[str, str]  # {"dir": bundle folder, "image": its image.png, "caption": gallery caption}
 

@@ -8,7 +8,7 @@ import shutil
 import gradio as gr
 import numpy as np
 
-from cosyn.pipeline import SamplingCancelled, StepPreview
+from cosyn.model.pipeline import SamplingCancelled, StepPreview
 from cosyn.studio import canvas as cv
 from cosyn.studio import gallery
 from cosyn.studio.context import SAMPLING_GROUP, StudioContext

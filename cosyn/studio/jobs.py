@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cosyn.fileio import atomic_write
+from cosyn.io.fileio import atomic_write
 from cosyn.studio.paths import check_name
 from cosyn.training.status import read_status
 
@@ -52,7 +52,7 @@ class JobSpec:
     def train_options(self, out: Path) -> dict[str, Any]:
         opts = {**self.options, "data": self.data, "out": str(out), "format": self.fmt, "init": self.init,
                 "steps": int(self.steps), "batch": int(self.batch), "lr": float(self.lr), "crop": int(self.crop)}
-        from cosyn.train import TrainConfig  # imported late: it pulls in the whole training stack
+        from cosyn.training.trainer import TrainConfig  # imported late: it pulls in the whole training stack
 
         try:
             TrainConfig.from_dict(opts)
@@ -191,7 +191,7 @@ class JobManager:
 
     def export(self, name: str | None = None) -> Path:
         """Export the run's latest checkpoint to CHECKPOINTS/<name> (default: the job's export name)."""
-        from cosyn.train import TrainingError, export_checkpoint
+        from cosyn.training.trainer import TrainingError, export_checkpoint
 
         with self._lock:
             rec = self._record()

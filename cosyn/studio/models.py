@@ -7,9 +7,9 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
-from cosyn.classes import CONSEP, TISSUES
-from cosyn.layout import MAX_CANVAS
-from cosyn.pipeline import (
+from cosyn.core.classes import CONSEP, TISSUES
+from cosyn.core.layout import MAX_CANVAS
+from cosyn.model.pipeline import (
     CONFIG_NAME,
     WEIGHTS_NAME,
     CheckpointError,
@@ -17,8 +17,8 @@ from cosyn.pipeline import (
     PipelineConfig,
     read_pipeline_config,
 )
+from cosyn.model.text import DEFAULT_TEXT_ENCODER, TextEncoder
 from cosyn.studio.paths import PathError, check_name
-from cosyn.text import DEFAULT_TEXT_ENCODER, TextEncoder
 
 CARD_NAME = "MODEL_CARD.md"
 FALLBACK_MAX_SIDE = 1024  # canvas limit while no model is loaded

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from cosyn.layout import MAX_POINTS, Layout, LayoutError, Point
+from cosyn.core.layout import MAX_POINTS, Layout, LayoutError, Point
 
 # Median equivalent diameters (µm) measured on the CoNSeP train patches the models are trained
 # on (0.25 µm/px as stated); classes of the other datasets by analogy with the nearest one.

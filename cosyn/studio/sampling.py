@@ -14,10 +14,10 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from cosyn.diffusion.gaussian import SAMPLERS
-from cosyn.layout import Layout
-from cosyn.pipeline import CoSynPipeline, StepPreview
-from cosyn.triple import Triple
+from cosyn.core.layout import Layout
+from cosyn.core.triple import Triple
+from cosyn.model.diffusion.gaussian import SAMPLERS
+from cosyn.model.pipeline import CoSynPipeline, StepPreview
 
 MAX_STEPS, MAX_N = 100, 8  # per run, on the page and through the API: bounds what one request costs
 # ...and so does their product with the canvas: a request holds the only sampling slot. 8 triples of 50 steps

@@ -7,11 +7,11 @@ from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 
+from cosyn.core.layout import Layout, LayoutError
 from cosyn.data.formats import read_dataset
 from cosyn.data.sample import DataError
 from cosyn.data.targets import layout_from_sample
-from cosyn.layout import Layout, LayoutError
-from cosyn.layout_io import load_any, save_any
+from cosyn.io.layout_io import load_any, save_any
 from cosyn.studio.canvas import conform_classes, resized
 from cosyn.studio.paths import check_upload
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import gradio as gr
 
+from cosyn.core.layout import Layout
 from cosyn.data.targets import structure_prompt
-from cosyn.diffusion.gaussian import SAMPLERS
-from cosyn.layout import Layout
+from cosyn.model.diffusion.gaussian import SAMPLERS
 from cosyn.studio import canvas as cv
 from cosyn.studio import sources
 from cosyn.studio.context import StudioContext

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from cosyn.classes import ClassSet
+from cosyn.core.classes import ClassSet
 from cosyn.data.formats import FORMATS
 from cosyn.studio import jobs
 from cosyn.studio.context import StudioContext

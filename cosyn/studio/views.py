@@ -6,12 +6,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cosyn.classes import ClassSet
-from cosyn.instances import cut_instances
-from cosyn.layout import Layout
-from cosyn.pipeline import StepPreview
-from cosyn.triple import Triple
-from cosyn.visual import instance_contours, overlay_label
+from cosyn.core.classes import ClassSet
+from cosyn.core.layout import Layout
+from cosyn.core.triple import Triple
+from cosyn.core.visual import instance_contours, overlay_label
+from cosyn.model.instances import cut_instances
+from cosyn.model.pipeline import StepPreview
 
 
 @dataclass

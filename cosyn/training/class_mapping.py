@@ -8,9 +8,9 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from cosyn.classes import ClassSet
-from cosyn.model import GAUSSIAN_CHANNELS, JointDenoiser
-from cosyn.pipeline import PipelineConfig
+from cosyn.core.classes import ClassSet
+from cosyn.model.denoiser import GAUSSIAN_CHANNELS, JointDenoiser
+from cosyn.model.pipeline import PipelineConfig
 
 
 def class_mapping(old: ClassSet, new: ClassSet) -> dict[int, int]:

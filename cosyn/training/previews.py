@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from cosyn.core.layout import Layout
+from cosyn.core.visual import draw_points, grid, instance_contours, label_to_rgb
 from cosyn.data.dataset import PreparedTile
-from cosyn.fileio import atomic_write
-from cosyn.layout import Layout
-from cosyn.model import JointDenoiser
-from cosyn.pipeline import CoSynPipeline, PipelineConfig
-from cosyn.text import TextEncoder
-from cosyn.visual import draw_points, grid, instance_contours, label_to_rgb
+from cosyn.io.fileio import atomic_write
+from cosyn.model.denoiser import JointDenoiser
+from cosyn.model.pipeline import CoSynPipeline, PipelineConfig
+from cosyn.model.text import TextEncoder
 
 PREVIEW_SIZE = 128
 

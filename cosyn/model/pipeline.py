@@ -20,10 +20,14 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from cosyn import __version__
-from cosyn.classes import ClassSet
+from cosyn.core.classes import ClassSet
+from cosyn.core.layout import Layout, LayoutError
+from cosyn.core.triple import Triple
 from cosyn.data.targets import point_map, structure_prompt
-from cosyn.diffusion.categorical import MultinomialDiffusion, index_to_log_onehot, log_onehot_to_index
-from cosyn.diffusion.gaussian import (
+from cosyn.io.fileio import atomic_dir
+from cosyn.model.denoiser import DenoiserConfig, JointDenoiser
+from cosyn.model.diffusion.categorical import MultinomialDiffusion, index_to_log_onehot, log_onehot_to_index
+from cosyn.model.diffusion.gaussian import (
     DEFAULT_SCHEDULE,
     SAMPLERS,
     model_to_dist,
@@ -32,12 +36,8 @@ from cosyn.diffusion.gaussian import (
     sampling_scheduler,
     training_scheduler,
 )
-from cosyn.fileio import atomic_dir
-from cosyn.instances import cut_instances
-from cosyn.layout import Layout, LayoutError
-from cosyn.model import DenoiserConfig, JointDenoiser
-from cosyn.text import DEFAULT_TEXT_ENCODER, TextEncoder
-from cosyn.triple import Triple
+from cosyn.model.instances import cut_instances
+from cosyn.model.text import DEFAULT_TEXT_ENCODER, TextEncoder
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"

@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from skimage.segmentation import find_boundaries
 
-from cosyn.classes import ClassSet
+from cosyn.core.classes import ClassSet
 
 
 def label_to_rgb(class_map: np.ndarray, classes: ClassSet) -> np.ndarray:

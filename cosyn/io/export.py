@@ -40,10 +40,10 @@ from skimage.measure import find_contours
 from skimage.segmentation import relabel_sequential
 
 import cosyn
+from cosyn.core.layout import Layout
+from cosyn.core.triple import Triple
 from cosyn.data.sample import instance_table
-from cosyn.fileio import atomic_dir
-from cosyn.layout import Layout
-from cosyn.triple import Triple
+from cosyn.io.fileio import atomic_dir
 
 FORMATS = ("png", "npy", "mat", "geojson", "coco")
 CORNER_OFFSET = 0.5  # pixel-centre coordinates (ours) -> pixel-corner coordinates (QuPath, COCO)

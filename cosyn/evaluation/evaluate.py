@@ -49,15 +49,15 @@ from cosyn.augment import (
     read_meta,
     write_classes_json,
 )
-from cosyn.classes import ClassSet
+from cosyn.core.classes import ClassSet
+from cosyn.core.layout import Layout
+from cosyn.core.visual import draw_points, grid, instance_contours, label_to_rgb
 from cosyn.data.dataset import resample_sample, split_by_source
 from cosyn.data.formats import read_dataset
 from cosyn.data.sample import Sample
 from cosyn.data.targets import layout_from_sample
-from cosyn.layout import Layout
-from cosyn.metrics import DetectionAccumulator, pairing_radius_px
-from cosyn.pipeline import CoSynPipeline
-from cosyn.realism import (
+from cosyn.evaluation.metrics import DetectionAccumulator, pairing_radius_px
+from cosyn.evaluation.realism import (
     MORPHOLOGY,
     frechet_distance,
     inception_features,
@@ -67,7 +67,7 @@ from cosyn.realism import (
     naive_baseline,
     nucleus_morphology,
 )
-from cosyn.segmenter import (
+from cosyn.evaluation.segmenter import (
     CONFIG_NAME,
     Segmenter,
     SegmenterConfig,
@@ -77,8 +77,8 @@ from cosyn.segmenter import (
     score,
     train_segmenter,
 )
-from cosyn.train import TrainConfig
-from cosyn.visual import draw_points, grid, instance_contours, label_to_rgb
+from cosyn.model.pipeline import CoSynPipeline
+from cosyn.training.trainer import TrainConfig
 
 SECTIONS = ("fidelity", "consistency", "realism", "downstream", "speed")
 DEFAULT_SECTIONS = tuple(s for s in SECTIONS if s != "downstream")  # downstream needs --synthetic

@@ -7,7 +7,7 @@
   QuPath 0.2's `object_type` is read like `objectType`).
   Polygon *annotations* are regions (tumour, stroma outlines), not nuclei, and are skipped.
   QuPath puts pixel (row r, column c) at [c, c+1] x [r, r+1]; layouts put its centre at
-  (c, r), so coordinates shift by half a pixel each way (see cosyn.export).
+  (c, r), so coordinates shift by half a pixel each way (see cosyn.io.export).
 - HoVer-Net .mat: `inst_centroid` (N, 2) as (x, y) and `inst_type` (N, 1), whose ids index
   a class list the caller names (the file does not carry one).
 
@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 import scipy.io
 
-from cosyn.classes import ClassSet
-from cosyn.export import CORNER_OFFSET
-from cosyn.layout import Layout, LayoutError, Point
+from cosyn.core.classes import ClassSet
+from cosyn.core.layout import Layout, LayoutError, Point
+from cosyn.io.export import CORNER_OFFSET
 
 Classes = ClassSet | Sequence[str]
 NUCLEUS_OBJECT_TYPES = ("detection", "cell", None)  # None: plain GeoJSON without QuPath properties

@@ -31,19 +31,19 @@ from torch import nn
 from torch.optim.lr_scheduler import LRScheduler
 from tqdm import tqdm
 
-from cosyn.classes import ClassSet
+from cosyn.core.classes import ClassSet
 from cosyn.data.dataset import CropDataset, PositionSampler, PreparedTile, prepare_tile, split_by_source
 from cosyn.data.formats import read_dataset
 from cosyn.data.sample import DataError
 from cosyn.data.targets import prompt_vocabulary
-from cosyn.diffusion.categorical import MultinomialDiffusion, index_to_log_onehot
-from cosyn.diffusion.gaussian import dist_to_model, image_to_model, min_snr_weight, training_scheduler
-from cosyn.fileio import atomic_dir, dataclass_from_dict
-from cosyn.model import DenoiserConfig, JointDenoiser
-from cosyn.pipeline import CoSynPipeline, PipelineConfig
-from cosyn.state_io import load_state, save_state
-from cosyn.text import TextEncoder
-from cosyn.text_cache import PromptCache, all_structure_prompts
+from cosyn.io.fileio import atomic_dir, dataclass_from_dict
+from cosyn.io.state_io import load_state, save_state
+from cosyn.model.denoiser import DenoiserConfig, JointDenoiser
+from cosyn.model.diffusion.categorical import MultinomialDiffusion, index_to_log_onehot
+from cosyn.model.diffusion.gaussian import dist_to_model, image_to_model, min_snr_weight, training_scheduler
+from cosyn.model.pipeline import CoSynPipeline, PipelineConfig
+from cosyn.model.text import TextEncoder
+from cosyn.model.text_cache import PromptCache, all_structure_prompts
 from cosyn.training.class_mapping import remap_classes
 from cosyn.training.previews import PreviewMaker
 from cosyn.training.status import StatusFile

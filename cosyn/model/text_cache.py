@@ -21,10 +21,10 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from cosyn.classes import ClassSet
+from cosyn.core.classes import ClassSet
+from cosyn.core.layout import Layout
 from cosyn.data.targets import prompt_vocabulary, structure_prompt
-from cosyn.layout import Layout
-from cosyn.text import TextEncoder
+from cosyn.model.text import TextEncoder
 
 
 class _FixedOrder:

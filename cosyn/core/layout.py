@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from cosyn.classes import ClassSet
+from cosyn.core.classes import ClassSet
 
 MAX_CANVAS = 2048
 MAX_POINTS = 20000

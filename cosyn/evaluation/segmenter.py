@@ -41,12 +41,12 @@ from skimage.segmentation import watershed
 from torch import nn
 from tqdm import tqdm
 
-from cosyn.classes import ClassSet
+from cosyn.core.classes import ClassSet
 from cosyn.data.dataset import dihedral, resample_sample
 from cosyn.data.sample import Sample, instance_table, paint_classes
 from cosyn.data.targets import distance_map
-from cosyn.fileio import atomic_write
-from cosyn.metrics import DetectionAccumulator, PQAccumulator, aji, dice, pairing_radius_px, pq, remap_label
+from cosyn.evaluation.metrics import DetectionAccumulator, PQAccumulator, aji, dice, pairing_radius_px, pq, remap_label
+from cosyn.io.fileio import atomic_write
 
 CONFIG_NAME = "segmenter.json"
 WEIGHTS_NAME = "segmenter.safetensors"

@@ -17,8 +17,8 @@ import torch
 from diffusers import UNet2DConditionModel
 from torch import nn
 
-from cosyn.data.targets import point_heatmaps
-from cosyn.fileio import dataclass_from_dict
+from cosyn.io.fileio import dataclass_from_dict
+from cosyn.model.points import point_heatmaps
 
 GAUSSIAN_CHANNELS = 4  # RGB + distance
 

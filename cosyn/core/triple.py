@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from cosyn.layout import Layout
-from cosyn.resize import area_resize, linear_resize, nearest_resize
+from cosyn.core.layout import Layout
+from cosyn.core.resize import area_resize, linear_resize, nearest_resize
 
 
 @dataclass

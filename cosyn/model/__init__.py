@@ -1,0 +1,20 @@
+"""The joint diffusion model: a layout and a prompt in, an image/label/instance triple out.
+
+- denoiser: JointDenoiser, the UNet that predicts image and distance velocities and label logits
+- points: the class-wise point heatmaps the denoiser is conditioned on
+- diffusion: the Gaussian (image, distance) and categorical (label) noise processes
+- text, text_cache: the prompt encoder and its precomputed cache
+- pipeline: CoSynPipeline, the sampling loop and the checkpoint folder format
+- instances: the instance map cut from the sampled label and distance maps
+"""
+
+from cosyn._lazy import lazy_exports
+
+__all__, __getattr__ = lazy_exports(__name__, {
+    "DenoiserConfig": "denoiser", "JointDenoiser": "denoiser",
+    "point_heatmaps": "points",
+    "TextEncoder": "text", "PromptCache": "text_cache",
+    "CoSynPipeline": "pipeline", "PipelineConfig": "pipeline", "CheckpointError": "pipeline",
+    "SamplingCancelled": "pipeline",
+    "cut_instances": "instances",
+})
