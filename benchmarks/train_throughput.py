@@ -1,4 +1,4 @@
-"""Training steps/s of the joint denoiser on this machine (DESIGN §4 default config).
+"""Training steps/s of the joint denoiser on this machine (the default config of docs/model.md).
 
     python benchmarks/train_throughput.py --crops 64 128 --batch 8 --repeats 5
 
@@ -19,7 +19,8 @@ import torch
 from cosyn.model.denoiser import DenoiserConfig, JointDenoiser
 from cosyn.model.diffusion.categorical import MultinomialDiffusion
 from cosyn.model.diffusion.gaussian import DEFAULT_SCHEDULE, training_scheduler
-from cosyn.training.trainer import TrainConfig, joint_loss
+from cosyn.training.config import TrainConfig
+from cosyn.training.loss import joint_loss
 
 
 def time_steps(model, crop: int, batch: int, bf16: bool, repeats: int, device: str) -> float:

@@ -51,7 +51,7 @@ from cosyn.data.sample import Sample, instance_table, paint_classes
 from cosyn.data.targets import layout_from_sample
 from cosyn.io.fileio import atomic_write
 from cosyn.model.pipeline import CoSynPipeline
-from cosyn.training.trainer import TrainConfig
+from cosyn.training.config import TrainConfig
 
 TILE_DIRS = {"image": ("images", ".png"), "inst": ("instances", ".tif"), "class": ("classes", ".png"),
              "meta": ("meta", ".json")}

@@ -22,7 +22,7 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from cosyn.training.trainer import TrainConfig, train
+    from cosyn.training import TrainConfig, train
 
     opts: dict = {}
     saved = Path(args.out or "") / "run_config.json"
@@ -55,7 +55,7 @@ def _train(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     import torch
 
-    from cosyn.training.trainer import export_checkpoint
+    from cosyn.training.checkpoints import export_checkpoint
 
     out = export_checkpoint(args.run, args.out, dtype=torch.float32 if args.fp32 else torch.float16,
                             overwrite=args.overwrite)
@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(argv).parse_args(argv)
     from cosyn.data.sample import DataError
     from cosyn.model.pipeline import CheckpointError
-    from cosyn.training.trainer import TrainingError
+    from cosyn.training.config import TrainingError
 
     try:
         return args.func(args)

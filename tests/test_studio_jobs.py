@@ -16,7 +16,7 @@ from tiny import TINY_DENOISER
 
 from cosyn.studio.jobs import JobError, JobManager, JobSpec, JobView, log_tail, metrics
 from cosyn.studio.models import list_models
-from cosyn.training.trainer import checkpoint_dirs
+from cosyn.training.checkpoints import checkpoint_dirs
 
 TINY_OPTIONS = {"denoiser": TINY_DENOISER, "mpp": 0.25, "val_fraction": 0, "save_every": 1000, "log_every": 1,
                 "preview_every": 0, "threads": 1}
@@ -120,7 +120,7 @@ mv "$run/status.tmp" "$run/status.json"
 def test_a_job_started_right_after_another_ended_leaves_each_its_own_export(tmp_path, monkeypatch):
     """Start within poll_s of a job's end: the old watcher must not follow the new job, and the
     finished job is still exported (once), before its record is replaced."""
-    import cosyn.training.trainer
+    import cosyn.training.checkpoints
 
     fake = tmp_path / "fake_trainer"
     fake.write_text(FAKE_TRAINER)
@@ -132,7 +132,7 @@ def test_a_job_started_right_after_another_ended_leaves_each_its_own_export(tmp_
         exported.append(Path(run).name)
         Path(out).mkdir(parents=True)
 
-    monkeypatch.setattr(cosyn.training.trainer, "export_checkpoint", fake_export)
+    monkeypatch.setattr(cosyn.training.checkpoints, "export_checkpoint", fake_export)
     manager = JobManager(tmp_path / "runs", tmp_path / "checkpoints", poll_s=1.0)
     manager.start(JobSpec("a", str(tmp_path), options={"threads": 1}))
     deadline = time.time() + 10

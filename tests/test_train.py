@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -21,7 +22,8 @@ from cosyn.core.classes import CONSEP, PANNUKE
 from cosyn.data.formats import write_dataset
 from cosyn.data.targets import layout_from_sample
 from cosyn.model.pipeline import CoSynPipeline
-from cosyn.training.trainer import TrainConfig, TrainingError, checkpoint_dirs, export_checkpoint, train
+from cosyn.training import TimeBudget, TrainConfig, TrainingError, checkpoint_dirs, export_checkpoint, train
+from cosyn.training import trainer as trainer_module
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -151,7 +153,7 @@ import resource, signal, sys
 from pathlib import Path
 sys.path.insert(0, {tests!r})
 from test_train import _dataset, _cfg
-from cosyn.training.trainer import train, TrainingError
+from cosyn.training import train, TrainingError
 tmp = Path({tmp!r})
 train(_cfg(_dataset(tmp / "data"), tmp / "run", steps=3))
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)   # writes past the limit fail with EFBIG like a full disk
@@ -217,20 +219,48 @@ def test_two_processes_read_disjoint_data_and_only_rank0_writes(tmp_path):
     assert [d.name for d in checkpoint_dirs(run)] == ["step_0000002", "step_0000004"]
 
 
+def clocked_budget(tick: float):
+    """TimeBudget on a fake clock that advances `tick` s per reading. It reads the clock once a training
+    step, so the fitted length depends on step counts, not on how busy the machine is; the short probe
+    (steps 2..12 instead of 20..120) keeps the runs short."""
+    now = [1000.0]
+
+    def clock() -> float:
+        now[0] += tick
+        return now[0]
+
+    return functools.partial(TimeBudget, clock=clock, probe=(2, 12))
+
+
+CLOCKED_CLI = """
+import os, sys
+sys.path.insert(0, {tests!r})
+from test_train import clocked_budget
+import cosyn.training.trainer as trainer
+trainer.TimeBudget = clocked_budget(0.01 * (1 + int(os.environ["RANK"])))  # rank 1 runs at half speed
+from cosyn.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 def test_two_processes_agree_on_the_time_limited_length(tmp_path):
     """Both ranks take the slower one's fitted step count, so they stop together with the
-    schedule done (a sum instead of a minimum would run into the deadline)."""
+    schedule done. Rank 1's clock runs at half rank 0's speed: a sum or maximum instead of the
+    minimum would run rank 1 into its deadline, which stops the run early."""
     data, run = _dataset(tmp_path / "data", n_tiles=4), tmp_path / "run"
     (tmp_path / "c.json").write_text(json.dumps({"denoiser": TINY_DENOISER, "save_every": 100000, "log_every": 10,
-                                                 "preview_every": 0, "val_fraction": 0, "time_limit": 0.5,
-                                                 "warmup": 5}))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "cosyn", "train",
+                                                 "preview_every": 0, "val_fraction": 0, "time_limit": 0.01,
+                                                 "warmup": 2}))
+    script = tmp_path / "clocked_cosyn.py"
+    script.write_text(CLOCKED_CLI.format(tests=str(Path(__file__).parent)))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(script), "train",
            "--data", str(data), "--out", str(run), "--crop", "32", "--batch", "2", "--mpp", "0.25",
            "--threads", "1", "--steps", "1000000", "--config", str(tmp_path / "c.json")]
     done = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     steps = json.loads((run / "run_config.json").read_text())["train"]["steps"]
-    assert 120 < steps < 1_000_000
+    assert 12 < steps < 1_000_000
+    assert f"time limit 0.01 min: {steps} steps fit, instead of 1000000" in (run / "train.log").read_text()
     assert json.loads((run / "status.json").read_text())["state"] == "finished"
     assert _metrics(run)[-1]["lr"] == pytest.approx(0, abs=1e-12)
     assert [d.name for d in checkpoint_dirs(run)] == [f"step_{steps:07d}"]
@@ -283,7 +313,7 @@ def test_resume_tolerates_a_metrics_line_cut_by_a_kill(tmp_path):
 def test_schedule_matches_diffusers_cosine_and_can_be_shortened():
     from diffusers.optimization import get_cosine_schedule_with_warmup
 
-    from cosyn.training.trainer import CosineWithWarmup
+    from cosyn.training import CosineWithWarmup
 
     ref = get_cosine_schedule_with_warmup(torch.optim.SGD([torch.zeros(1)], lr=1.0), 10, 100)
     ours = CosineWithWarmup(10, 100)
@@ -293,7 +323,7 @@ def test_schedule_matches_diffusers_cosine_and_can_be_shortened():
 
 
 def test_time_budget_fits_the_steps_left_into_the_time_left():
-    from cosyn.training.trainer import TimeBudget
+    from cosyn.training import TimeBudget
 
     now = [1000.0]
     budget = TimeBudget(10, start_step=500, probe=(10, 60), clock=lambda: now[0])  # 600 s, 30 s reserve
@@ -311,26 +341,28 @@ def test_time_budget_fits_the_steps_left_into_the_time_left():
     assert not TimeBudget(0, 0).expired() and TimeBudget(0, 0).fitted_total(120, 10) is None
 
 
-def test_time_limit_fits_the_schedule_into_the_time(tmp_path):
+def test_time_limit_fits_the_schedule_into_the_time(tmp_path, monkeypatch):
     """A run given minutes instead of a known speed measures itself, shortens its step count so
     the learning rate reaches 0 in time, records that, and ends with a checkpoint."""
+    monkeypatch.setattr(trainer_module, "TimeBudget", clocked_budget(0.01))  # 100 steps/s: 0.6 s fit ~50 steps
     data, run = _dataset(tmp_path / "data"), tmp_path / "run"
-    t0 = time.time()
-    train(_cfg(data, run, steps=1_000_000, time_limit=0.5, save_every=1000, log_every=10, warmup=5))
-    took = time.time() - t0
+    cfg = _cfg(data, run, steps=1_000_000, time_limit=0.01, save_every=1000, log_every=10, warmup=2)
+    train(cfg)
+    assert cfg.steps == 1_000_000  # the caller's config is left alone
     steps = json.loads((run / "run_config.json").read_text())["train"]["steps"]
-    assert 120 < steps < 1_000_000
+    assert 12 < steps < 1_000_000
     assert checkpoint_dirs(run)[-1].name == f"step_{steps:07d}"
-    assert json.loads((run / "status.json").read_text())["total"] == steps  # what the studio's progress shows
+    status = json.loads((run / "status.json").read_text())
+    assert status["total"] == steps  # what the studio's progress shows
+    assert status["state"] == "finished"  # the fitted schedule ended before the deadline
     assert "steps fit, instead of 1000000" in (run / "train.log").read_text()
-    assert took < 0.5 * 60 + 20  # start-up and the last save come on top of the budget
     rows = _metrics(run)
     assert rows[-1]["step"] == steps and rows[-1]["lr"] == pytest.approx(0, abs=1e-12)
 
 
 def test_text_cache_trains_without_the_encoder(tmp_path, monkeypatch):
-    from cosyn import train as train_module
     from cosyn.model.text_cache import all_structure_prompts, write_prompt_cache
+    from cosyn.training import setup as setup_module
 
     data = _dataset(tmp_path / "data")
     cache = write_prompt_cache(text_encoder(), all_structure_prompts(CONSEP, ["colon"]), tmp_path / "p.safetensors")
@@ -338,7 +370,7 @@ def test_text_cache_trains_without_the_encoder(tmp_path, monkeypatch):
     def no_encoder(*_args, **_kw):
         raise AssertionError("the text encoder must not be loaded when a prompt cache is given")
 
-    monkeypatch.setattr(train_module, "TextEncoder", no_encoder)
+    monkeypatch.setattr(setup_module, "TextEncoder", no_encoder)
     run = train(_cfg(data, tmp_path / "run", steps=3, text_cache=str(cache), preview_every=3, val_fraction=0.34))
     assert [m["step"] for m in _metrics(run)] == [1, 2, 3] and list((run / "previews").glob("*.png"))
 

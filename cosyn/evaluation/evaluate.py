@@ -78,7 +78,7 @@ from cosyn.evaluation.segmenter import (
     train_segmenter,
 )
 from cosyn.model.pipeline import CoSynPipeline
-from cosyn.training.trainer import TrainConfig
+from cosyn.training.config import TrainConfig
 
 SECTIONS = ("fidelity", "consistency", "realism", "downstream", "speed")
 DEFAULT_SECTIONS = tuple(s for s in SECTIONS if s != "downstream")  # downstream needs --synthetic

@@ -24,6 +24,7 @@ from typing import Any
 
 from cosyn.io.fileio import atomic_write
 from cosyn.studio.paths import check_name
+from cosyn.training.config import TrainConfig
 from cosyn.training.status import read_status
 
 RECORD_NAME = "studio_job.json"
@@ -52,8 +53,6 @@ class JobSpec:
     def train_options(self, out: Path) -> dict[str, Any]:
         opts = {**self.options, "data": self.data, "out": str(out), "format": self.fmt, "init": self.init,
                 "steps": int(self.steps), "batch": int(self.batch), "lr": float(self.lr), "crop": int(self.crop)}
-        from cosyn.training.trainer import TrainConfig  # imported late: it pulls in the whole training stack
-
         try:
             TrainConfig.from_dict(opts)
         except (TypeError, ValueError) as e:
@@ -191,7 +190,7 @@ class JobManager:
 
     def export(self, name: str | None = None) -> Path:
         """Export the run's latest checkpoint to CHECKPOINTS/<name> (default: the job's export name)."""
-        from cosyn.training.trainer import TrainingError, export_checkpoint
+        from cosyn.training import TrainingError, export_checkpoint
 
         with self._lock:
             rec = self._record()

@@ -1,1 +1,19 @@
-"""Pieces of the training engine that are not the loop itself."""
+"""Training and fine-tuning: `train(TrainConfig)` runs (or resumes) a run folder, and
+`export_checkpoint` turns its latest EMA weights into a loadable pipeline folder.
+
+- config: TrainConfig, every knob of a run; setup: data, model and run state before the first step
+- trainer: the loop; loss: the joint loss; schedule: learning rate and time budget
+- checkpoints: save, resume and export; stopping: signals become save-and-stop
+- class_mapping, previews, status, model_card: fine-tuning to new classes, preview grids,
+  the status file the studio polls, the exported model card
+"""
+
+from cosyn._lazy import lazy_exports
+
+__all__, __getattr__ = lazy_exports(__name__, {
+    "TrainConfig": "config", "TrainingError": "config",
+    "train": "trainer",
+    "export_checkpoint": "checkpoints", "checkpoint_dirs": "checkpoints",
+    "CosineWithWarmup": "schedule", "TimeBudget": "schedule",
+    "joint_loss": "loss",
+})

@@ -1,0 +1,69 @@
+"""Every training knob in one dataclass (nanoGPT-style), and the error a user must act on."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from cosyn.io.fileio import dataclass_from_dict
+
+Log = Callable[[str], None]
+
+
+class TrainingError(RuntimeError):
+    """Training stopped for a reason the user must act on."""
+
+
+@dataclass
+class TrainConfig:
+    data: str = ""
+    out: str = "runs/default"
+    format: str = "auto"
+    init: str | None = None
+    steps: int = 10000
+    batch: int = 8
+    lr: float = 5e-4
+    warmup: int = 200
+    weight_decay: float = 0.0
+    crop: int = 64
+    mpp: float = 0.5
+    val_fraction: float = 0.15
+    seed: int = 0
+    save_every: int = 250
+    keep: int = 2
+    log_every: int = 10
+    preview_every: int = 500
+    preview_steps: int = 10
+    ema_decay: float = 0.999
+    text_drop: float = 0.1
+    point_drop: float = 0.0
+    w_image: float = 1.0
+    w_dist: float = 1.0
+    w_label: float = 1.0
+    min_snr_gamma: float = 5.0
+    ce_weight: float = 1.0
+    grad_clip: float = 1.0
+    bf16: bool = True
+    threads: int = 0
+    max_bad_fraction: float = 0.1
+    workers: int = 0
+    time_limit: float = 0.0
+    text_cache: str | None = None
+    denoiser: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        positive = ("steps", "batch", "crop", "save_every", "keep", "log_every", "preview_steps")
+        bad = [f"{k}={getattr(self, k)}" for k in positive if int(getattr(self, k)) < 1]
+        bad += [f"{k}={getattr(self, k)}" for k in ("lr", "mpp") if not float(getattr(self, k)) > 0]
+        bad += [f"{k}={getattr(self, k)}" for k in ("text_drop", "point_drop", "val_fraction", "max_bad_fraction")
+                if not 0 <= float(getattr(self, k)) < 1]
+        if self.preview_every < 0 or self.warmup < 0 or self.workers < 0 or self.time_limit < 0:
+            bad.append(f"preview_every={self.preview_every}, warmup={self.warmup}, workers={self.workers}, "
+                       f"time_limit={self.time_limit} must be >= 0")
+        if bad:
+            raise ValueError(f"invalid training options: {', '.join(bad)}")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        return dataclass_from_dict(cls, d, "training options")
