@@ -9,5 +9,5 @@ __all__, __getattr__ = lazy_exports(__name__, {
     "point_map": "targets", "distance_map": "targets", "structure_prompt": "targets",
     "layout_from_sample": "targets",
     "CropDataset": "dataset", "resample_sample": "dataset", "split_by_source": "dataset",
-    "prepare": "prepare",
+    "prepare": "prepare", "Report": "report", "Validator": "report", "validate": "report",
 })

@@ -15,10 +15,10 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from cosyn.core.classes import ClassSet
-from cosyn.data.sample import Sample, instance_table
-from cosyn.data.targets import distance_map, point_map, structure_prompt
 from cosyn.core.layout import Layout
 from cosyn.core.resize import area_resize, nearest_resize
+from cosyn.data.sample import Sample, instance_table
+from cosyn.data.targets import distance_map, point_map, structure_prompt
 
 
 @dataclass

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from cosyn.data.formats import PathLike, Report, Validator, detect_format, read_dataset, write_folder
+from cosyn.data.formats import PathLike, detect_format, read_dataset, write_folder
+from cosyn.data.report import Report, Validator
 from cosyn.data.sample import Sample
 from cosyn.io.fileio import atomic_dir
 

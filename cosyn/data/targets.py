@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from cosyn.data.sample import Sample
 from cosyn.core.layout import Layout
+from cosyn.data.sample import Sample
 
 VOCABULARY_PATH = Path(__file__).resolve().parents[2] / "assets" / "prompt_vocabulary.json"
 

@@ -10,7 +10,8 @@ import numpy as np
 
 from cosyn.core.classes import ClassSet
 from cosyn.core.visual import draw_points
-from cosyn.data.formats import Report, Validator, detect_format, read_dataset
+from cosyn.data.formats import detect_format, read_dataset
+from cosyn.data.report import Report, Validator
 from cosyn.data.sample import DataError
 from cosyn.training.class_mapping import class_mapping
 
