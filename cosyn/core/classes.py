@@ -71,11 +71,6 @@ class ClassSet:
         except ValueError:
             raise ValueError(f"unknown class {name!r}; this class set has {list(self.names)}") from None
 
-    def name_of(self, class_id: int) -> str:
-        if not 0 <= int(class_id) < len(self.names):
-            raise ValueError(f"class id {class_id} is outside 0..{len(self.names) - 1} ({list(self.names)})")
-        return self.names[int(class_id)]
-
     def to_list(self) -> list[str]:
         return list(self.names)
 

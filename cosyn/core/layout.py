@@ -1,4 +1,4 @@
-"""The layout contract (DESIGN §3): what the canvas edits, the CLI reads, every export carries.
+"""The layout contract (docs/architecture.md): what the canvas edits, the CLI reads, every export carries.
 
 Coordinates are pixels, origin top-left, x = column.
 """

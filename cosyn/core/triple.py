@@ -32,7 +32,7 @@ class Triple:
 
 
 def at_mpp(triple: Triple, mpp: float) -> Triple:
-    """The triple resampled to `mpp` µm/px over the same field of view (DESIGN §2, `--output-mpp`):
+    """The triple resampled to `mpp` µm/px over the same field of view (`--output-mpp`):
     image by area/bicubic, distance map bilinear, label and instance maps nearest, layout rescaled.
     Instances too small to survive a coarser grid leave the instance table too."""
     here = triple.layout.mpp or triple.params.get("model_mpp")

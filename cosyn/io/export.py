@@ -1,4 +1,4 @@
-"""The export bundle of DESIGN §3: one folder per triple, written atomically.
+"""The export bundle (docs/architecture.md): one folder per triple, written atomically.
 
 Always written (the `read_bundle` round-trip needs them; "png" names this core set):
   image.png, class.png (uint8 ids), class_rgb.png, inst.tif (int32, deflate), dist.npy

@@ -48,7 +48,7 @@ def load_any(
     it is None. GeoJSON needs `width`/`height` (it has no canvas); a .mat falls back to its
     `inst_map` shape. `default_class` names the class of unclassified objects, which are
     an error without it. `mpp` and `tissue` are given to GeoJSON and .mat layouts, which
-    carry neither; a .json layout keeps its own (no mpp there means the model's, DESIGN §2).
+    carry neither; a .json layout keeps its own (no mpp there means the model's).
     """
     path = Path(path)
     suffix = path.suffix.lower()

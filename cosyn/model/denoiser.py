@@ -1,6 +1,6 @@
 """JointDenoiser: one network that denoises image, distance map and label together.
 
-Layout of the computation (CoSyn, DESIGN §4):
+Layout of the computation (CoSyn; docs/model.md):
     stem(noisy image + distance) + embed(noisy label) + P      → diffusers UNet2DConditionModel
     head(concat(UNet features, P))                             → v_image (3), v_dist (1), label x0-logits (K)
 where P are the features of a small residual encoder of the class-wise point heatmaps,
@@ -10,7 +10,7 @@ and the prompt tokens enter through the UNet's cross-attention.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -91,7 +91,6 @@ class DenoiserOutput:
     v_image: torch.Tensor
     v_dist: torch.Tensor
     label_logits: torch.Tensor
-    extra: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 class JointDenoiser(nn.Module):

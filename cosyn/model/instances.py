@@ -2,7 +2,7 @@
 
 CoSyn's point-guided watershed: every layout centroid is a marker, the landscape is the
 negated distance map, and the flood is confined to the nucleus foreground. It beats
-connected components and distance-peak watershed (DESIGN §4) because the layout already
+connected components and distance-peak watershed (docs/model.md) because the layout already
 says how many nuclei a blob holds and where they are.
 
 Decisions, so that callers can rely on them:

@@ -290,6 +290,8 @@ class CoSynPipeline:
             x = scheduler.step(v, t, x).prev_sample
             x_img, x_dist = x[:, :3], x[:, 3:]
             t_n = torch.full((n,), t, dtype=torch.long)
+            # the categorical posterior runs on the CPU with the CPU generator `gen`, so a seed draws the
+            # same labels on every device; only the label tensors make the round trip
             log_label = self.categorical.p_step(logits.cpu(), log_label.cpu(), t_n,
                                                 torch.full((n,), s, dtype=torch.long), generator=gen).to(device)
         labels = log_onehot_to_index(log_label).byte().cpu().numpy()

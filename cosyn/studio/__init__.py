@@ -1,4 +1,4 @@
-"""CoSyn Studio: the Gradio face of the pipeline (DESIGN §1: the UI holds no model logic).
+"""CoSyn Studio: the Gradio face of the pipeline (the UI holds no model logic; docs/architecture.md).
 
 Importing the package switches Gradio's analytics and the hub's telemetry off. It happens here,
 before any submodule imports gradio, because gradio reads these variables at import time.

@@ -7,7 +7,7 @@ resize). Clicks store one point, not a snapshot, so a long editing session stays
 enough for the browser's localStorage.
 
 Display. The canvas picture is the layout magnified by an integer `zoom`, so a 256 px canvas
-is not a postage stamp. Layout pixel c (centre x = c, DESIGN §3) covers display pixels
+is not a postage stamp. Layout pixel c (centre x = c) covers display pixels
 [c·zoom, c·zoom + zoom - 1]; its centre is display pixel c·zoom + (zoom - 1) / 2.
 """
 

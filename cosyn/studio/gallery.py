@@ -1,6 +1,6 @@
 """A session's results as export bundles on disk; the gallery state is a list of plain dicts.
 
-Every triple is written as a full bundle (DESIGN §3, all formats) the moment it is made, so
+Every triple is written as a full bundle (all formats) the moment it is made, so
 exporting is only zipping, and `params.json` inside reproduces it.
 """
 

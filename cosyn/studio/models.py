@@ -63,7 +63,7 @@ class ModelView:
     classes: list[str]
     tissues: list[str]
     side_limit: int  # largest canvas side in layout pixels
-    mpp: float | None  # the model's scale, which a layout without one is at (DESIGN §2)
+    mpp: float | None  # the model's scale, which a layout without one is at
 
 
 def model_view(cache: PipelineCache, name: str | None, layout_mpp: float | None) -> ModelView:

@@ -12,7 +12,7 @@ DEFAULT_SCHEDULE: dict[str, Any] = {
     "num_train_timesteps": 1000,
     "beta_schedule": "squaredcos_cap_v2",
     # v-prediction: stable at t = T-1 of the cosine schedule, where eps-prediction explodes
-    # in multistep solvers (DESIGN §4), and it converged faster in the measured probes.
+    # in multistep solvers (docs/model.md), and it converged faster in the measured probes.
     "prediction_type": "v_prediction",
 }
 
