@@ -77,6 +77,7 @@ from cosyn.evaluation.segmenter import (
     score,
     train_segmenter,
 )
+from cosyn.io.export import json_safe
 from cosyn.model.pipeline import CoSynPipeline
 from cosyn.training.config import TrainConfig
 
@@ -511,19 +512,6 @@ def bars(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _clean(obj: Any) -> Any:
-    """JSON without NaN: nan → null; numpy scalars → Python numbers."""
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, (np.integer, np.floating)):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
 def _fmt(v: Any) -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "n/a"
@@ -644,7 +632,7 @@ def evaluate(cfg: EvalConfig, pipe: CoSynPipeline | None = None) -> dict[str, An
         report["downstream"] = downstream(cfg, out, real, mpp)
     if "speed" in cfg.sections:
         report["speed"] = time_sampling(pipe, layout_from_sample(_native(cfg, real)), cfg.sampling, cfg.speed_runs)
-    report = _clean(report)
+    report = json_safe(report)  # JSON has no NaN: a metric that could not be computed is null
     _carry_over(report, out / "report.json", cfg.sections)
     report["bars"] = bars(report)
     (out / "report.json").write_text(json.dumps(report, indent=1))
