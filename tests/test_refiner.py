@@ -10,6 +10,7 @@ import torch
 from conftest import disc_sample
 
 from cosyn.core.resize import area_resize
+from cosyn.model.pipeline import CheckpointError, CoSynPipeline
 from cosyn.refiner.data import Degradation, crop_pair, refiner_tile
 from cosyn.refiner.network import RefinerConfig, RefinerNet
 from cosyn.refiner.stage import Refiner, RefinerError, save_refiner
@@ -95,3 +96,47 @@ def test_refiner_training_resumes_exactly(data, tmp_path, formulation):
 def test_refiner_training_refuses_non_finite_numbers(tmp_path):
     with pytest.raises(ValueError, match="lr=inf"):
         RefinerTrainConfig(data="x", out=str(tmp_path), lr=float("inf"))
+
+
+def _with_refiner(tmp_path, seed: int = 0):
+    from tiny import text_encoder, tiny_pipeline
+
+    pipe = tiny_pipeline()
+    torch.manual_seed(seed)
+    net = RefinerNet(RefinerConfig(**TINY))
+    for p in net.parameters():
+        p.data.normal_(0, 0.05)
+    pipe.refiner = Refiner(net, list(pipe.config.classes), pipe.config.mpp)
+    pipe.save_pretrained(tmp_path / "ckpt")
+    return CoSynPipeline.from_pretrained(tmp_path / "ckpt", text_encoder=text_encoder())
+
+
+def _layout(mpp):
+    from cosyn.core.layout import Layout, Point
+
+    return Layout(64, 64, ["background", "other", "inflammatory", "epithelial", "spindle"],
+                  [Point(20, 20, "epithelial"), Point(44, 40, "inflammatory")], mpp=mpp, tissue="colon")
+
+
+def test_pipeline_refines_a_finer_layout_to_its_mpp_and_records_both_stages(tmp_path):
+    pipe = _with_refiner(tmp_path)
+    assert (tmp_path / "ckpt" / "refiner" / "model.safetensors").is_file()
+    assert Refiner.from_pretrained(tmp_path / "ckpt" / "refiner").output_mpp == 0.25  # loadable alone
+    refined = pipe.sample(_layout(0.25), steps=2, seed=1)[0]
+    base = pipe.sample(_layout(0.25), steps=2, seed=1, refine=False)[0]
+    assert refined.image.shape == (64, 64, 3) and refined.layout.mpp == 0.25
+    assert base.image.shape == (32, 32, 3) and base.layout.mpp == 0.5
+    assert refined.params["stages"] == ["base", "refiner"] and base.params["stages"] == ["base"]
+    assert refined.params["refiner_sha256"] == pipe.refiner.sha256 != ""
+    assert refined.class_map.shape == refined.inst_map.shape == refined.dist_map.shape == (64, 64)
+    # the refiner changes the look, not the labels: they are the base ones, upsampled
+    assert np.mean((refined.class_map[::2, ::2] > 0) == (base.class_map > 0)) > 0.9
+    # a layout drawn at the base model's resolution is not refined
+    assert pipe.sample(_layout(0.5), steps=2)[0].params["stages"] == ["base"]
+
+
+def test_pipeline_refuses_a_refiner_for_another_base_model(tmp_path):
+    pipe = _with_refiner(tmp_path)
+    save_refiner(Refiner(pipe.refiner.net, list(pipe.config.classes), 0.25), tmp_path / "ckpt" / "refiner")
+    with pytest.raises(CheckpointError, match="refiner follows a base model"):
+        CoSynPipeline.from_pretrained(tmp_path / "ckpt")

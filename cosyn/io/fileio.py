@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -67,3 +68,11 @@ def dataclass_from_dict(cls: type[T], d: dict[str, Any], what: str) -> T:
     if unknown:
         raise ValueError(f"unknown {what} {sorted(unknown)}; known: {sorted(known)}")
     return cls(**d)
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

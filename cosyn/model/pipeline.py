@@ -7,7 +7,6 @@ skip-step posterior q(x_s | x_t, x̂_0).
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,9 +21,9 @@ from safetensors.torch import load_file, save_file
 from cosyn import __version__
 from cosyn.core.classes import ClassSet
 from cosyn.core.layout import Layout, LayoutError
-from cosyn.core.triple import Triple
+from cosyn.core.triple import Triple, at_mpp
 from cosyn.data.targets import point_map, structure_prompt
-from cosyn.io.fileio import atomic_dir
+from cosyn.io.fileio import atomic_dir, file_sha256
 from cosyn.model.denoiser import DenoiserConfig, JointDenoiser
 from cosyn.model.diffusion.categorical import MultinomialDiffusion, index_to_log_onehot, log_onehot_to_index
 from cosyn.model.diffusion.gaussian import (
@@ -38,9 +37,11 @@ from cosyn.model.diffusion.gaussian import (
 )
 from cosyn.model.instances import cut_instances
 from cosyn.model.text import DEFAULT_TEXT_ENCODER, TextEncoder
+from cosyn.refiner.stage import Refiner, RefinerError, save_refiner
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+REFINER_DIR = "refiner"  # the optional second stage, a folder of its own inside the checkpoint
 FORMAT_VERSION = 1
 
 
@@ -111,12 +112,19 @@ def read_pipeline_config(folder: str | Path) -> PipelineConfig:
         raise CheckpointError(f"{path}: invalid config ({e})") from None
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+def _load_refiner(folder: Path, config: PipelineConfig) -> Refiner | None:
+    """The checkpoint's refiner stage, if it has one, checked against the base model it follows."""
+    if not (folder / REFINER_DIR).exists():
+        return None
+    try:
+        refiner = Refiner.from_pretrained(folder / REFINER_DIR)
+    except RefinerError as e:
+        raise CheckpointError(str(e)) from None
+    if refiner.classes != list(config.classes) or abs(refiner.base_mpp - config.mpp) > 1e-9:
+        raise CheckpointError(
+            f"{folder / REFINER_DIR}: the refiner follows a base model of classes {refiner.classes} at "
+            f"{refiner.base_mpp} µm/px, not this one's {list(config.classes)} at {config.mpp} µm/px")
+    return refiner
 
 
 @dataclass
@@ -132,12 +140,13 @@ class StepPreview:
 
 class CoSynPipeline:
     def __init__(self, model: JointDenoiser, config: PipelineConfig, text_encoder: TextEncoder | None = None,
-                 sha256: str = "") -> None:
+                 sha256: str = "", refiner: Refiner | None = None) -> None:
         # channels_last: 2.98 vs 3.77 s per 256² triple with bf16 on 2 CPU cores (benchmarks/sample_precision.py)
         self.model = model.eval().to(memory_format=torch.channels_last)
         self.config = config
         self._text = text_encoder
         self.sha256 = sha256
+        self.refiner = refiner
         self.class_set = ClassSet(tuple(config.classes))
         self.categorical = MultinomialDiffusion(
             training_scheduler(config.schedule).alphas_cumprod, config.denoiser.num_classes
@@ -181,7 +190,8 @@ class CoSynPipeline:
                 f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})"
             )
         model.load_state_dict({k: v.float() for k, v in state.items()})
-        return cls(model.to(device), config, text_encoder, sha256=file_sha256(w_path))
+        return cls(model.to(device), config, text_encoder, sha256=file_sha256(w_path),
+                   refiner=_load_refiner(folder, config))
 
     def save_pretrained(self, folder: str | Path, dtype: torch.dtype = torch.float32,
                         extras: Callable[[Path], None] | None = None) -> None:
@@ -193,6 +203,8 @@ class CoSynPipeline:
             state = {k: v.detach().to("cpu", dtype).contiguous() for k, v in self.model.state_dict().items()}
             save_file(state, tmp / WEIGHTS_NAME, metadata={"format": "pt"})
             (tmp / WEIGHTS_NAME).chmod(0o644)
+            if self.refiner is not None:
+                save_refiner(self.refiner, tmp / REFINER_DIR)
             if extras is not None:
                 extras(tmp)
 
@@ -232,7 +244,11 @@ class CoSynPipeline:
         on_step: Callable[[StepPreview], bool | None] | None = None,
         preview_every: int = 1,
         bf16: bool = True,
+        refine: bool = True,
     ) -> list[Triple]:
+        """Triples for `layout`. The base model samples at its own µm/px; when the layout is finer (a 40x
+        canvas for a 20x model) and the checkpoint has a refiner, the refiner brings each triple to the
+        layout's µm/px (`refine=False` skips it and returns the base triple)."""
         if not 1 <= steps <= 1000:
             raise ValueError(f"steps={steps} must lie in 1..1000")
         if not 1 <= n <= 64:
@@ -246,11 +262,20 @@ class CoSynPipeline:
         params = {
             "seed": seed, "steps": steps, "guidance": guidance, "sampler": sampler, "prompt": prompt,
             "n": n, "checkpoint_sha256": self.sha256, "cosyn_version": __version__, "model_mpp": self.config.mpp,
-            "layout_mpp": layout.mpp,
+            "layout_mpp": layout.mpp, "stages": ["base"],
         }
-        return [self._to_triple(canvas, img, d, lab, {**params, "index": i})
+        base = [self._to_triple(canvas, img, d, lab, {**params, "index": i})
                 for i, (img, d, lab) in enumerate(zip(model_to_image(x_img), model_to_dist(x_dist), labels,
                                                       strict=True))]
+        if not (refine and self.refines(layout)):
+            return base
+        refined = [self.refiner.refine_triple(t, seed=seed * 1009 + i) for i, t in enumerate(base)]
+        return [t if abs(t.layout.mpp - layout.mpp) < 1e-9 else at_mpp(t, layout.mpp) for t in refined]
+
+    def refines(self, layout: Layout) -> bool:
+        """Whether sampling `layout` runs the refiner: the checkpoint has one and the layout is finer than the
+        base model's µm/px."""
+        return self.refiner is not None and layout.mpp is not None and layout.mpp < self.config.mpp - 1e-9
 
     def _denoise(self, canvas: Layout, prompt: str, steps: int, guidance: float, seed: int, n: int,
                  sampler: str, on_step: Callable | None, preview_every: int, bf16: bool):

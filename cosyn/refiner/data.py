@@ -11,11 +11,11 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from cosyn.data.dataset import dihedral, resample_sample
 from cosyn.data.sample import Sample
 from cosyn.data.targets import distance_map, point_map
+from cosyn.refiner.tensors import to_unit, upsampled_inputs
 
 
 @dataclass
@@ -77,29 +77,6 @@ def crop_pair(tile: RefinerTile, crop: int, scale: int, rng: np.random.Generator
         "image_lo": dihedral(image_lo, k).copy(), "class_lo": dihedral(tile.class_lo[lo], k).copy(),
         "dist_lo": dihedral(tile.dist_lo[lo], k).copy(),
     }
-
-
-def to_unit(images: np.ndarray | Sequence[np.ndarray]) -> torch.Tensor:
-    """uint8 (B, H, W, 3) → float (B, 3, H, W) in [-1, 1]."""
-    x = torch.from_numpy(np.ascontiguousarray(np.stack(images))).float()
-    return x.permute(0, 3, 1, 2) / 127.5 - 1.0
-
-
-def from_unit(x: torch.Tensor) -> np.ndarray:
-    """float (B, 3, H, W) in [-1, 1] → uint8 (B, H, W, 3)."""
-    return ((x.float().clamp(-1, 1) + 1.0) * 127.5 + 0.5).byte().permute(0, 2, 3, 1).cpu().numpy()
-
-
-def upsampled_inputs(image_lo: torch.Tensor, dist_lo: torch.Tensor, class_lo: torch.Tensor, num_classes: int,
-                     scale: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Base image (B,3,h,w in [-1,1]), distance (B,1,h,w) and class ids (B,h,w) → their smooth upsamplings:
-    bicubic image, bilinear distance, bilinear one-hot label (probabilities, not nearest-neighbour blocks)."""
-    size = (image_lo.shape[2] * scale, image_lo.shape[3] * scale)
-    image = F.interpolate(image_lo, size=size, mode="bicubic", align_corners=False).clamp(-1, 1)
-    dist = F.interpolate(dist_lo, size=size, mode="bilinear", align_corners=False)
-    onehot = F.one_hot(class_lo.long(), num_classes).permute(0, 3, 1, 2).float()
-    probs = F.interpolate(onehot, size=size, mode="bilinear", align_corners=False)
-    return image, dist, probs
 
 
 def batch_tensors(items: Sequence[dict[str, np.ndarray]], num_classes: int, scale: int) -> dict[str, torch.Tensor]:

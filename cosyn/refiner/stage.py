@@ -11,9 +11,12 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from cosyn.io.fileio import atomic_dir
-from cosyn.refiner.data import from_unit, to_unit, upsampled_inputs
+from cosyn.core.triple import Triple
+from cosyn.data.targets import point_map
+from cosyn.io.fileio import atomic_dir, file_sha256
+from cosyn.model.instances import cut_instances
 from cosyn.refiner.network import RefinerConfig, RefinerNet, conditioning
+from cosyn.refiner.tensors import from_unit, to_unit, upsampled_inputs
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -26,10 +29,11 @@ class RefinerError(ValueError):
 
 
 class Refiner:
-    def __init__(self, net: RefinerNet, classes: list[str], base_mpp: float) -> None:
+    def __init__(self, net: RefinerNet, classes: list[str], base_mpp: float, sha256: str = "") -> None:
         self.net = net.eval()
         self.classes = list(classes)
         self.base_mpp = float(base_mpp)
+        self.sha256 = sha256
 
     @property
     def scale(self) -> int:
@@ -48,7 +52,8 @@ class Refiner:
             cfg = RefinerConfig.from_dict(meta["refiner"])
             classes, base_mpp = list(meta["classes"]), float(meta["base_mpp"])
         except FileNotFoundError:
-            raise RefinerError(f"{cfg_path}: missing; a refiner folder holds {CONFIG_NAME} and {WEIGHTS_NAME}") from None
+            raise RefinerError(f"{cfg_path}: missing; a refiner folder holds {CONFIG_NAME} and {WEIGHTS_NAME}") \
+                from None
         except (OSError, json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as e:
             raise RefinerError(f"{cfg_path}: invalid refiner config ({e})") from None
         net = RefinerNet(cfg)
@@ -59,7 +64,24 @@ class Refiner:
             raise RefinerError(f"{w_path}: missing; a refiner folder holds {CONFIG_NAME} and {WEIGHTS_NAME}") from None
         except (SafetensorError, OSError, RuntimeError, ValueError) as e:
             raise RefinerError(f"{w_path}: weights do not load into {cfg_path.name}'s refiner ({e})") from None
-        return cls(net, classes, base_mpp)
+        return cls(net, classes, base_mpp, sha256=file_sha256(w_path))
+
+    def refine_triple(self, base: Triple, seed: int = 0) -> Triple:
+        """A base triple at the base model's µm/px → the triple at the refiner's: the refined image, the
+        distance map bilinear, the label the argmax of the bilinear one-hot (smooth borders, not blocks),
+        and the instances cut again at the new resolution from the same centroids."""
+        h, w = (self.scale * v for v in base.class_map.shape)
+        layout = base.layout.rescaled(w, h, self.output_mpp)
+        points = point_map(layout.xy(), layout.class_ids(), h, w)
+        image = self.refine(base.image, base.dist_map, base.class_map, points, seed)
+        _, dist, probs = upsampled_inputs(to_unit([base.image]), torch.from_numpy(base.dist_map)[None, None],
+                                          torch.from_numpy(base.class_map)[None], self.net.cfg.num_classes, self.scale)
+        dist_map, class_map = dist[0, 0].clamp(0, 1).numpy(), probs[0].argmax(0).byte().numpy()
+        cut = cut_instances(dist_map, class_map, layout.xy(), layout.class_ids())
+        params = {**base.params, "stages": ["base", "refiner"], "refiner_sha256": self.sha256,
+                  "output_mpp": self.output_mpp, "missed_centroids": len(cut.missed),
+                  "missed_indices": [int(i) for i in cut.missed]}
+        return Triple(image, class_map, cut.inst_map, dist_map, dict(cut.inst_classes), layout, params)
 
     @torch.no_grad()
     def refine(self, image: np.ndarray, dist: np.ndarray, class_map: np.ndarray, points: np.ndarray,
