@@ -1,13 +1,16 @@
-"""Realism of base vs refined triples on the held-out CoNSeP tiles, at 0.25 and 0.5 µm/px.
+"""Realism of base vs refined triples against real CoNSeP tiles, at 0.25 and 0.5 µm/px.
 
     python benchmarks/refiner_realism.py --checkpoint checkpoints/default \
         --data ../shared/data/consep_patched --refiner gan=runs/ref_gan/refiner --out runs/realism
 
-For every validation tile (training's split: val_fraction 0.15, seed 0) the base model samples the
-tile's own layout once (cached in OUT/base/, so refiners are compared on the same base outputs). Each
-variant is then judged against the real tiles: C2ST AUC (3 seeds, split by source tile, JPEG q75),
-KID on 64² crops, the Laplacian-variance ratio and the nuclear hematoxylin distance. Controls: real vs
-real (disjoint source tiles) and real seen at 0.5 µm/px, upsampled ("blurred real").
+The judge (a small CNN, cosyn/evaluation/c2st.py) learns real vs generated on tiles of the training
+split's source tiles (4 patches of each of 23 sources) and is scored on the validation split's 64
+tiles (4 other sources): split by source tile. The base model samples each tile's own layout once;
+the outputs are cached in OUT/base_*/ so that every variant is judged on the same base outputs.
+Everything a judge sees is JPEG q75, like the real patches. Per variant: C2ST AUC over 3 seeds,
+KID on 512 64² crops, the Laplacian-variance ratio, the nuclear hematoxylin distance, and layout
+fidelity at the output resolution. Controls: real vs real (alternate patches of each tile's source)
+and real seen at 0.5 µm/px, upsampled ("blurred real").
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import argparse
 import json
 import statistics
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import cv2
@@ -25,141 +29,165 @@ import torch
 from cosyn.core.layout import Layout
 from cosyn.data.dataset import resample_sample, split_by_source
 from cosyn.data.formats import read_dataset
-from cosyn.data.targets import distance_map, point_map
+from cosyn.data.sample import Sample
+from cosyn.data.targets import point_map
 from cosyn.evaluation.c2st import C2STConfig, as_acquired, c2st, crops
 from cosyn.evaluation.realism import inception_features, kernel_inception_distance
 from cosyn.evaluation.texture import hematoxylin_distance, laplacian_ratio
 from cosyn.model.instances import cut_instances
 from cosyn.model.pipeline import CoSynPipeline
-from cosyn.refiner.data import from_unit, to_unit, upsampled_inputs
 from cosyn.refiner.stage import Refiner
+from cosyn.refiner.tensors import from_unit, to_unit, upsampled_inputs
+
+TRAIN_PATCHES = (0, 5, 10, 15)  # of each training source's 16 patches: spread over the tile
 
 
-def base_outputs(pipe: CoSynPipeline, real, out: Path, steps: int) -> list[dict]:
+def base_outputs(pipe: CoSynPipeline, tiles: Sequence[Sample], out: Path, steps: int, seed0: int) -> list[dict]:
+    """The base model's triple for each tile's own layout, cached as OUT/<tile>.npz."""
     out.mkdir(parents=True, exist_ok=True)
     result = []
-    for i, s in enumerate(real):
+    for i, s in enumerate(tiles):
         path = out / f"{s.name}.npz"
         if not path.is_file():
             layout = Layout.from_arrays(s.width, s.height, s.classes, s.centroids, s.inst_classes, mpp=s.mpp,
                                         tissue=s.tissue)
-            t = pipe.sample(layout, steps=steps, seed=i)[0]
+            t = pipe.sample(layout, steps=steps, seed=seed0 + i, refine=False)[0]
             np.savez(path, image=t.image, dist=t.dist_map, class_map=t.class_map, xy=t.layout.xy(),
                      class_ids=t.layout.class_ids())
-            print(f"base {i + 1}/{len(real)} {s.name}", flush=True)
+            print(f"base {i + 1}/{len(tiles)} {s.name}", flush=True)
         result.append(dict(np.load(path)))
     return result
 
 
-def upsampled(base: dict, scale: int, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def bicubic(base: dict, k: int) -> dict:
+    """The base triple smoothly upsampled 2x: what `--output-mpp 0.25` gave before the refiner."""
     image, dist, probs = upsampled_inputs(to_unit([base["image"]]), torch.from_numpy(base["dist"])[None, None],
-                                          torch.from_numpy(base["class_map"])[None], k, scale)
-    return from_unit(image)[0], dist[0, 0].numpy(), probs[0].argmax(0).byte().numpy()
+                                          torch.from_numpy(base["class_map"])[None], k, 2)
+    return {"image": from_unit(image)[0], "dist": dist[0, 0].numpy(), "class_map": probs[0].argmax(0).byte().numpy()}
 
 
-def fidelity(class_maps, dists, layouts) -> dict[str, float]:
+def refined(ref: Refiner, base: dict, k: int, seed: int) -> dict:
+    up = bicubic(base, k)
+    pts = point_map(base["xy"] * 2, base["class_ids"], *up["class_map"].shape)
+    return {**up, "image": ref.refine(base["image"], base["dist"], base["class_map"], pts, seed=seed)}
+
+
+def fidelity(outputs: Sequence[dict], bases: Sequence[dict]) -> dict[str, float]:
+    """Share of centroids that yield an instance, and of those, the share with the requested class."""
     found = right = total = 0
-    for cls, dist, (xy, ids) in zip(class_maps, dists, layouts, strict=True):
-        r = cut_instances(dist, cls, xy, ids)
+    for o, b in zip(outputs, bases, strict=True):
+        xy, ids = b["xy"] * 2, b["class_ids"]
+        r = cut_instances(o["dist"], o["class_map"], xy, ids)
+        missed = set(int(i) for i in r.missed)
         total += len(xy)
-        found += len(xy) - len(r.missed)
-        right += sum(1 for j, (x, y) in enumerate(xy) if j not in set(r.missed)
-                     and r.inst_classes.get(int(r.inst_map[int(round(y)), int(round(x))]), -1) == ids[j])
-    return {"yield": found / total, "class_accuracy": right / max(found, 1)}
+        for j, (x, y) in enumerate(xy):
+            if j in missed:
+                continue
+            found += 1
+            row, col = (min(int(round(v)), n - 1) for v, n in zip((y, x), r.inst_map.shape, strict=True))
+            inst = int(r.inst_map[row, col])
+            right += int(r.inst_classes.get(inst, -1) == int(ids[j]))
+    return {"yield": found / max(total, 1), "class_accuracy": right / max(found, 1)}
 
 
-def judge(name: str, images, masks, real, real_masks, groups, cfg: C2STConfig, real_feats, crop: int) -> dict:
-    acquired = [as_acquired(im) for im in images]
-    t0 = time.monotonic()
-    res = {"c2st": c2st(real, groups, acquired, groups, cfg)}
-    pool = [c for im in acquired for c in crops(im, crop)]
-    pick = np.random.default_rng(0).permutation(len(pool))[:512]
-    kid, kid_std = kernel_inception_distance(real_feats, inception_features([pool[i] for i in pick]), subsets=50,
-                                             subset_size=256)
-    res |= {"kid": kid, "kid_std": kid_std, "laplacian_ratio": laplacian_ratio(acquired, real),
-            "hematoxylin_w1": hematoxylin_distance(acquired, masks, real, real_masks)}
-    print(f"{name}: {json.dumps(res)} ({time.monotonic() - t0:.0f} s)", flush=True)
-    return res
+def half(images: Sequence[np.ndarray]) -> list[np.ndarray]:
+    return [cv2.resize(im, (im.shape[1] // 2, im.shape[0] // 2), interpolation=cv2.INTER_AREA) for im in images]
+
+
+class Judge:
+    """Scores one variant's images (train tiles, test tiles) against the real ones."""
+
+    def __init__(self, real_train: list[np.ndarray], real_test: list[np.ndarray], real_test_masks, cfg: C2STConfig):
+        self.real_train, self.real_test, self.real_test_masks, self.cfg = real_train, real_test, real_test_masks, cfg
+        pool = [c for im in real_test for c in crops(im, 64)]
+        self.real_feats = inception_features([pool[i] for i in np.random.default_rng(1).permutation(len(pool))[:512]])
+
+    def __call__(self, name: str, train: list[np.ndarray], test: list[np.ndarray], test_masks) -> dict:
+        t0 = time.monotonic()
+        train, test = [as_acquired(im) for im in train], [as_acquired(im) for im in test]
+        res = {"c2st_0.25": c2st((self.real_train, train), (self.real_test, test), self.cfg)}
+        res["c2st_0.5"] = c2st((half(self.real_train), half(train)), (half(self.real_test), half(test)), self.cfg)
+        pool = [c for im in test for c in crops(im, 64)]
+        pick = np.random.default_rng(0).permutation(len(pool))[:512]
+        kid, kid_std = kernel_inception_distance(self.real_feats, inception_features([pool[i] for i in pick]),
+                                                 subsets=50, subset_size=256)
+        res |= {"kid": kid, "kid_std": kid_std, "laplacian_ratio": laplacian_ratio(test, self.real_test),
+                "hematoxylin_w1": hematoxylin_distance(test, test_masks, self.real_test, self.real_test_masks)}
+        print(f"{name}: {json.dumps(res)} ({time.monotonic() - t0:.0f} s)", flush=True)
+        return res
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--checkpoint", default="checkpoints/default")
     ap.add_argument("--data", default="../shared/data/consep_patched")
     ap.add_argument("--refiner", action="append", default=[], help="NAME=FOLDER, repeatable")
     ap.add_argument("--out", default="runs/realism")
     ap.add_argument("--steps", type=int, default=25)
-    ap.add_argument("--c2st-steps", type=int, default=300)
+    ap.add_argument("--c2st-steps", type=int, default=500)
+    ap.add_argument("--no-controls", action="store_true", help="skip the real-vs-real and blurred-real rows")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     samples = read_dataset(args.data)
-    _, val = split_by_source(samples, 0.15, 0)
-    real = [samples[i] for i in val]
+    train_idx, val_idx = split_by_source(samples, 0.15, 0)
+    val = [samples[i] for i in val_idx]
+    train = [samples[i] for i in train_idx if int(samples[i].name.rsplit("_", 1)[1]) in TRAIN_PATCHES]
     pipe = CoSynPipeline.from_pretrained(args.checkpoint)
     k = pipe.config.denoiser.num_classes
-    bases = base_outputs(pipe, real, out / "base", args.steps)
-    groups = [s.source for s in real]
-    real_hi = [s.image for s in real]
-    real_masks = [s.inst_map > 0 for s in real]
-    layouts = [(b["xy"] * 2, b["class_ids"]) for b in bases]  # base canvas is at half the resolution
-    cfg = C2STConfig(crop=64, steps=args.c2st_steps, batch=32)
-    real_pool = [c for im in real_hi for c in crops(im, 64)]
-    real_feats = inception_features([real_pool[i] for i in np.random.default_rng(1).permutation(len(real_pool))[:512]])
+    base_val = base_outputs(pipe, val, out / "base_val", args.steps, 0)
+    base_train = base_outputs(pipe, train, out / "base_train", args.steps, 1000)
+    real_masks = [s.inst_map > 0 for s in val]
+    judge = Judge([s.image for s in train], [s.image for s in val], real_masks,
+                  C2STConfig(crop=64, steps=args.c2st_steps))
+    report: dict = {"validation tiles": len(val), "validation sources": sorted({s.source for s in val}),
+                    "judge training tiles": len(train), "refine_seconds_per_256px_median": {}}
+    path = out / "report.json"
 
-    variants: dict[str, tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]] = {}
-    ups = [upsampled(b, 2, k) for b in bases]
-    variants["base, bicubic x2"] = ([u[0] for u in ups], [u[1] for u in ups], [u[2] for u in ups])
-    lowreal = [resample_sample(s, 0.5) for s in real]
-    variants["control: real at 0.5, bicubic x2"] = (
-        [cv2.resize(lr.image, (s.width, s.height), interpolation=cv2.INTER_CUBIC) for lr, s in zip(lowreal, real)],
-        None, None)
-    timing: dict[str, float] = {}
+    def record(name: str, result: dict) -> None:
+        report[name] = result
+        path.write_text(json.dumps(report, indent=1))
+
+    if not args.no_controls:
+        record("control: real vs real (alternate patches)", {"c2st_0.25": c2st(
+            ([s.image for s in train[::2]], [s.image for s in train[1::2]]),
+            ([s.image for s in val[::2]], [s.image for s in val[1::2]]), judge.cfg)})
+        print(report["control: real vs real (alternate patches)"], flush=True)
+
+        def blurred(tiles: Sequence[Sample]) -> list[np.ndarray]:
+            return [cv2.resize(resample_sample(s, 0.5).image, (s.width, s.height), interpolation=cv2.INTER_CUBIC)
+                    for s in tiles]
+
+        record("control: real at 0.5, bicubic x2", judge("blurred real", blurred(train), blurred(val), real_masks))
+
+    variants: dict[str, Callable[[dict, int], dict]] = {"base, bicubic x2": lambda b, i: bicubic(b, k)}
     for spec in args.refiner:
         name, folder = spec.split("=", 1)
         ref = Refiner.from_pretrained(folder)
-        images, times = [], []
-        for i, (b, (xy, ids)) in enumerate(zip(bases, layouts, strict=True)):
-            pts = point_map(xy, ids, 256, 256)
+        variants[f"base + refiner {name}"] = lambda b, i, ref=ref: refined(ref, b, k, seed=i)
+    grid_columns = [[s.image for s in val]]
+    for name, make in variants.items():
+        times = []
+        outputs_val = []
+        for i, b in enumerate(base_val):
             t0 = time.perf_counter()
-            images.append(ref.refine(b["image"], b["dist"], b["class_map"], pts, seed=i))
+            outputs_val.append(make(b, i))
             times.append(time.perf_counter() - t0)
-        timing[name] = statistics.median(times)
-        variants[f"refiner {name}"] = (images, [u[1] for u in ups], [u[2] for u in ups])
-        oracle = [ref.refine(lr.image, distance_map(lr.inst_map), lr.class_map, point_map(s.centroids, s.inst_classes, 256, 256), i)
-                  for i, (lr, s) in enumerate(zip(lowreal, real, strict=True))]
-        variants[f"refiner {name} on real 0.5 input"] = (oracle, None, None)
-
-    report: dict = {"tiles": len(real), "sources": sorted(set(groups)), "refine_seconds_median": timing}
-    half = sorted(set(groups))[: len(set(groups)) // 2]
-    a = [i for i, g in enumerate(groups) if g in half]
-    b_ = [i for i, g in enumerate(groups) if g not in half]
-    report["real vs real (disjoint sources)"] = {"c2st": c2st([real_hi[i] for i in a], [groups[i] for i in a],
-                                                              [real_hi[i] for i in b_], [groups[i] for i in b_], cfg)}
-    print("real vs real:", report["real vs real (disjoint sources)"], flush=True)
-    for name, (images, dists, classes) in variants.items():
-        masks = [c > 0 for c in classes] if classes is not None else real_masks
-        res = {"0.25": judge(name, images, masks, real_hi, real_masks, groups, cfg, real_feats, 64)}
-        if classes is not None:
-            res["fidelity_0.25"] = fidelity(classes, dists, layouts)
-        low = [cv2.resize(im, (128, 128), interpolation=cv2.INTER_AREA) for im in images]
-        if name == "base, bicubic x2":
-            low = [b["image"] for b in bases]
-        res["0.5"] = {"c2st": c2st([lr.image for lr in lowreal], groups, [as_acquired(im) for im in low], groups,
-                                   cfg)}
-        report[name] = res
-        (out / "report.json").write_text(json.dumps(report, indent=1))
-    save_grid(out / "grid.jpg", real_hi, variants, rows=4)
-    print(json.dumps(report, indent=1))
+        outputs_train = [make(b, 1000 + i) for i, b in enumerate(base_train)]
+        report["refine_seconds_per_256px_median"][name] = statistics.median(times)
+        result = judge(name, [o["image"] for o in outputs_train], [o["image"] for o in outputs_val],
+                       [o["class_map"] > 0 for o in outputs_val])
+        record(name, {**result, "fidelity_0.25": fidelity(outputs_val, base_val)})
+        grid_columns.append([o["image"] for o in outputs_val])
+    save_grid(out / "grid.jpg", grid_columns, rows=4)
+    print(f"grid columns: real, {', '.join(variants)}", flush=True)
 
 
-def save_grid(path: Path, real, variants, rows: int) -> None:
-    pick = np.linspace(0, len(real) - 1, rows).astype(int)
-    cols = [real] + [v[0] for v in variants.values()]
-    grid = np.concatenate([np.concatenate([c[i] for c in cols], 1) for i in pick], 0)
+def save_grid(path: Path, columns: list[list[np.ndarray]], rows: int) -> None:
+    pick = np.linspace(0, len(columns[0]) - 1, rows).astype(int)
+    grid = np.concatenate([np.concatenate([c[i] for c in columns], 1) for i in pick], 0)
     cv2.imwrite(str(path), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
-    print("grid columns:", ["real", *variants], flush=True)
 
 
 if __name__ == "__main__":

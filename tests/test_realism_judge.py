@@ -34,12 +34,12 @@ def _textured(rng, n, blur):
 
 def test_judge_separates_sharp_from_blurred_and_not_a_set_from_itself():
     rng = np.random.default_rng(1)
-    sharp, blurred = _textured(rng, 16, 0.6), _textured(rng, 16, 2.5)
-    groups = [f"g{i % 4}" for i in range(16)]
+    sharp, blurred = _textured(rng, 24, 0.6), _textured(rng, 24, 2.5)
     cfg = C2STConfig(crop=16, steps=60, batch=16, seeds=(0, 1))
-    apart = c2st(sharp, groups, blurred, groups, cfg)
+    apart = c2st((sharp[:12], blurred[:12]), (sharp[12:], blurred[12:]), cfg)
     assert apart["auc_mean"] > 0.95 and len(apart["auc_per_seed"]) == 2
-    same = c2st(sharp[:8], groups[:8], sharp[8:], groups[8:], cfg)
+    assert apart["crops_train"] == apart["crops_test"] == 24 * 4
+    same = c2st((sharp[:6], sharp[6:12]), (sharp[12:18], sharp[18:]), cfg)
     assert abs(same["auc_mean"] - 0.5) < 0.3
     assert crops(sharp[0], 16)[3].shape == (16, 16, 3) and len(crops(sharp[0], 16)) == 4
 

@@ -42,10 +42,14 @@ class RefinerTrainConfig:
     scale: int = 2
     widths: tuple[int, ...] = (32, 64, 96)
     w_lowpass: float = 10.0
+    lowpass_pool: int = 4  # the colour/layout loss compares (pool × pool)-averaged images
     w_l1: float = 1.0
     w_adv: float = 1.0
     w_fm: float = 5.0
     ema: float = 0.999
+    blur: float = 1.0  # degradation of the input: Gaussian blur up to this sigma (base px)
+    noise: float = 0.02  # ... pixel noise up to this std (of the [0, 1] range)
+    gain: float = 0.07  # ... per-channel stain gain within 1 ± gain
     val_fraction: float = 0.15  # the base model's split: evaluation tiles stay unseen
     seed: int = 0
     save_every: int = 200
@@ -56,7 +60,7 @@ class RefinerTrainConfig:
 
     def __post_init__(self) -> None:
         self.widths = tuple(int(w) for w in self.widths)
-        for k in ("lr", "lr_d", "w_lowpass", "w_l1", "w_adv", "w_fm", "ema", "base_mpp"):
+        for k in ("lr", "lr_d", "w_lowpass", "w_l1", "w_adv", "w_fm", "ema", "base_mpp", "blur", "noise", "gain"):
             v = float(getattr(self, k))
             if not math.isfinite(v) or v < 0:
                 raise ValueError(f"{k}={v} must be a finite number >= 0")
@@ -95,7 +99,7 @@ def gan_step(g: RefinerNet, d: PatchDiscriminator, opt_g, opt_d, b: dict, cfg: R
         feats = d(fake, b["dist_up"], b["probs"])
         adv = -feats[-1].float().mean()
         fm = sum(F.l1_loss(f.float(), r.detach().float()) for f, r in zip(feats[:-1], d_real[:-1], strict=True))
-    lowpass = F.l1_loss(F.avg_pool2d(fake, 4), F.avg_pool2d(b["target"], 4))
+    lowpass = F.l1_loss(F.avg_pool2d(fake, cfg.lowpass_pool), F.avg_pool2d(b["target"], cfg.lowpass_pool))
     l1 = F.l1_loss(fake, b["target"])
     loss_g = cfg.w_lowpass * lowpass + cfg.w_l1 * l1 + cfg.w_adv * adv + cfg.w_fm * fm
     opt_g.zero_grad(set_to_none=True)
@@ -144,7 +148,7 @@ def train_refiner(cfg: RefinerTrainConfig) -> Path:
         start = s["step"]
         print(f"resumed at step {start} of {steps}", flush=True)
     (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=1))
-    degradation = Degradation()
+    degradation = Degradation(blur_sigma=cfg.blur, noise=cfg.noise, gain=cfg.gain)
     deadline = None if cfg.time_limit is None else time.monotonic() + 60 * cfg.time_limit
     t0, step = time.monotonic(), start
 
