@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -299,6 +300,28 @@ def test_bad_training_options_are_refused_before_starting():
         TrainConfig(data="x", save_every=0)
     with pytest.raises(ValueError, match="text_drop=1.5"):
         TrainConfig(data="x", text_drop=1.5)
+
+
+@pytest.mark.parametrize(("options", "named"), [
+    ({"lr": float("inf")}, "lr=inf must be a finite number"),
+    ({"ema_decay": float("nan")}, "ema_decay=nan must be a finite number"),
+    ({"mpp": "0.5"}, "mpp='0.5' must be a finite number"),
+    ({"steps": 2.5}, "steps=2.5 must be a whole number"),
+    ({"bf16": "yes"}, "bf16='yes' must be true or false"),
+    ({"denoiser": "big"}, "denoiser='big' must be an object"),
+])
+def test_non_finite_or_mistyped_options_are_refused_by_name(options, named):
+    with pytest.raises(ValueError, match=re.escape(named)):
+        TrainConfig.from_dict({"data": "x", **options})
+
+
+def test_cli_train_with_an_infinite_lr_fails_before_training(tmp_path):
+    data, run = _dataset(tmp_path / "data"), tmp_path / "run"
+    result = subprocess.run(_cli("train", "--data", str(data), "--out", str(run), "--lr", "inf", "--steps", "2"),
+                            env=_env(), capture_output=True, text=True, timeout=240)
+    assert result.returncode != 0
+    assert "lr=inf" in result.stderr and "Traceback" not in result.stderr
+    assert not any(run.glob("**/*.safetensors"))
 
 
 def test_resume_tolerates_a_metrics_line_cut_by_a_kill(tmp_path):

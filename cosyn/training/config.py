@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from cosyn.io.fileio import dataclass_from_dict
@@ -53,6 +54,7 @@ class TrainConfig:
     denoiser: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        _check_types(self)
         positive = ("steps", "batch", "crop", "save_every", "keep", "log_every", "preview_steps")
         bad = [f"{k}={getattr(self, k)}" for k in positive if int(getattr(self, k)) < 1]
         bad += [f"{k}={getattr(self, k)}" for k in ("lr", "mpp") if not float(getattr(self, k)) > 0]
@@ -67,3 +69,23 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         return dataclass_from_dict(cls, d, "training options")
+
+
+def _check_types(cfg: TrainConfig) -> None:
+    """Numbers are numbers of the field's kind, and finite: `"lr": "1e-4"` or `--lr inf` must fail here, by
+    name, not as a traceback later or as a run that trains NaN weights and exits 0."""
+    bad = []
+    for f in fields(cfg):
+        v = getattr(cfg, f.name)
+        if f.type == "bool" and not isinstance(v, bool):
+            bad.append(f"{f.name}={v!r} must be true or false")
+        elif f.type == "int" and (isinstance(v, bool) or not isinstance(v, int)):
+            bad.append(f"{f.name}={v!r} must be a whole number")
+        elif f.type == "float" and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)):
+            bad.append(f"{f.name}={v!r} must be a finite number")
+        elif f.type in ("str", "str | None") and not isinstance(v, str) and v is not None:
+            bad.append(f"{f.name}={v!r} must be text")
+    if not isinstance(cfg.denoiser, dict):
+        bad.append(f"denoiser={cfg.denoiser!r} must be an object of denoiser options")
+    if bad:
+        raise ValueError(f"invalid training options: {'; '.join(bad)}")

@@ -11,6 +11,7 @@ One command for 1 CPU process or `accelerate launch --num_processes N`. Run fold
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from dataclasses import replace
@@ -109,8 +110,12 @@ def _step(s: Session, batch: dict[str, Any], step: int) -> dict[str, torch.Tenso
         raise TrainingError(f"loss became {losses['loss'].item()} at step {step}; stopped. Last good "
                             f"checkpoint: {prev[-1] if prev else '(none)'}. Try a lower --lr.")
     acc.backward(losses["loss"])
-    if cfg.grad_clip:
-        acc.clip_grad_norm_(s.model.parameters(), cfg.grad_clip)
+    # the norm is measured even unclipped: a non-finite gradient would write NaN into every weight
+    grad_norm = acc.clip_grad_norm_(s.model.parameters(), cfg.grad_clip or math.inf)
+    if not torch.isfinite(torch.as_tensor(grad_norm)):
+        prev = checkpoint_dirs(s.run)
+        raise TrainingError(f"gradient norm became {float(grad_norm)} at step {step}; stopped before the update. "
+                            f"Last good checkpoint: {prev[-1] if prev else '(none)'}. Try a lower --lr.")
     s.optimizer.step()
     s.lr_sched.step()
     s.optimizer.zero_grad(set_to_none=True)
