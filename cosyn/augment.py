@@ -1,4 +1,7 @@
-"""`cosyn augment`: a synthetic dataset, at the model's mpp, in the folder format `prepare` writes.
+"""`cosyn augment`: a synthetic dataset, in the folder format `prepare` writes.
+
+Tiles come at the model's mpp; when the checkpoint has a refiner stage and the real tiles are
+finer than the model, at the real tiles' mpp (the refiner's output), unless `--no-refine`.
 
 Layouts come from the real tiles of a dataset (the training split by default, so a synthetic set
 never carries validation layouts into training), perturbed per tile:
@@ -51,6 +54,7 @@ from cosyn.data.sample import Sample, instance_table, paint_classes
 from cosyn.data.targets import layout_from_sample
 from cosyn.io.fileio import atomic_write
 from cosyn.model.pipeline import CoSynPipeline
+from cosyn.model.settings import SamplingSettings  # evaluation imports it from here too
 from cosyn.training.config import TrainConfig
 
 TILE_DIRS = {"image": ("images", ".png"), "inst": ("instances", ".tif"), "class": ("classes", ".png"),
@@ -270,13 +274,6 @@ def triple_to_sample(triple: Triple, name: str, source: str, classes: ClassSet, 
 
 
 # -- generation ------------------------------------------------------------------------------------------
-@dataclass
-class SamplingSettings:
-    steps: int = 25
-    guidance: float = 2.0
-    sampler: str = "dpm++"
-
-
 def rank_and_world() -> tuple[int, int]:
     """This process' shard: torchrun and accelerate launch both set RANK and WORLD_SIZE."""
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
@@ -284,19 +281,19 @@ def rank_and_world() -> tuple[int, int]:
 
 def generate(pipe: CoSynPipeline, jobs: Sequence[Job], out: str | Path, sampling: SamplingSettings, rank: int = 0,
              world: int = 1, progress: bool = True, desc: str = "augment") -> dict[str, int]:
-    """Generate this rank's share of `jobs` into `out`, skipping finished tiles. `pipe` is a
-    CoSynPipeline; tiles are written at its mpp."""
+    """Generate this rank's share of `jobs` into `out`, skipping finished tiles, one triple per job with the
+    job's seed (`sampling`'s own seed and n are not used). Tiles are written at the mpp of the triple:
+    the model's, or the layout's when the refiner ran."""
     out = Path(out)
     mine = [j for j in jobs if j.index % world == rank]
     todo = [j for j in mine if not tile_done(out, j.name)]
-    classes, mpp = pipe.class_set, pipe.config.mpp
+    classes = pipe.class_set
     bar = tqdm(total=len(mine), initial=len(mine) - len(todo), desc=f"{desc} {rank + 1}/{world}", unit="tile",
                disable=not progress, position=rank, dynamic_ncols=True)
     with bar:
         for job in todo:
-            triple = pipe.sample(job.layout, steps=sampling.steps, guidance=sampling.guidance, seed=job.seed,
-                                 sampler=sampling.sampler)[0]
-            sample = triple_to_sample(triple, job.name, job.source, classes, mpp)
+            triple = pipe.sample(job.layout, settings=sampling, seed=job.seed, n=1)[0]
+            sample = triple_to_sample(triple, job.name, job.source, classes, triple.layout.mpp)
             meta = {"layout": triple.layout.to_dict(), "params": triple.params, "origin": job.origin,
                     "inst_classes": {str(k): int(v) for k, v in triple.inst_classes.items()}}
             write_tile(out, sample, meta)
@@ -331,11 +328,16 @@ class AugmentConfig:
     perturbation: Perturbation | None = None
     sampling: SamplingSettings | None = None
 
-    def settings(self, checkpoint_sha256: str) -> dict[str, Any]:
-        """What makes a tile what it is: everything but N and the output folder."""
+    def settings(self, checkpoint_sha256: str, has_refiner: bool = False) -> dict[str, Any]:
+        """What makes a tile what it is: everything but N and the output folder. Of the sampling
+        settings, seed and n come from the jobs, and refine only counts for a checkpoint with a refiner
+        (so folders written before it existed stay resumable)."""
         d = asdict(self)
         for key in ("n", "out", "checkpoint"):
             d.pop(key)
+        if d["sampling"] is not None:
+            kept = ("steps", "guidance", "sampler", "refine") if has_refiner else ("steps", "guidance", "sampler")
+            d["sampling"] = {k: d["sampling"][k] for k in kept}
         return {**d, "data": str(Path(self.data).resolve()), "checkpoint_sha256": checkpoint_sha256}
 
 
@@ -352,11 +354,22 @@ def augment(cfg: AugmentConfig, pipe: CoSynPipeline | None = None, rank: int | N
     if classes.names != pipe.class_set.names:
         raise AugmentError(f"{cfg.data} has classes {classes.to_list()}, the model {pipe.class_set.to_list()}")
     out = Path(cfg.out)
-    check_run_settings(out, cfg.settings(pipe.sha256))
+    check_run_settings(out, cfg.settings(pipe.sha256, pipe.refiner is not None))
     jobs = plan_jobs(tiles, cfg.n, cfg.seed, cfg.random_layouts, cfg.perturbation, pipe.config.mpp)
     tissues = {t.layout.tissue for t in tiles}
-    write_classes_json(out, jobs, classes, pipe.config.mpp, next(iter(tissues)) if len(tissues) == 1 else None)
+    write_classes_json(out, jobs, classes, output_mpp(pipe, jobs, cfg.sampling.refine),
+                       next(iter(tissues)) if len(tissues) == 1 else None)
     return generate(pipe, jobs, out, cfg.sampling, rank, world, progress)
+
+
+def output_mpp(pipe: CoSynPipeline, jobs: Sequence[Job], refine: bool) -> float:
+    """The one mpp every tile comes at (classes.json holds one); a refiner bringing tiles to their layouts'
+    differing resolutions would make a mixed folder, refused."""
+    mpps = {round(pipe.output_mpp(j.layout, refine), 9) for j in jobs} or {pipe.config.mpp}
+    if len(mpps) > 1:
+        raise AugmentError(f"the refiner would write tiles at {sorted(mpps)} µm/px, the real tiles' mixed "
+                           "resolutions; pass --no-refine for tiles at the model's mpp")
+    return mpps.pop()
 
 
 def _device() -> str:
@@ -367,6 +380,8 @@ def _device() -> str:
 
 # -- CLI ---------------------------------------------------------------------------------------------------
 def add_augment_parser(sub: argparse._SubParsersAction) -> None:
+    from cosyn.cli import add_sampling_arguments
+
     p = sub.add_parser("augment", help="synthetic dataset from real layouts (resumable; shards under torchrun)")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--data", required=True, help="real dataset whose layouts are used")
@@ -384,9 +399,7 @@ def add_augment_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-dihedral", action="store_true")
     p.add_argument("--jitter-um", type=float, default=0.5)
     p.add_argument("--density", type=float, default=0.25, help="density factor drawn from [1-d, 1+d]")
-    p.add_argument("--steps", type=int, default=25)
-    p.add_argument("--guidance", type=float, default=2.0)
-    p.add_argument("--sampler", default="dpm++")
+    add_sampling_arguments(p)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads per process (0 = torch default)")
     p.set_defaults(func=_run)
 
@@ -401,7 +414,7 @@ def _run(args: argparse.Namespace) -> int:
         val_fraction=args.val_fraction, split_seed=args.split_seed, seed=args.seed,
         random_layouts=args.random_layouts,
         perturbation=Perturbation(not args.no_dihedral, args.jitter_um, args.density),
-        sampling=SamplingSettings(args.steps, args.guidance, args.sampler),
+        sampling=SamplingSettings(args.steps, args.guidance, args.sampler, refine=not args.no_refine),
     )
     try:
         stats = augment(cfg)

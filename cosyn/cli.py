@@ -83,29 +83,31 @@ def _sample(args: argparse.Namespace) -> int:
     from cosyn.core.triple import at_mpp
     from cosyn.io.export import check_formats, write_bundle
     from cosyn.model.pipeline import CoSynPipeline
+    from cosyn.model.settings import SamplingSettings
 
     # everything that can be checked before minutes of sampling is checked first
+    settings = SamplingSettings(args.steps, args.guidance, args.sampler, args.seed, args.n, refine=not args.no_refine)
     formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
     check_formats(formats)
     out = Path(args.out)
-    folders = [out / f"{i:03d}" for i in range(args.n)]
+    folders = [out / f"{i:03d}" for i in range(settings.n)]
     taken = [f for f in folders if f.exists()]
     if taken and not args.overwrite:
         raise FileExistsError(f"{taken[0]} exists; pass --overwrite to replace it, or choose another --out")
     layout = Layout.load(args.layout)
     pipe = CoSynPipeline.from_pretrained(args.checkpoint)
-    with tqdm(total=args.steps, desc="sampling", unit="step") as bar:
+    with tqdm(total=settings.steps, desc="sampling", unit="step") as bar:
         def on_step(p) -> None:
             bar.n = p.step
             bar.refresh()
-        triples = pipe.sample(layout, prompt=args.prompt, steps=args.steps, guidance=args.guidance,
-                              seed=args.seed, n=args.n, sampler=args.sampler, on_step=on_step)
+        triples = pipe.sample(layout, args.prompt, settings, on_step=on_step)
     for folder, tr in zip(folders, triples, strict=True):
         if args.output_mpp:
             tr = at_mpp(tr, args.output_mpp)
         write_bundle(tr, folder, formats=formats, overwrite=args.overwrite)
         missed = tr.params["missed_centroids"]
-        print(f"{folder}: {len(tr.inst_classes)} instances, {missed} of {tr.params['centroids']} centroids missed")
+        print(f"{folder}: {len(tr.inst_classes)} instances, {missed} of {tr.params['centroids']} centroids missed "
+              f"({' + '.join(tr.params['stages'])} at {tr.layout.mpp:g} µm/px)")
     return 0
 
 
@@ -127,10 +129,10 @@ HEAVY_COMMANDS = {
 }
 
 
-def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="cosyn", description=__doc__)
-    sub = p.add_subparsers(dest="command", required=True)
+Subparsers = argparse._SubParsersAction  # what add_subparsers returns
 
+
+def _add_prepare(sub: Subparsers) -> None:
     pr = sub.add_parser("prepare", help="normalise a dataset and write a validation report")
     pr.add_argument("src")
     pr.add_argument("--format", default="auto", choices=["auto", "consep", "hovernet", "pannuke", "conic", "folder"])
@@ -139,6 +141,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     pr.add_argument("--mpp", type=float, help="resample every sample to this µm/px while writing")
     pr.set_defaults(func=_prepare)
 
+
+def _add_train(sub: Subparsers) -> None:
     tr = sub.add_parser("train", help="train from scratch, fine-tune (--init) or --resume")
     tr.add_argument("--data")
     tr.add_argument("--out")
@@ -158,6 +162,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     tr.add_argument("--fp32", action="store_true", help="disable bf16 autocast")
     tr.set_defaults(func=_train)
 
+
+def _add_export(sub: Subparsers) -> None:
     ex = sub.add_parser("export-checkpoint", help="write a loadable checkpoint folder from a run")
     ex.add_argument("run")
     ex.add_argument("--out", required=True)
@@ -166,28 +172,47 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                     help="replace an existing --out folder whole (its weights, model card and evaluation)")
     ex.set_defaults(func=_export)
 
+
+def _add_prompt_cache(sub: Subparsers) -> None:
     pc = sub.add_parser("prompt-cache", help="encode every structure prompt of a model once, for training "
                         "where the text-encoder package is not installed (train with text_cache)")
     pc.add_argument("--checkpoint", required=True, help="model folder whose classes, tissues and encoder to use")
     pc.add_argument("--out", required=True, help="safetensors file to write")
     pc.set_defaults(func=_prompt_cache)
 
+
+def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
+    """--steps, --guidance, --sampler and --no-refine: SamplingSettings' fields, checked by it (not here) so
+    that the command line refuses what the pipeline and the studio refuse, with the same message."""
+    p.add_argument("--steps", type=int, default=25)
+    p.add_argument("--guidance", type=float, default=2.0)
+    p.add_argument("--sampler", default="dpm++", help="ddim, dpm++ or unipc")
+    p.add_argument("--no-refine", dest="no_refine", action="store_true",
+                   help="skip the checkpoint's refiner stage: triples stay at the base model's µm/px")
+
+
+def _add_sample(sub: Subparsers) -> None:
     sa = sub.add_parser("sample", help="layout JSON → export bundles")
     sa.add_argument("--checkpoint", required=True)
     sa.add_argument("--layout", required=True)
     sa.add_argument("--prompt")
-    sa.add_argument("--steps", type=_positive(int), default=25)
-    sa.add_argument("--guidance", type=float, default=2.0)
+    add_sampling_arguments(sa)
     sa.add_argument("--seed", type=int, default=0)
-    sa.add_argument("--n", type=_positive(int), default=1)
-    sa.add_argument("--sampler", default="dpm++", help="ddim, dpm++ or unipc")
+    sa.add_argument("--n", type=int, default=1)
     sa.add_argument("--out", required=True)
     sa.add_argument("--overwrite", action="store_true", help="replace bundles already in --out")
     sa.add_argument("--output-mpp", dest="output_mpp", type=_positive(float),
-                    help="write the bundles at this µm/px (default: the model's); label maps resample nearest")
+                    help="write the bundles at this µm/px (default: the sampled triple's); label maps resample "
+                         "nearest")
     sa.add_argument("--formats", default="png,npy,mat,geojson,coco")
     sa.set_defaults(func=_sample)
 
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cosyn", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    for add in (_add_prepare, _add_train, _add_export, _add_prompt_cache, _add_sample):
+        add(sub)
     # augment and evaluate import torch and diffusers to build their parsers: only pay for that when one
     # of them is the command (`cosyn --help` stays instant; `cosyn augment --help` shows every option).
     chosen = next((a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")), None)

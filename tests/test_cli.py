@@ -12,7 +12,7 @@ import pytest
 import scipy.io
 from conftest import SHARED_DATA
 from PIL import Image
-from tiny import tiny_pipeline
+from tiny import tiny_pipeline, tiny_pipeline_with_refiner
 
 from cosyn.core.layout import Layout, Point
 
@@ -119,7 +119,28 @@ def test_sample_refuses_bad_options_before_sampling_and_keeps_existing_bundles(t
     out = _run(*base, "--sampler", "euler", "--out", str(tmp_path / "q"))
     assert out.returncode == 2 and "unknown sampler 'euler'" in out.stderr and "Traceback" not in out.stderr
     out = _run(*base[:-2], "--steps", "0", "--out", str(tmp_path / "r"))
-    assert out.returncode == 2 and "must be above 0, got 0" in out.stderr
+    assert out.returncode == 2 and "steps=0 must lie in 1..1000" in out.stderr
+    out = _run(*base, "--guidance", "nan", "--out", str(tmp_path / "s"))  # was sampled into black images
+    assert out.returncode == 2 and "guidance=nan must be a finite number" in out.stderr
+    assert not (tmp_path / "s").exists()
+
+
+def test_no_refine_writes_the_base_model_resolution(tmp_path):
+    tiny_pipeline_with_refiner().save_pretrained(tmp_path / "ck")
+    layout = Layout(64, 64, ["background", "other", "inflammatory", "epithelial", "spindle"],
+                    [Point(10, 10, "epithelial"), Point(40, 45, "inflammatory")], mpp=0.25, tissue="colon")
+    layout.save(tmp_path / "l.json")
+    base = ("sample", "--checkpoint", str(tmp_path / "ck"), "--layout", str(tmp_path / "l.json"), "--steps", "2",
+            "--formats", "png")
+    refined = _run(*base, "--out", str(tmp_path / "refined"))
+    plain = _run(*base, "--no-refine", "--out", str(tmp_path / "plain"))
+    assert refined.returncode == 0 and plain.returncode == 0, refined.stderr[-2000:] + plain.stderr[-2000:]
+    assert "base + refiner at 0.25 µm/px" in refined.stdout and "base at 0.5 µm/px" in plain.stdout
+    for name, side, mpp, stages in (("refined", 64, 0.25, ["base", "refiner"]), ("plain", 32, 0.5, ["base"])):
+        bundle = tmp_path / name / "000"
+        assert Image.open(bundle / "image.png").size == (side, side)
+        assert Layout.load(bundle / "layout.json").mpp == mpp
+        assert json.loads((bundle / "params.json").read_text())["stages"] == stages
 
 
 def test_train_with_a_missing_or_broken_config_names_the_file(tmp_path):

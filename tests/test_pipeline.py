@@ -10,6 +10,7 @@ from tiny import text_encoder, tiny_pipeline
 
 from cosyn.core.layout import Layout, LayoutError, Point
 from cosyn.model.pipeline import CheckpointError, CoSynPipeline, SamplingCancelled, read_pipeline_config
+from cosyn.model.settings import SamplingSettings
 
 
 @pytest.fixture(scope="module")
@@ -99,11 +100,21 @@ def test_canvas_over_model_limit(pipe):
         pipe.sample(_layout(width=2048, height=2048, mpp=0.5, points=[]), steps=1)
 
 
-def test_bad_sampler_and_steps(pipe):
+def test_bad_settings_are_refused_before_sampling(pipe):
     with pytest.raises(ValueError, match="unknown sampler"):
         pipe.sample(_layout(), sampler="heun9")
     with pytest.raises(ValueError, match="steps"):
         pipe.sample(_layout(), steps=0)
+    # NaN guidance used to pass through and come out as a black image
+    with pytest.raises(ValueError, match="guidance=nan must be a finite number"):
+        pipe.sample(_layout(), SamplingSettings(steps=2), guidance=float("nan"))
+
+
+def test_settings_and_keyword_fields_sample_the_same(pipe):
+    a = pipe.sample(_layout(), None, SamplingSettings(steps=2, seed=5, sampler="ddim", guidance=1.5))[0]
+    b = pipe.sample(_layout(), steps=2, seed=5, sampler="ddim", guidance=1.5)[0]
+    assert np.array_equal(a.image, b.image)
+    assert (a.params["steps"], a.params["seed"], a.params["sampler"], a.params["guidance"]) == (2, 5, "ddim", 1.5)
 
 
 def test_checkpoint_errors(pipe, tmp_path):

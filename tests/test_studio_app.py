@@ -25,7 +25,7 @@ import tifffile
 from PIL import Image
 from test_studio_jobs import TINY_OPTIONS
 from test_train import _dataset
-from tiny import tiny_pipeline
+from tiny import tiny_pipeline, tiny_pipeline_with_refiner
 
 from cosyn.core.layout import Layout
 from cosyn.io.export import read_bundle
@@ -56,6 +56,7 @@ def studio(tmp_path_factory):
         pipe = tiny_pipeline()
         pipe.config.mpp = 1.0  # a 256 px canvas at 0.25 µm/px samples at 64 px: a second or two per run
         pipe.save_pretrained(checkpoints / "default")
+        tiny_pipeline_with_refiner(mpp=1.0).save_pretrained(checkpoints / "refined")  # 1 → 0.5 µm/px
     data = _dataset(tmp / "data" / "tiles")
     cfg = StudioConfig(port=_free_port(), checkpoints=checkpoints, data_roots=(tmp / "data",),
                        runs=tmp / "runs", outputs=tmp / "outputs")
@@ -142,6 +143,25 @@ def test_api_generate_returns_a_valid_bundle(studio, tmp_path):
     assert "centroids" in summary["missed"][0]
 
 
+def test_api_refine_runs_or_skips_the_refiner_stage(studio, tmp_path):
+    from gradio_client import Client
+
+    client = Client(studio.url, verbose=False)
+    sides = {}
+    for refine in (True, False):
+        zip_path, summary = client.predict(layout_json=EXAMPLE.read_text(), steps=1, seed=1, checkpoint="refined",
+                                           refine=refine, api_name="/generate")
+        with zipfile.ZipFile(zip_path) as zf:
+            zf.extractall(tmp_path / str(refine))
+        bundle = tmp_path / str(refine) / summary["bundles"][0]
+        sides[refine] = Image.open(bundle / "image.png").size
+        stages = json.loads((bundle / "params.json").read_text())["stages"]
+        assert stages == (["base", "refiner"] if refine else ["base"])
+        assert summary["stages"] == (["base + refiner at 0.25 µm/px"] if refine else ["base at 1 µm/px"])
+    # the 256² canvas at 0.25 µm/px: refined to it, or left at the base model's 1 µm/px
+    assert sides == {True: (256, 256), False: (64, 64)}
+
+
 def test_api_errors_read_as_messages(studio):
     from gradio_client import Client
 
@@ -170,6 +190,10 @@ def test_api_requests_are_bounded_and_old_results_deleted(studio):
     assert not old.exists() and (recent / "bundles.zip").exists()  # any request clears results over an hour old
     with pytest.raises(Exception, match="1 to 100 steps"):
         client.predict(layout_json=layout, steps=101, api_name="/generate")
+    # JSON has no NaN, so gradio_client cannot send one; a hand-written request body can, and reaches this
+    generate = next(f.fn for f in build_app(studio.config).fns.values() if f.api_name == "generate")
+    with pytest.raises(Exception, match="guidance=nan must be a finite number"):
+        generate(layout, "", 25, float("nan"), "dpm++", 0, 1, "default", True)
     huge = {**json.loads(layout), "width": 2048, "height": 2048, "mpp": 1.0}  # 2048 px at the model's 1 µm/px
     with pytest.raises(Exception, match="exceeds the limit of 1024 px"):
         client.predict(layout_json=json.dumps(huge), api_name="/generate")

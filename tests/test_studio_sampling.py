@@ -16,9 +16,10 @@ from cosyn.core.classes import CONSEP
 from cosyn.core.layout import Layout, Point
 from cosyn.io.export import FORMATS
 from cosyn.model.pipeline import SamplingCancelled, StepPreview
+from cosyn.model.settings import SamplingSettings
 from cosyn.studio import gallery
-from cosyn.studio.sampling import CancelRegistry, SampleSettings, stream_samples
-from cosyn.studio.views import missed_line, preview_views, triple_views
+from cosyn.studio.sampling import CancelRegistry, Request, check_request, stream_samples
+from cosyn.studio.views import missed_line, preview_views, stages_line, triple_views
 
 
 def _layout() -> Layout:
@@ -27,7 +28,7 @@ def _layout() -> Layout:
 
 
 def test_stream_yields_previews_then_the_triples(pipe):
-    items = list(stream_samples(pipe, _layout(), None, SampleSettings(steps=3, n=2), threading.Event()))
+    items = list(stream_samples(pipe, _layout(), None, SamplingSettings(steps=3, n=2), threading.Event()))
     *previews, triples = items
     assert previews and all(isinstance(p, StepPreview) for p in previews)
     assert previews[-1].step == 3  # older previews may be skipped, never the last
@@ -36,7 +37,7 @@ def test_stream_yields_previews_then_the_triples(pipe):
 
 def test_cancel_stops_the_worker_between_steps(pipe):
     flag = threading.Event()
-    stream = stream_samples(pipe, _layout(), None, SampleSettings(steps=50), flag)
+    stream = stream_samples(pipe, _layout(), None, SamplingSettings(steps=50), flag)
     assert isinstance(next(stream), StepPreview)
     flag.set()
     with pytest.raises(SamplingCancelled, match="cancelled at step"):
@@ -63,7 +64,7 @@ class _SlowPipe:
 
 def test_closing_the_stream_early_stops_and_joins_the_worker(pipe):
     flag = threading.Event()
-    stream = stream_samples(_SlowPipe(pipe), _layout(), None, SampleSettings(steps=50), flag)
+    stream = stream_samples(_SlowPipe(pipe), _layout(), None, SamplingSettings(steps=50), flag)
     next(stream)
     (worker,) = [t for t in threading.enumerate() if t.name == "cosyn-sample" and t.is_alive()]
     stream.close()  # what happens when the browser tab goes away
@@ -71,20 +72,35 @@ def test_closing_the_stream_early_stops_and_joins_the_worker(pipe):
     assert not worker.is_alive()  # the sampling slot is free only once the forward pass has ended
 
 
-def test_settings_and_registry():
+def test_the_studio_caps_requests_on_top_of_the_pipeline_limits():
     with pytest.raises(ValueError, match="unknown sampler"):
-        SampleSettings(sampler="euler")
-    with pytest.raises(ValueError, match="1 to 100 steps"):
-        SampleSettings(steps=101)
-    with pytest.raises(ValueError, match="1 to 8 triples"):
-        SampleSettings(n=9)
+        SamplingSettings(sampler="euler")
     classes = ["background", "other"]
-    SampleSettings(steps=50, n=8).check_work(Layout(256, 256, classes, []))  # the limit itself
-    SampleSettings(steps=25, n=1).check_work(Layout(1024, 1024, classes, []))
+    small = Layout(256, 256, classes, [])
+    with pytest.raises(ValueError, match="1 to 100 steps"):
+        check_request(SamplingSettings(steps=101), small)  # the pipeline would take it; the studio does not
+    with pytest.raises(ValueError, match="1 to 8 triples"):
+        check_request(SamplingSettings(n=9), small)
+    check_request(SamplingSettings(steps=50, n=8), small)  # the limit itself
+    check_request(SamplingSettings(steps=25, n=1), Layout(1024, 1024, classes, []))
     with pytest.raises(ValueError, match=r"8 triple\(s\) × 51 steps on a 256×256 px model canvas is 27 million"):
-        SampleSettings(steps=51, n=8).check_work(Layout(256, 256, classes, []))
+        check_request(SamplingSettings(steps=51, n=8), small)
     with pytest.raises(ValueError, match="over the studio's 26 million"):
-        SampleSettings(steps=100, n=1).check_work(Layout(1024, 1024, classes, []))
+        check_request(SamplingSettings(steps=100, n=1), Layout(1024, 1024, classes, []))
+
+
+def test_a_request_is_checked_before_it_samples_and_saves_its_bundles(pipe, tmp_path):
+    with pytest.raises(ValueError, match="1 to 8 triples"):
+        Request(pipe, _layout(), None, SamplingSettings(n=9))
+    req = Request(pipe, _layout(), None, SamplingSettings(steps=2, n=2, seed=4))
+    *previews, saved = list(req.run(threading.Event(), tmp_path / "s", first_index=3, checkpoint="tiny"))
+    assert all(isinstance(p, StepPreview) for p in previews) and len(saved.triples) == 2
+    assert [e["caption"].split(" · ")[0] for e in saved.entries] == ["#3", "#4"]
+    assert gallery.load(saved.entries[0]).params["seed"] == 4
+    assert (req.canvas.width, req.canvas.mpp) == (64, 0.5)
+
+
+def test_cancel_registry():
     reg = CancelRegistry()
     assert not reg.cancel("s1")
     old = reg.begin("s1")
@@ -131,3 +147,17 @@ def test_session_bundles_zip_with_every_format(pipe, tmp_path):
                   "hovernet.mat", "qupath.geojson", "coco.json"):
             assert f"{folder}/{f}" in names
     assert set(FORMATS) == {"png", "npy", "mat", "geojson", "coco"}  # the formats the list above covers
+
+
+def test_a_refined_triple_is_shown_at_its_own_size(tmp_path):
+    from tiny import tiny_pipeline_with_refiner
+
+    pipe = tiny_pipeline_with_refiner()
+    fine = Layout(64, 64, CONSEP.to_list(), _layout().points, 0.25, "colon")  # the model samples it at 32²
+    *_, refined = Request(pipe, fine, None, SamplingSettings(steps=1)).run(threading.Event(), tmp_path, 1, "r")
+    base = pipe.sample(fine, steps=1, refine=False)[0]
+    assert stages_line(refined.triples[0]) == "base + refiner at 0.25 µm/px"
+    assert stages_line(base) == "base at 0.5 µm/px"
+    for t, side in ((refined.triples[0], 64), (gallery.load(refined.entries[0]), 64), (base, 32)):
+        v = triple_views(t, 0.5)
+        assert {a.shape for a in (v.image, v.overlay, v.contours, v.dist)} == {(side, side, 3)}

@@ -5,6 +5,7 @@
 - diffusion: the Gaussian (image, distance) and categorical (label) noise processes
 - text, text_cache: the prompt encoder and its precomputed cache
 - pipeline: CoSynPipeline, the sampling loop and the checkpoint folder format
+- settings: SamplingSettings, what one sampling call is asked to do, validated once
 - instances: the instance map cut from the sampled label and distance maps
 """
 
@@ -15,6 +16,6 @@ __all__, __getattr__ = lazy_exports(__name__, {
     "point_heatmaps": "points",
     "TextEncoder": "text", "PromptCache": "text_cache",
     "CoSynPipeline": "pipeline", "PipelineConfig": "pipeline", "CheckpointError": "pipeline",
-    "SamplingCancelled": "pipeline",
+    "SamplingCancelled": "pipeline", "SamplingSettings": "settings",
     "cut_instances": "instances",
 })

@@ -28,7 +28,6 @@ from cosyn.model.denoiser import DenoiserConfig, JointDenoiser
 from cosyn.model.diffusion.categorical import MultinomialDiffusion, index_to_log_onehot, log_onehot_to_index
 from cosyn.model.diffusion.gaussian import (
     DEFAULT_SCHEDULE,
-    SAMPLERS,
     model_to_dist,
     model_to_image,
     predict_start_from_v,
@@ -36,6 +35,7 @@ from cosyn.model.diffusion.gaussian import (
     training_scheduler,
 )
 from cosyn.model.instances import cut_instances
+from cosyn.model.settings import SamplingSettings
 from cosyn.model.text import DEFAULT_TEXT_ENCODER, TextEncoder
 from cosyn.refiner.stage import Refiner, RefinerError, save_refiner
 
@@ -235,51 +235,51 @@ class CoSynPipeline:
         self,
         layout: Layout,
         prompt: str | None = None,
-        steps: int = 25,
-        guidance: float = 2.0,
-        seed: int = 0,
-        n: int = 1,
+        settings: SamplingSettings | None = None,
+        *,
         size: tuple[int, int] | None = None,
-        sampler: str = "dpm++",
         on_step: Callable[[StepPreview], bool | None] | None = None,
         preview_every: int = 1,
         bf16: bool = True,
-        refine: bool = True,
+        **fields: Any,
     ) -> list[Triple]:
-        """Triples for `layout`. The base model samples at its own µm/px; when the layout is finer (a 40x
-        canvas for a 20x model) and the checkpoint has a refiner, the refiner brings each triple to the
-        layout's µm/px (`refine=False` skips it and returns the base triple)."""
-        if not 1 <= steps <= 1000:
-            raise ValueError(f"steps={steps} must lie in 1..1000")
-        if not 1 <= n <= 64:
-            raise ValueError(f"n={n} must lie in 1..64")
-        if sampler not in SAMPLERS:
-            raise ValueError(f"unknown sampler {sampler!r}; choose one of {sorted(SAMPLERS)}")
+        """Triples for `layout`, sampled as `settings` say; keyword `fields` (steps=, seed=, refine=, ...)
+        replace single settings, validated the same way. The base model samples at its own µm/px; when
+        the layout is finer (a 40x canvas for a 20x model) and the checkpoint has a refiner, the refiner
+        brings each triple to the layout's µm/px (`refine=False` skips it and returns the base triple)."""
+        settings = settings or SamplingSettings()
+        if fields:
+            settings = settings.with_(**fields)
         canvas = self.conform_layout(layout, size)
         prompt = prompt or layout.prompt or structure_prompt(canvas)
-        x_img, x_dist, labels = self._denoise(canvas, prompt, steps, guidance, seed, n, sampler,
-                                                         on_step, preview_every, bf16)
+        x_img, x_dist, labels = self._denoise(canvas, prompt, settings, on_step, preview_every, bf16)
+        seed = settings.seed
         params = {
-            "seed": seed, "steps": steps, "guidance": guidance, "sampler": sampler, "prompt": prompt,
-            "n": n, "checkpoint_sha256": self.sha256, "cosyn_version": __version__, "model_mpp": self.config.mpp,
-            "layout_mpp": layout.mpp, "stages": ["base"],
+            "seed": seed, "steps": settings.steps, "guidance": settings.guidance, "sampler": settings.sampler,
+            "prompt": prompt, "n": settings.n, "checkpoint_sha256": self.sha256, "cosyn_version": __version__,
+            "model_mpp": self.config.mpp, "layout_mpp": layout.mpp, "stages": ["base"],
         }
         base = [self._to_triple(canvas, img, d, lab, {**params, "index": i})
                 for i, (img, d, lab) in enumerate(zip(model_to_image(x_img), model_to_dist(x_dist), labels,
                                                       strict=True))]
-        if not (refine and self.refines(layout)):
+        if not (settings.refine and self.refines(layout)):
             return base
         refined = [self.refiner.refine_triple(t, seed=seed * 1009 + i) for i, t in enumerate(base)]
         return [t if abs(t.layout.mpp - layout.mpp) < 1e-9 else at_mpp(t, layout.mpp) for t in refined]
+
+    def output_mpp(self, layout: Layout, refine: bool = True) -> float:
+        """The µm/px of the triples that sampling `layout` returns."""
+        return layout.mpp if refine and self.refines(layout) else self.config.mpp
 
     def refines(self, layout: Layout) -> bool:
         """Whether sampling `layout` runs the refiner: the checkpoint has one and the layout is finer than the
         base model's µm/px."""
         return self.refiner is not None and layout.mpp is not None and layout.mpp < self.config.mpp - 1e-9
 
-    def _denoise(self, canvas: Layout, prompt: str, steps: int, guidance: float, seed: int, n: int,
-                 sampler: str, on_step: Callable | None, preview_every: int, bf16: bool):
+    def _denoise(self, canvas: Layout, prompt: str, settings: SamplingSettings, on_step: Callable | None,
+                 preview_every: int, bf16: bool) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
         device, k = self.device, self.config.denoiser.num_classes
+        steps, guidance, seed, n = settings.steps, settings.guidance, settings.seed, settings.n
         h, w = canvas.height, canvas.width
         gen = torch.Generator("cpu").manual_seed(int(seed))
         x_img = torch.randn((n, 3, h, w), generator=gen).to(device)
@@ -288,7 +288,7 @@ class CoSynPipeline:
         pts = torch.from_numpy(point_map(canvas.xy(), canvas.class_ids(), h, w).astype(np.int64))
         pts = pts.to(device)[None].expand(2 * n if guidance != 1 else n, h, w)
         text, mask = self._text_batch(prompt, n, with_uncond=guidance != 1)
-        scheduler = sampling_scheduler(sampler, self.config.schedule)
+        scheduler = sampling_scheduler(settings.sampler, self.config.schedule)
         scheduler.set_timesteps(steps)
         timesteps = [int(t) for t in scheduler.timesteps]
         alphas = scheduler.alphas_cumprod

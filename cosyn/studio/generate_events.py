@@ -1,70 +1,89 @@
-"""Synthesize tab wiring: Generate with live previews and Cancel, the gallery, export."""
+"""Synthesize tab wiring: Generate with live previews and Cancel, the gallery, export.
+
+Handlers return {component: value} dicts: a component left out keeps its value, so no handler
+depends on the order of an outputs list.
+"""
 
 from __future__ import annotations
 
 import random
 import shutil
+from typing import Any
 
 import gradio as gr
-import numpy as np
 
+from cosyn.core.triple import Triple
 from cosyn.model.pipeline import SamplingCancelled, StepPreview
+from cosyn.model.settings import SamplingSettings
 from cosyn.studio import canvas as cv
 from cosyn.studio import gallery
 from cosyn.studio.context import SAMPLING_GROUP, StudioContext
 from cosyn.studio.errors import readable
 from cosyn.studio.gallery import session_dir
-from cosyn.studio.sampling import SampleSettings, stream_samples
+from cosyn.studio.sampling import Request
 from cosyn.studio.synthesize_tab import LAST_IMAGE, SynthesizeUI
-from cosyn.studio.views import Views, missed_line, preview_views, triple_views
+from cosyn.studio.views import Views, missed_line, preview_views, stages_line, triple_views
 
 CANCEL_WAIT_S = 30.0  # longest a Cancel waits for the current step to end
+Updates = dict[Any, Any]  # {component: new value}
 
 
-def panels(v: Views) -> list[np.ndarray]:
-    return [v.image, v.overlay, v.contours, v.dist]
+def panels(ui: SynthesizeUI, v: Views) -> Updates:
+    return dict(zip(ui.results, (v.image, v.overlay, v.contours, v.dist), strict=True))
+
+
+def shown_triple(ui: SynthesizeUI, t: Triple, opacity: float) -> Updates:
+    """The result panels and the missed-centroid line for `t`, drawn at the triple's own size
+    (a refined triple is at the canvas' µm/px, a base one at the model's)."""
+    return {**panels(ui, triple_views(t, opacity)), ui.missed: missed_line(t.params)}
+
+
+def done_line(saved: list[gallery.Entry], first: Triple) -> str:
+    n = len(saved)
+    return f"Done: {n} result{'s' * (n > 1)} (seed {first.params['seed']}), {stages_line(first)}."
 
 
 def wire(ctx: StudioContext, demo: gr.Blocks, ui: SynthesizeUI) -> None:
+    _wire_generate(ctx, ui)
+    _wire_results(ui)
+    _wire_export(ctx, demo, ui)
+
+
+def _wire_generate(ctx: StudioContext, ui: SynthesizeUI) -> None:
     outputs = [*ui.results, ui.missed, ui.gallery_view, ui.entries, ui.shown, ui.last_image, ui.canvas_img,
                ui.status]
-    unchanged = [gr.skip()] * (len(outputs) - len(ui.results) - 1)  # all but the panels and the status
 
     @readable
-    def on_generate(canvas, prompt, model, steps, guidance, sampler, seed, n, opacity, items, background,
+    def on_generate(canvas, prompt, model, steps, guidance, sampler, seed, n, refine, opacity, items, background,
                     request: gr.Request, progress=gr.Progress()):  # noqa: B008 (how Gradio hands out a bar)
         if not model:
             raise gr.Error("No checkpoint is loaded: see the note at the top of the page.")
-        settings = SampleSettings(steps, guidance, sampler, seed, n)
+        settings = SamplingSettings(steps, guidance, sampler, seed, n, bool(refine))
         layout = cv.layout_of(canvas)
         progress(0, desc="loading the model")
-        pipe = ctx.models.get(model)
-        at_model = pipe.conform_layout(layout)  # the layout as sampled, for cutting preview instances
-        settings.check_work(at_model)
+        req = Request(ctx.models.get(model), layout, prompt, settings)
         flag = ctx.cancels.begin(request.session_hash)
+        folder = session_dir(ctx.config.outputs, request.session_hash)
         try:
-            for item in stream_samples(pipe, layout, prompt, settings, flag):
+            for item in req.run(flag, folder, first_index=len(items) + 1, checkpoint=model):
                 if isinstance(item, StepPreview):
                     progress((item.step, item.total), desc="sampling")
-                    yield (*panels(preview_views(item, at_model, opacity)), *unchanged,
-                           f"Sampling: step {item.step} of {item.total}")
+                    yield {**panels(ui, preview_views(item, req.canvas, opacity)),
+                           ui.status: f"Sampling: step {item.step} of {item.total}"}
                     continue
-                folder = session_dir(ctx.config.outputs, request.session_hash)
-                new = gallery.save_triples(item, folder, first_index=len(items) + 1, checkpoint=model)
-                items = [*items, *new]
-                first = item[0]
+                items = [*items, *item.entries]
+                first = item.triples[0]
                 back = first.image if background == LAST_IMAGE else None
-                done = f"Done: {len(new)} result{'s' * (len(new) > 1)} (seed {settings.seed})."
-                yield (*panels(triple_views(first, opacity)), missed_line(first.params),
-                       [(e["image"], e["caption"]) for e in items], items, new[0], new[0]["image"],
-                       cv.render(layout, back), done)
+                yield {**shown_triple(ui, first, opacity), ui.gallery_view: [(e["image"], e["caption"]) for e in items],
+                       ui.entries: items, ui.shown: item.entries[0], ui.last_image: item.entries[0]["image"],
+                       ui.canvas_img: cv.render(layout, back), ui.status: done_line(item.entries, first)}
         except SamplingCancelled as e:
-            yield *[gr.skip()] * (len(outputs) - 1), f"Cancelled ({e})."
+            yield {ui.status: f"Cancelled ({e})."}
         finally:
             ctx.cancels.end(request.session_hash, flag)
 
-    inputs = [ui.canvas_state, ui.prompt, ui.model_dd, ui.steps, ui.guidance, ui.sampler, ui.seed, ui.n, ui.opacity,
-              ui.entries, ui.background]
+    inputs = [ui.canvas_state, ui.prompt, ui.model_dd, ui.steps, ui.guidance, ui.sampler, ui.seed, ui.n, ui.refine,
+              ui.opacity, ui.entries, ui.background]
     generating = ui.generate_btn.click(on_generate, inputs, outputs, concurrency_id=SAMPLING_GROUP, concurrency_limit=1,
                                        show_progress_on=[ui.status])
 
@@ -78,23 +97,24 @@ def wire(ctx: StudioContext, demo: gr.Blocks, ui: SynthesizeUI) -> None:
     ui.cancel_btn.click(on_cancel, None, ui.status, cancels=[generating], queue=False)
     ui.dice.click(lambda: random.randrange(2**31), None, ui.seed, show_progress="hidden")
 
-    # -- results and gallery ------------------------------------------------------------------------------
+
+def _wire_results(ui: SynthesizeUI) -> None:
     @readable
     def on_opacity(entry, opacity):
-        if not entry:
-            return [gr.skip()] * len(ui.results)
-        return panels(triple_views(gallery.load(entry), opacity))
+        # gr.skip() alone leaves every output as it is (an empty dict is not read that way)
+        return panels(ui, triple_views(gallery.load(entry), opacity)) if entry else gr.skip()
 
     ui.opacity.release(on_opacity, [ui.shown, ui.opacity], ui.results, show_progress="hidden")
 
     @readable
     def on_pick(items, opacity, evt: gr.SelectData):
         entry = items[evt.index]
-        t = gallery.load(entry)
-        return *panels(triple_views(t, opacity)), missed_line(t.params), entry
+        return {**shown_triple(ui, gallery.load(entry), opacity), ui.shown: entry}
 
     ui.gallery_view.select(on_pick, [ui.entries, ui.opacity], [*ui.results, ui.missed, ui.shown])
 
+
+def _wire_export(ctx: StudioContext, demo: gr.Blocks, ui: SynthesizeUI) -> None:
     def export(chosen: list[gallery.Entry], request: gr.Request) -> str:
         if not chosen:
             raise gr.Error("Nothing to export: select a result in the gallery (or generate first).")

@@ -12,12 +12,14 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from cosyn.core.layout import Layout
 from cosyn.core.triple import Triple
-from cosyn.model.diffusion.gaussian import SAMPLERS
 from cosyn.model.pipeline import CoSynPipeline, StepPreview
+from cosyn.model.settings import SamplingSettings
+from cosyn.studio import gallery
 
 MAX_STEPS, MAX_N = 100, 8  # per run, on the page and through the API: bounds what one request costs
 # ...and so does their product with the canvas: a request holds the only sampling slot. 8 triples of 50 steps
@@ -26,32 +28,16 @@ MAX_STEPS, MAX_N = 100, 8  # per run, on the page and through the API: bounds wh
 MAX_PIXEL_STEPS = 8 * 50 * 256 * 256
 
 
-@dataclass
-class SampleSettings:
-    steps: int = 25
-    guidance: float = 2.0
-    sampler: str = "dpm++"
-    seed: int = 0
-    n: int = 1
-
-    def __post_init__(self) -> None:
-        self.steps, self.seed, self.n = int(self.steps), int(self.seed), int(self.n)
-        self.guidance = float(self.guidance)
-        if not 1 <= self.steps <= MAX_STEPS:
-            raise ValueError(f"steps={self.steps}: the studio samples with 1 to {MAX_STEPS} steps")
-        if not 1 <= self.n <= MAX_N:
-            raise ValueError(f"n={self.n}: the studio samples 1 to {MAX_N} triples per request")
-        if self.sampler not in SAMPLERS:
-            raise ValueError(f"unknown sampler {self.sampler!r}; choose one of {sorted(SAMPLERS)}")
-
-    def check_work(self, at_model: Layout) -> None:
-        """Refuse a request whose triples × steps × pixels (on the model's canvas) is over the limit."""
-        work = self.n * self.steps * at_model.width * at_model.height
-        if work > MAX_PIXEL_STEPS:
-            raise ValueError(
-                f"{self.n} triple(s) × {self.steps} steps on a {at_model.width}×{at_model.height} px model canvas "
-                f"is {work / 1e6:.0f} million pixel-steps, over the studio's {MAX_PIXEL_STEPS / 1e6:.0f} million per "
-                "request (about 3 minutes of this CPU); ask for fewer triples or steps, or a smaller canvas")
+def check_request(settings: SamplingSettings, at_model: Layout) -> None:
+    """The studio's per-request caps on top of what the pipeline accepts: steps, triples, and
+    triples × steps × pixels on the model's canvas (`at_model`, the layout as the base model samples it)."""
+    settings.check_limits(MAX_STEPS, MAX_N, who="the studio")
+    work = settings.pixel_steps(at_model.width, at_model.height)
+    if work > MAX_PIXEL_STEPS:
+        raise ValueError(
+            f"{settings.n} triple(s) × {settings.steps} steps on a {at_model.width}×{at_model.height} px model "
+            f"canvas is {work / 1e6:.0f} million pixel-steps, over the studio's {MAX_PIXEL_STEPS / 1e6:.0f} million "
+            "per request (about 3 minutes of this CPU); ask for fewer triples or steps, or a smaller canvas")
 
 
 class CancelRegistry:
@@ -91,7 +77,7 @@ _DONE, _FAILED = "done", "failed"
 JOIN_S = 60.0  # longest a closed stream waits for the worker to finish its current step
 
 
-def stream_samples(pipe: CoSynPipeline, layout: Layout, prompt: str | None, settings: SampleSettings,
+def stream_samples(pipe: CoSynPipeline, layout: Layout, prompt: str | None, settings: SamplingSettings,
                    cancel: threading.Event) -> Iterator[StepPreview | list[Triple]]:
     """Yields StepPreviews while sampling, then the list of triples. Raises what the pipeline
     raises (SamplingCancelled when `cancel` was set)."""
@@ -105,8 +91,7 @@ def stream_samples(pipe: CoSynPipeline, layout: Layout, prompt: str | None, sett
 
     def work() -> None:
         try:
-            triples = pipe.sample(layout, prompt=prompt or None, steps=settings.steps, guidance=settings.guidance,
-                                  seed=settings.seed, n=settings.n, sampler=settings.sampler, on_step=on_step)
+            triples = pipe.sample(layout, prompt or None, settings, on_step=on_step)
             inbox.put((_DONE, triples))
         except BaseException as e:  # handed to the consumer, which re-raises it where the UI can report it
             inbox.put((_FAILED, e))
@@ -129,3 +114,39 @@ def stream_samples(pipe: CoSynPipeline, layout: Layout, prompt: str | None, sett
     finally:
         cancel.set()  # a consumer that stops early (tab closed, cancelled) stops the worker too
         worker.join(JOIN_S)  # and the sampling slot stays taken until its forward pass has ended
+
+
+@dataclass
+class Saved:
+    """What a finished request hands back: the triples and their bundles on disk."""
+
+    triples: list[Triple]
+    entries: list[gallery.Entry]
+
+
+@dataclass
+class Request:
+    """One sampling request of the page or the API: conform → check → sample → save, in this order.
+
+    Constructing it conforms the layout to the model and applies the studio's caps, so a refused
+    request costs no sampling; `canvas` is the layout as the base model samples it (previews are
+    cut on it)."""
+
+    pipe: CoSynPipeline
+    layout: Layout
+    prompt: str | None
+    settings: SamplingSettings
+    canvas: Layout = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.canvas = self.pipe.conform_layout(self.layout)
+        check_request(self.settings, self.canvas)
+
+    def run(self, cancel: threading.Event, folder: Path, first_index: int,
+            checkpoint: str) -> Iterator[StepPreview | Saved]:
+        """StepPreviews while sampling, then the triples saved as bundles `first_index`... under `folder`."""
+        for item in stream_samples(self.pipe, self.layout, self.prompt, self.settings, cancel):
+            if isinstance(item, StepPreview):
+                yield item
+            else:
+                yield Saved(item, gallery.save_triples(item, folder, first_index, checkpoint))

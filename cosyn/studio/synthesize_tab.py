@@ -69,6 +69,7 @@ class SynthesizeUI:
     guidance: gr.Slider
     sampler: gr.Dropdown
     n: gr.Slider
+    refine: gr.Checkbox
     seed: gr.Number
     dice: gr.Button
     generate_btn: gr.Button
@@ -191,6 +192,11 @@ def _settings(ctx: StudioContext, c: dict, names: list[str], first: str | None, 
     with gr.Row():
         c["sampler"] = gr.Dropdown(sorted(SAMPLERS), value="dpm++", label="Sampler")
         c["n"] = gr.Slider(1, MAX_N, value=1, step=1, label="Batch count")
+    # only a checkpoint with a refiner stage and a canvas finer than the model make this matter: off, or
+    # without one, the result comes at the model's µm/px (the status line says which stages ran)
+    c["refine"] = gr.Checkbox(True, label="Refine to the canvas's µm/px", elem_id="cosyn-refine",
+                              info="runs the model's refiner stage, if it has one, when the canvas is finer "
+                                   "than the model")
     with gr.Row():
         c["seed"] = gr.Number(0, precision=0, label="Seed", scale=3, elem_id="cosyn-seed")
         c["dice"] = gr.Button("⚄ Random seed", size="sm", scale=1)

@@ -54,3 +54,10 @@ def missed_line(params: dict) -> str:
     idx = params.get("missed_indices", [])
     shown = ", ".join(f"#{i}" for i in idx[:12]) + (", …" if len(idx) > 12 else "")
     return f"{missed} of {total} centroids produced no instance (points {shown} of layout.json)."
+
+
+def stages_line(t: Triple) -> str:
+    """Which stages made the triple and at what resolution, e.g. "base + refiner at 0.25 µm/px"."""
+    stages = " + ".join(t.params.get("stages", ["base"]))
+    mpp = t.layout.mpp or t.params.get("model_mpp")
+    return f"{stages} at {mpp:g} µm/px" if mpp else stages

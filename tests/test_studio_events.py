@@ -1,0 +1,83 @@
+"""The Synthesize tab's handlers, called as Gradio calls them, without a browser.
+
+Handlers return {component: value}; Gradio maps a dict onto the event's outputs by component,
+so every key must be one of them, and the values must be what the components show.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from gradio.blocks import convert_component_dict_to_list
+from tiny import text_encoder, tiny_pipeline, tiny_pipeline_with_refiner
+
+from cosyn.core.layout import Layout, Point
+from cosyn.studio import canvas as cv
+from cosyn.studio import models
+from cosyn.studio.config import StudioConfig
+from cosyn.studio.ui import build_app
+
+CLASSES = ["background", "other", "inflammatory", "epithelial", "spindle"]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("events")
+    tiny_pipeline().save_pretrained(tmp / "checkpoints" / "default")
+    tiny_pipeline_with_refiner().save_pretrained(tmp / "checkpoints" / "refined")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(models, "TextEncoder", lambda name: text_encoder())
+        yield build_app(StudioConfig(checkpoints=tmp / "checkpoints", runs=tmp / "runs", outputs=tmp / "outputs"))
+
+
+def _event(demo, name: str):
+    return next(f for f in demo.fns.values() if f.name == name)
+
+
+def _generate(demo, model: str, refine: bool) -> list[dict]:
+    # a 64² canvas at 0.25 µm/px: the 0.5 µm/px models sample it at 32²
+    layout = Layout(64, 64, CLASSES, [Point(20, 20, "epithelial"), Point(44, 40, "inflammatory")], 0.25, "colon")
+    event = _event(demo, "on_generate")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(models, "TextEncoder", lambda name: text_encoder())
+        session = SimpleNamespace(session_hash=f"{model}-{refine}")  # a bundle folder of its own
+        updates = list(event.fn(cv.new_canvas(layout), "", model, 2, 2.0, "ddim", 3, 1, refine, 0.5, [], "neutral",
+                                request=session, progress=lambda *a, **k: None))
+    for u in updates:
+        convert_component_dict_to_list(list(event.outputs), u)  # raises for a key that is not an output
+    return updates
+
+
+@pytest.mark.parametrize(("model", "refine", "side", "stages"), [
+    ("refined", True, 64, "base + refiner at 0.25 µm/px"),
+    ("refined", False, 32, "base at 0.5 µm/px"),
+    ("default", True, 32, "base at 0.5 µm/px"),  # no refiner: the checkbox changes nothing
+])
+def test_generate_says_which_stages_ran_and_shows_the_triple_at_its_size(demo, model, refine, side, stages):
+    *previews, done = _generate(demo, model, refine)
+    assert previews and all(set(p) == {*_results(demo), _status(demo)} for p in previews)
+    assert all(p[_status(demo)].startswith("Sampling: step") for p in previews)
+    assert done[_status(demo)] == f"Done: 1 result (seed 3), {stages}."
+    assert {done[r].shape for r in _results(demo)} == {(side, side, 3)}
+    entries = next(v for v in done.values() if isinstance(v, list) and v and isinstance(v[0], dict))
+    assert entries[0]["caption"].startswith("#1 · seed 3")
+    assert isinstance(done[_canvas(demo)], np.ndarray)
+
+
+def _outputs_by_id(demo, name: str) -> dict:
+    return {getattr(c, "elem_id", None): c for c in _event(demo, name).outputs}
+
+
+def _results(demo) -> list:
+    outs = _outputs_by_id(demo, "on_generate")
+    return [outs[f"cosyn-out-{k}"] for k in ("image", "overlay", "instances", "dist")]
+
+
+def _status(demo):
+    return _outputs_by_id(demo, "on_generate")["cosyn-status"]
+
+
+def _canvas(demo):
+    return _outputs_by_id(demo, "on_generate")["cosyn-canvas"]
