@@ -81,3 +81,18 @@ def _status(demo):
 
 def _canvas(demo):
     return _outputs_by_id(demo, "on_generate")["cosyn-canvas"]
+
+
+def test_choosing_a_model_and_clicking_the_canvas_update_by_name(demo):
+    layout = Layout(64, 64, CLASSES, [Point(20, 20, "epithelial")], 0.25, "colon")
+    view = ("neutral", None, True, "")
+    load = next(f for f in demo.fns.values() if f.name == "on_model" and "load" in str(f.targets))
+    updates = load.fn("refined", cv.new_canvas(layout), *view)
+    ordered = convert_component_dict_to_list(list(load.outputs), updates)
+    assert "Ready: model `refined`." in ordered and len(updates) == len(load.outputs)  # the model sets them all
+    click = _event(demo, "on_click")
+    zoom = cv.display_zoom(64, 64)
+    after = click.fn(cv.new_canvas(layout), "spindle", *view, evt=SimpleNamespace(index=(40 * zoom, 40 * zoom)))
+    convert_component_dict_to_list(list(click.outputs), after)
+    canvas = next(v for k, v in after.items() if getattr(k, "elem_id", None) is None and isinstance(v, dict))
+    assert [p.cls for p in cv.layout_of(canvas).points] == ["epithelial", "spindle"]

@@ -2,13 +2,15 @@
 
 Every handler here ends in `show`, which redraws everything that depends on the canvas
 (picture, counts, JSON, and the prompt while it follows the layout), so no two views of the
-layout can disagree.
+layout can disagree. Handlers return {component: value}, so none depends on the order of an
+outputs list.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import random
+from dataclasses import dataclass
 
 import gradio as gr
 import numpy as np
@@ -24,18 +26,33 @@ from cosyn.studio.gallery import session_dir
 from cosyn.studio.models import ModelView, model_view
 from cosyn.studio.paths import confine
 from cosyn.studio.random_layout import random_layout, requested_count
-from cosyn.studio.synthesize_tab import LAST_IMAGE, MAX_MIX, SynthesizeUI
+from cosyn.studio.synthesize_tab import LAST_IMAGE, MAX_MIX, SynthesizeUI, Updates
 
 QUIET = {"show_progress": "hidden"}  # canvas edits are instant: no spinner flicker
 
 
-def show(canvas: cv.Canvas, background: str, last_image: str | None, auto_prompt: bool, prompt: str) -> tuple:
-    """Values for SynthesizeUI.canvas_outputs; the arguments after `canvas` are its view_inputs."""
+@dataclass
+class CanvasView:
+    """Everything drawn from the canvas (SynthesizeUI.canvas_outputs, by name)."""
+
+    canvas: cv.Canvas
+    picture: np.ndarray
+    legend: str
+    layout_json: str
+    prompt: str
+
+    def updates(self, ui: SynthesizeUI) -> Updates:
+        return {ui.canvas_state: self.canvas, ui.canvas_img: self.picture, ui.legend: self.legend,
+                ui.layout_json: self.layout_json, ui.prompt: self.prompt}
+
+
+def show(canvas: cv.Canvas, background: str, last_image: str | None, auto_prompt: bool, prompt: str) -> CanvasView:
+    """The views of `canvas`; the arguments after it are SynthesizeUI.view_inputs."""
     layout = cv.layout_of(canvas)
     back = np.asarray(Image.open(last_image).convert("RGB")) if background == LAST_IMAGE and last_image else None
     # a layout that brings its own prompt keeps it, as in the CLI and the API
     text = (layout.prompt or structure_prompt(layout)) if auto_prompt else prompt
-    return canvas, cv.render(layout, back), cv.legend_html(layout), layout.to_json(), text
+    return CanvasView(canvas, cv.render(layout, back), cv.legend_html(layout), layout.to_json(), text)
 
 
 def fitted_to(layout: Layout, mv: ModelView) -> Layout:
@@ -49,37 +66,41 @@ def fitted_to(layout: Layout, mv: ModelView) -> Layout:
 
 
 def wire(ctx: StudioContext, demo: gr.Blocks, ui: SynthesizeUI) -> None:
-    cfg = ctx.config
+    _wire_editing(ui)
+    _wire_sources(ctx, ui)
+    _wire_model(ctx, demo, ui)
+
+
+def _wire_editing(ui: SynthesizeUI) -> None:
     view, out = ui.view_inputs, ui.canvas_outputs
 
-    def replaced(canvas: cv.Canvas, layout: Layout, model: str | None, *view_values) -> tuple:
-        """Show a layout from elsewhere, fitted to the model's classes and canvas limit."""
-        return show(cv.replace(canvas, fitted_to(layout, model_view(ctx.models, model, layout.mpp))), *view_values)
+    def shown(canvas: cv.Canvas, *view_values) -> Updates:
+        return show(canvas, *view_values).updates(ui)
 
-    # -- editing ---------------------------------------------------------------------------------------
     @readable
     def on_click(canvas, cls, bg, last, auto, text, evt: gr.SelectData):
         layout = cv.layout_of(canvas)
         zoom = cv.display_zoom(layout.width, layout.height)
         x, y = cv.to_layout(evt.index[0], evt.index[1], zoom, layout.width, layout.height)
-        return show(cv.click(canvas, x, y, cls, cv.hit_radius(zoom)), bg, last, auto, text)
+        return shown(cv.click(canvas, x, y, cls, cv.hit_radius(zoom)), bg, last, auto, text)
 
     # "multiple": quick successive clicks all count, in order
     ui.canvas_img.select(on_click, [ui.canvas_state, ui.cls_radio, *view], out, trigger_mode="multiple", **QUIET)
     for btn, edit in ((ui.undo_btn, cv.undo), (ui.redo_btn, cv.redo), (ui.clear_btn, cv.clear)):
-        btn.click(readable(lambda canvas, *v, edit=edit: show(edit(canvas), *v)), [ui.canvas_state, *view], out,
+        btn.click(readable(lambda canvas, *v, edit=edit: shown(edit(canvas), *v)), [ui.canvas_state, *view], out,
                   **QUIET)
     for toggle in (ui.background, ui.auto_prompt):  # .input: not when a handler sets them (typing would race)
-        toggle.input(readable(show), [ui.canvas_state, *view], out, **QUIET)
+        toggle.input(readable(shown), [ui.canvas_state, *view], out, **QUIET)
     ui.prompt.input(lambda: False, None, ui.auto_prompt, **QUIET)  # typing takes the prompt over
-    ui.preset.input(lambda name: (sources.presets()[name], False), ui.preset, [ui.prompt, ui.auto_prompt])
+    ui.preset.input(lambda name: {ui.prompt: sources.presets()[name], ui.auto_prompt: False}, ui.preset,
+                    [ui.prompt, ui.auto_prompt])
 
     @readable
     def on_size(canvas, side, *v):
         layout, cut = cv.resized(cv.layout_of(canvas), int(side), int(side))
         if cut:
             gr.Warning(f"{cut} points fell outside the smaller canvas and were removed (Undo brings them back)")
-        return show(cv.replace(canvas, layout), *v)
+        return shown(cv.replace(canvas, layout), *v)
 
     ui.size.release(on_size, [ui.canvas_state, ui.size, *view], out)
 
@@ -87,11 +108,20 @@ def wire(ctx: StudioContext, demo: gr.Blocks, ui: SynthesizeUI) -> None:
     def on_tissue(canvas, name, *v):
         layout = cv.layout_of(canvas)
         layout.tissue = name
-        return show(cv.replace(canvas, layout), *v)
+        return shown(cv.replace(canvas, layout), *v)
 
     ui.tissue.input(on_tissue, [ui.canvas_state, ui.tissue, *view], out)
 
-    # -- sources ---------------------------------------------------------------------------------------
+
+def _wire_sources(ctx: StudioContext, ui: SynthesizeUI) -> None:
+    cfg = ctx.config
+    view, out = ui.view_inputs, ui.canvas_outputs
+
+    def replaced(canvas: cv.Canvas, layout: Layout, model: str | None, *view_values) -> Updates:
+        """Show a layout from elsewhere, fitted to the model's classes and canvas limit."""
+        fitted = fitted_to(layout, model_view(ctx.models, model, layout.mpp))
+        return show(cv.replace(canvas, fitted), *view_values).updates(ui)
+
     @readable
     def on_random(canvas, model, density, *rest):
         weights, v = rest[:MAX_MIX], rest[MAX_MIX:]
@@ -144,8 +174,11 @@ def wire(ctx: StudioContext, demo: gr.Blocks, ui: SynthesizeUI) -> None:
 
     ui.dl_btn.click(on_download, [ui.canvas_state, ui.dl_format], ui.dl_file)
 
-    # -- the model: palette, tissues and canvas limit follow it ----------------------------------------
-    model_outputs = [ui.model_dd, ui.notice, ui.card, ui.cls_radio, ui.tissue, ui.size, *ui.mix, ui.status]
+
+def _wire_model(ctx: StudioContext, demo: gr.Blocks, ui: SynthesizeUI) -> None:
+    """The model choice: palette, tissues and canvas limit follow it."""
+    outputs = [ui.model_dd, ui.notice, ui.card, ui.cls_radio, ui.tissue, ui.size, *ui.mix, ui.status,
+               *ui.canvas_outputs]
 
     @readable
     def on_model(name, canvas, *v):
@@ -157,19 +190,20 @@ def wire(ctx: StudioContext, demo: gr.Blocks, ui: SynthesizeUI) -> None:
         if fitted.tissue not in mv.tissues:
             fitted.tissue = mv.tissues[0]
         nuclei = mv.classes[1:]
-        updates = (
-            gr.Dropdown(choices=listed, value=name),
-            gr.Markdown(visible=name is None),
-            ctx.models.info(name).card if name else "",
-            gr.Radio(choices=nuclei, value=nuclei[0]),
-            gr.Dropdown(choices=mv.tissues, value=fitted.tissue),
-            gr.Slider(maximum=mv.side_limit, value=min(max(fitted.width, fitted.height), mv.side_limit)),
-            *(gr.Slider(label=c or " ", visible=bool(c)) for c in (nuclei + [""] * MAX_MIX)[:MAX_MIX]),
-            f"Ready: model `{name}`." if name else "Ready (no model: layouts only).",
-        )
-        return *updates, *show(cv.replace(canvas, fitted), *v)
+        mix = (gr.Slider(label=c or " ", visible=bool(c)) for c in (nuclei + [""] * MAX_MIX)[:MAX_MIX])
+        return {
+            ui.model_dd: gr.Dropdown(choices=listed, value=name),
+            ui.notice: gr.Markdown(visible=name is None),
+            ui.card: ctx.models.info(name).card if name else "",
+            ui.cls_radio: gr.Radio(choices=nuclei, value=nuclei[0]),
+            ui.tissue: gr.Dropdown(choices=mv.tissues, value=fitted.tissue),
+            ui.size: gr.Slider(maximum=mv.side_limit, value=min(max(fitted.width, fitted.height), mv.side_limit)),
+            **dict(zip(ui.mix, mix, strict=True)),
+            ui.status: f"Ready: model `{name}`." if name else "Ready (no model: layouts only).",
+            **show(cv.replace(canvas, fitted), *v).updates(ui),
+        }
 
-    inputs = [ui.model_dd, ui.canvas_state, *view]
-    ui.model_dd.input(on_model, inputs, model_outputs + out)
-    ui.refresh_btn.click(on_model, inputs, model_outputs + out)
-    demo.load(on_model, inputs, model_outputs + out)  # also restores the canvas kept in the browser
+    inputs = [ui.model_dd, ui.canvas_state, *ui.view_inputs]
+    ui.model_dd.input(on_model, inputs, outputs)
+    ui.refresh_btn.click(on_model, inputs, outputs)
+    demo.load(on_model, inputs, outputs)  # also restores the canvas kept in the browser

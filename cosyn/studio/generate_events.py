@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import random
 import shutil
-from typing import Any
 
 import gradio as gr
 
@@ -21,11 +20,10 @@ from cosyn.studio.context import SAMPLING_GROUP, StudioContext
 from cosyn.studio.errors import readable
 from cosyn.studio.gallery import session_dir
 from cosyn.studio.sampling import Request
-from cosyn.studio.synthesize_tab import LAST_IMAGE, SynthesizeUI
+from cosyn.studio.synthesize_tab import LAST_IMAGE, SynthesizeUI, Updates
 from cosyn.studio.views import Views, missed_line, preview_views, stages_line, triple_views
 
 CANCEL_WAIT_S = 30.0  # longest a Cancel waits for the current step to end
-Updates = dict[Any, Any]  # {component: new value}
 
 
 def panels(ui: SynthesizeUI, v: Views) -> Updates:

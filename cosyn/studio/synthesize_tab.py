@@ -9,6 +9,7 @@ survives a reload), the gallery a list of bundle paths.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import gradio as gr
 
@@ -25,6 +26,8 @@ MAX_MIX = 10  # class-mix sliders on the page; a model with more nucleus classes
 NEUTRAL, LAST_IMAGE = "neutral", "last generated image"
 DOWNLOAD = ["download", "fullscreen"]  # no "share": results stay on this server
 START_SIDE = 256
+# what a handler returns: {component: new value}; Gradio leaves the event's other outputs as they are
+Updates = dict[Any, Any]
 
 
 @dataclass
