@@ -96,3 +96,16 @@ def test_choosing_a_model_and_clicking_the_canvas_update_by_name(demo):
     convert_component_dict_to_list(list(click.outputs), after)
     canvas = next(v for k, v in after.items() if getattr(k, "elem_id", None) is None and isinstance(v, dict))
     assert [p.cls for p in cv.layout_of(canvas).points] == ["epithelial", "spindle"]
+
+
+def test_the_train_tabs_live_view_sends_only_what_changed(demo):
+    tick = _event(demo, "on_tick")
+    first = tick.fn({"models": [], "preview": None, "metrics": None})  # the page knew no models yet
+    convert_component_dict_to_list(list(tick.outputs), first)
+    assert "No training job yet." in first.values()
+    dropdowns = [v for v in first.values() if hasattr(v, "choices")]
+    assert len(dropdowns) == 2  # the Synthesize tab's model list and the base model list both learn of them
+    seen = next(v for v in first.values() if isinstance(v, dict) and "models" in v)
+    assert seen["models"] == ["default", "refined"]
+    again = tick.fn(seen)
+    assert len(again) == 3  # job line, log, what was seen: the model lists did not change

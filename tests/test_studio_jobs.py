@@ -147,11 +147,10 @@ def test_a_job_started_right_after_another_ended_leaves_each_its_own_export(tmp_
 
 
 def test_the_live_view_keeps_its_preview_through_a_half_written_png_and_skips_an_unchanged_plot(tmp_path):
-    import gradio as gr
     import numpy as np
     from PIL import Image
 
-    from cosyn.studio.train_tab import live_update
+    from cosyn.studio.train_events import live_update
 
     run = tmp_path / "run"
     (run / "previews").mkdir(parents=True)
@@ -160,18 +159,18 @@ def test_the_live_view_keeps_its_preview_through_a_half_written_png_and_skips_an
     ctx = SimpleNamespace(jobs=SimpleNamespace(view=lambda: JobView(run=str(run), state="running")),
                           model_names=lambda: ["default"])
     seen = {"models": ["default"], "preview": None, "metrics": None}
-    _, plot, picture, _, _, _, seen = live_update(ctx, seen)
-    assert list(plot["step"]) == [1] and picture.shape == (8, 8, 3)
+    tick = live_update(ctx, seen)
+    assert list(tick.plot["step"]) == [1] and tick.picture.shape == (8, 8, 3) and tick.models is None
 
     full = (run / "previews" / "step_0000002.png").read_bytes()
     (run / "previews" / "step_0000004.png").write_bytes(full[: len(full) // 2])  # caught mid-write
-    _, plot, picture, _, _, _, seen = live_update(ctx, seen)
-    assert plot == gr.skip() and picture == gr.skip()  # metrics.jsonl unchanged, the old preview stays
-    assert seen["preview"].endswith("step_0000002.png")
+    tick = live_update(ctx, tick.seen)
+    assert tick.plot is None and tick.picture is None  # metrics.jsonl unchanged, the old preview stays
+    assert tick.seen["preview"].endswith("step_0000002.png")
 
     (run / "previews" / "step_0000004.png").write_bytes(full)
     with open(run / "metrics.jsonl", "a") as f:
         f.write('{"step": 2, "loss": 0.4}\n')
-    _, plot, picture, _, _, _, seen = live_update(ctx, seen)  # next tick: both arrive
-    assert list(plot["step"]) == [1, 2] and picture.shape == (8, 8, 3)
-    assert seen["preview"].endswith("step_0000004.png")
+    tick = live_update(ctx, tick.seen)  # next tick: both arrive
+    assert list(tick.plot["step"]) == [1, 2] and tick.picture.shape == (8, 8, 3)
+    assert tick.seen["preview"].endswith("step_0000004.png")

@@ -6,7 +6,7 @@ from typing import Any
 
 import gradio as gr
 
-from cosyn.studio import api, canvas_events, generate_events, synthesize_tab, train_tab
+from cosyn.studio import api, canvas_events, generate_events, synthesize_tab, train_events, train_tab
 from cosyn.studio.config import StudioConfig
 from cosyn.studio.context import StudioContext
 
@@ -30,9 +30,11 @@ def build_app(config: StudioConfig) -> gr.Blocks:
         with gr.Tab("Synthesize", id="synthesize"):
             synth = synthesize_tab.build(ctx)
         with gr.Tab("Train", id="train"):
-            train_tab.build(ctx, synth.model_dd)  # an exported model joins the Synthesize tab's list
+            train = train_tab.build(ctx, train_events.job_markdown(ctx.jobs.view()))
+        # every tab: laid out above, wired here
         canvas_events.wire(ctx, demo, synth)
         generate_events.wire(ctx, demo, synth)
+        train_events.wire(ctx, train, synth.model_dd)  # an exported model joins the Synthesize tab's list
         api.build(ctx)
     for fn in demo.fns.values():  # the UI's own events stay out of the API docs: /generate is the API
         if fn.api_name != api.API_NAME:
