@@ -11,9 +11,20 @@ import pytest
 import scipy.linalg
 from conftest import disc_sample
 
-from cosyn.augment import AugmentConfig, SamplingSettings, augment
+from cosyn.augment import AugmentConfig, augment
 from cosyn.cli import build_parser
-from cosyn.evaluation.evaluate import SECTIONS, EvalConfig, bars, evaluate, fidelity, generation_jobs
+from cosyn.evaluation.evaluate import (
+    SECTIONS,
+    EvalConfig,
+    Generated,
+    RealData,
+    bars,
+    evaluate,
+    fidelity,
+    generation_jobs,
+    realism,
+    to_markdown,
+)
 from cosyn.evaluation.realism import (
     INCEPTION_PACKAGE,
     frechet_distance,
@@ -24,6 +35,7 @@ from cosyn.evaluation.realism import (
     nucleus_morphology,
 )
 from cosyn.evaluation.segmenter import SegTrainConfig
+from cosyn.model.settings import SamplingSettings
 
 FAST = SamplingSettings(steps=2, guidance=2.0)
 
@@ -102,7 +114,6 @@ def test_morphology_of_discs_and_distances():
 def test_fidelity_counts_seeded_centroids(data, pipe):
     from cosyn.data.dataset import resample_sample
     from cosyn.data.formats import read_dataset
-    from cosyn.evaluation.evaluate import Generated
 
     real = resample_sample(read_dataset(data, "folder")[0], 0.5)
     job = generation_jobs([real], 1, seed=0)[0]
@@ -215,3 +226,40 @@ def test_bars_pass_only_on_measured_values_that_meet_their_targets():
     assert bars({"realism": realism(369.0, 369.0)})["fid_below_naive"]["pass"] is False  # equal is not below
     assert bars({"realism": realism(None, 369.0)})["fid_below_naive"]["pass"] is False
     assert bars({"speed": {"median_s": 10.0}})["speed_s"]["pass"] is True
+
+
+def test_realism_runs_every_metric_on_the_same_inputs_and_refuses_a_repeated_key(tmp_path):
+    tiles = [disc_sample(n=4, size=(32, 32), name=f"t{i}", source=f"s{i}", seed=i) for i in range(4)]
+    real = RealData(tiles[0].classes, train=tiles[:2], split=tiles[2:], split_sources={"s2", "s3"})
+    gens = [Generated(t, None, [], {}, t) for t in tiles[2:]]
+    seen = []
+
+    def count(inputs):
+        seen.append(inputs)
+        return {"count": {name: len(images) for name, images in inputs.sets.items()}}
+
+    def reference(inputs):
+        return {"reference_n": len(inputs.reference)}
+
+    result = realism(gens, real, 0.5, seed=0, out=tmp_path, metrics=[count, reference])
+    assert result == {"count": {"generated": 2, "naive_baseline": 2, "real_floor": 2}, "reference_n": 2}
+    assert seen[0].gens is gens and seen[0].real is real
+    with pytest.raises(ValueError, match="count repeats keys"):
+        realism(gens, real, 0.5, seed=0, out=tmp_path, metrics=[count, count])
+
+
+def test_markdown_renders_the_sections_a_report_holds_in_report_order():
+    report = {"config": {"checkpoint": "c", "data": "d", "split": "val", "val_fraction": 0.15, "split_seed": 0,
+                         "samples_per_layout": 1, "sampling": {"steps": 2, "guidance": 2.0, "sampler": "dpm++"}},
+              "data": {"evaluated_tiles": 2, "mpp": 0.5}, "bars": {},
+              "speed": {"median_s": 1.5, "runs": 1, "times_s": [1.5], "layout": "L", "canvas": "C", "steps": 2,
+                        "guidance": 2.0, "threads": 1, "load_average_1min": 0.1},
+              "consistency": {"real": {k: 0.5 for k in ("pq", "dq", "sq", "mpq_plus", "dice", "aji", "f1_d",
+                                                        "f1_c_mean")},
+                              "generated": {k: None for k in ("pq", "dq", "sq", "mpq_plus", "dice", "aji", "f1_d",
+                                                              "f1_c_mean")}, "pq_ratio": None},
+              "skipped": ["fidelity"], "figures": {}}
+    md = to_markdown(report)
+    assert md.index("## 2. Image-label consistency") < md.index("## 5. Speed")
+    assert "## Bars" not in md and "## 1." not in md and "grid.png" not in md
+    assert "PQ generated / real = **n/a**" in md and md.endswith("Sections not run: fidelity.\n")

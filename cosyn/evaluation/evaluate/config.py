@@ -1,0 +1,51 @@
+"""What one `cosyn evaluate` run is asked to do: the sections and every knob, checked on creation."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+
+from cosyn.evaluation.segmenter import SegTrainConfig
+from cosyn.model.settings import SamplingSettings
+from cosyn.training.config import TrainConfig
+
+SECTIONS = ("fidelity", "consistency", "realism", "downstream", "speed")
+DEFAULT_SECTIONS = tuple(s for s in SECTIONS if s != "downstream")  # downstream needs --synthetic
+
+
+@dataclass
+class EvalConfig:
+    checkpoint: str
+    data: str
+    out: str
+    format: str = "auto"
+    split: str = "val"
+    val_fraction: float = TrainConfig.val_fraction
+    split_seed: int = TrainConfig.seed
+    n_layouts: int | None = None
+    samples_per_layout: int = 1
+    seed: int = 0
+    sampling: SamplingSettings = field(default_factory=SamplingSettings)
+    sections: tuple[str, ...] = DEFAULT_SECTIONS
+    segmenter: str | None = None
+    segmenter_train: SegTrainConfig = field(default_factory=SegTrainConfig)
+    segmenter_widths: tuple[int, ...] = (16, 32, 64, 128)
+    seeds: int = 3
+    synthetic: str | None = None
+    synthetic_share: float | None = None
+    speed_runs: int = 5
+    grid_rows: int = 8
+    device: str = "cpu"  # for the pipeline and segmenter training
+
+    def __post_init__(self) -> None:
+        unknown = set(self.sections) - set(SECTIONS)
+        if unknown:
+            raise ValueError(f"unknown sections {sorted(unknown)}; choose from {', '.join(SECTIONS)}")
+        if "downstream" in self.sections and not self.synthetic:
+            raise ValueError("the downstream section needs --synthetic DIR (a `cosyn augment` output)")
+        if "downstream" in self.sections and self.seeds < 1:
+            raise ValueError("--seeds must be at least 1")
+
+
+def log(msg: str) -> None:
+    print(f"[evaluate] {msg}", file=sys.stderr, flush=True)
