@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import os
 import shutil
@@ -15,13 +16,47 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
+# Every temporary the project writes is named `.<final name>.<random>.tmp` (and an old folder stepping
+# aside `.<final name>.<random>.old`) beside its final path: one scheme, so one function finds the
+# leftovers of a killed process.
+def _temp_prefix(path: Path) -> str:
+    return f".{path.name}."
+
+
+def remove_leftovers(path: Path) -> list[Path]:
+    """Delete what an interrupted write of `path` left beside it (temp files or folders); they never
+    became `path`, so nothing of value is lost. Returns what was removed."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    return _delete([p for p in path.parent.glob(f"{glob.escape(_temp_prefix(path))}*")
+                    if p.name.endswith((".tmp", ".old"))])
+
+
+def remove_leftovers_in(folder: Path) -> list[Path]:
+    """`remove_leftovers` for every final name in `folder`: all of its `.*.tmp` / `.*.old` entries."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return _delete([p for p in folder.iterdir() if p.name.startswith(".") and p.name.endswith((".tmp", ".old"))])
+
+
+def _delete(paths: list[Path]) -> list[Path]:
+    for p in paths:
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+    return paths
+
+
 def atomic_write(path: Path, write: Callable[[str], None]) -> None:
     """Call `write(tmp)` on a hidden temp file in the same folder, then rename it to `path`:
     readers see all or nothing. The temp name starts with '.' and ends '.tmp', which the folder
     reader ignores."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         write(tmp)
@@ -39,14 +74,15 @@ def atomic_dir(path: Path) -> Iterator[Path]:
     the rename fails, and is deleted only once the new one is in place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    remove_leftovers(path)  # an earlier write of this path that a kill -9 cut short
+    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent))
     tmp.chmod(0o755)  # mkdtemp makes it owner-only; what we write is for colleagues to read too
     try:
         yield tmp
         if not path.exists():
             os.replace(tmp, path)
             return
-        old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+        old = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".old", dir=path.parent))
         os.replace(path, old / path.name)
         try:
             os.replace(tmp, path)

@@ -4,7 +4,6 @@ latest EMA weights as a loadable pipeline folder."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.optim.lr_scheduler import LRScheduler
 
-from cosyn.io.fileio import atomic_dir
+from cosyn.io.fileio import atomic_dir, atomic_write
 from cosyn.io.state_io import load_state, save_state
 from cosyn.model.denoiser import JointDenoiser
 from cosyn.model.pipeline import CoSynPipeline, PipelineConfig
@@ -67,9 +66,7 @@ def truncate_metrics(path: Path, step: int) -> None:
     if not path.exists():
         return
     keep = [line for line in path.read_text().splitlines() if (_row_step(line) or step + 1) <= step]
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(line + "\n" for line in keep))
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: Path(tmp).write_text("".join(line + "\n" for line in keep)))
 
 
 def _row_step(line: str) -> int | None:

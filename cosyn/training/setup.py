@@ -4,7 +4,6 @@ taken from --init, the prompt encoder, and the run's recorded configuration."""
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +21,7 @@ from cosyn.data.dataset import CropDataset, PositionSampler, PreparedTile, prepa
 from cosyn.data.formats import read_dataset
 from cosyn.data.sample import DataError
 from cosyn.data.targets import prompt_vocabulary
+from cosyn.io.fileio import remove_leftovers_in
 from cosyn.model.denoiser import DenoiserConfig, JointDenoiser
 from cosyn.model.diffusion.categorical import MultinomialDiffusion
 from cosyn.model.diffusion.gaussian import training_scheduler
@@ -199,8 +199,7 @@ def resume_from(session: Session, ckpts: list[Path], resume: bool) -> int:
     step it holds, or 0 for a new run."""
     run, log = session.run, session.log
     if session.acc.is_main_process:  # a kill -9 during a save leaves its temp folder behind; it never became one
-        for stale in (run / "checkpoints").glob(".tmp_*"):
-            shutil.rmtree(stale, ignore_errors=True)
+        remove_leftovers_in(run / "checkpoints")
     if not ckpts:
         if resume:
             log("no checkpoint to resume from: starting at step 0")

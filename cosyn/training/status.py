@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
+
+from cosyn.io.fileio import atomic_write
 
 
 class StatusFile:
@@ -19,9 +20,8 @@ class StatusFile:
             return
         self.data.update(fields, updated=time.time())
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.data))
-        os.replace(tmp, self.path)  # readers never see a half-written file
+        text = json.dumps(self.data)
+        atomic_write(self.path, lambda tmp: Path(tmp).write_text(text))  # readers never see half a file
 
 
 def read_status(path: Path) -> dict[str, Any]:
