@@ -13,15 +13,15 @@ from __future__ import annotations
 import json
 import random
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
+from cosyn import ASSETS
 from cosyn.core.layout import Layout
 from cosyn.data.sample import Sample
 
-VOCABULARY_PATH = Path(__file__).resolve().parents[2] / "assets" / "prompt_vocabulary.json"
+VOCABULARY_PATH = ASSETS / "prompt_vocabulary.json"
 
 
 # -- point maps -------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 
+from cosyn import ASSETS
 from cosyn.core.layout import Layout, LayoutError
 from cosyn.data.formats import read_dataset
 from cosyn.data.sample import DataError
@@ -15,7 +16,6 @@ from cosyn.io.layout_io import load_any, save_any
 from cosyn.studio.canvas import conform_classes, resized
 from cosyn.studio.paths import check_upload
 
-ASSETS = Path(__file__).resolve().parents[2] / "assets"
 EXAMPLES_DIR = ASSETS / "layouts"
 PRESETS_PATH = ASSETS / "presets.json"
 LAYOUT_FORMATS = {"JSON layout": ".json", "QuPath GeoJSON": ".geojson", "HoVer-Net .mat": ".mat"}
