@@ -126,6 +126,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=25)
     ap.add_argument("--c2st-steps", type=int, default=500)
     ap.add_argument("--no-controls", action="store_true", help="skip the real-vs-real and blurred-real rows")
+    ap.add_argument("--no-base", action="store_true", help="skip the base-model row (judged in an earlier run)")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -141,9 +142,11 @@ def main() -> None:
     real_masks = [s.inst_map > 0 for s in val]
     judge = Judge([s.image for s in train], [s.image for s in val], real_masks,
                   C2STConfig(crop=64, steps=args.c2st_steps))
-    report: dict = {"validation tiles": len(val), "validation sources": sorted({s.source for s in val}),
-                    "judge training tiles": len(train), "refine_seconds_per_256px_median": {}}
     path = out / "report.json"
+    # rows judged in an earlier run (--no-base, --no-controls) stay in the report
+    report: dict = json.loads(path.read_text()) if path.is_file() else {"refine_seconds_per_256px_median": {}}
+    report |= {"validation tiles": len(val), "validation sources": sorted({s.source for s in val}),
+               "judge training tiles": len(train)}
 
     def record(name: str, result: dict) -> None:
         report[name] = result
@@ -161,7 +164,9 @@ def main() -> None:
 
         record("control: real at 0.5, bicubic x2", judge("blurred real", blurred(train), blurred(val), real_masks))
 
-    variants: dict[str, Callable[[dict, int], dict]] = {"base, bicubic x2": lambda b, i: bicubic(b, k)}
+    variants: dict[str, Callable[[dict, int], dict]] = {}
+    if not args.no_base:
+        variants["base, bicubic x2"] = lambda b, i: bicubic(b, k)
     for spec in args.refiner:
         name, folder = spec.split("=", 1)
         ref = Refiner.from_pretrained(folder)

@@ -47,14 +47,13 @@ from tqdm import tqdm
 
 from cosyn.core.classes import ClassSet
 from cosyn.core.layout import Layout
-from cosyn.core.triple import Triple
 from cosyn.data.dataset import split_by_source
 from cosyn.data.formats import read_dataset
-from cosyn.data.sample import Sample, instance_table, paint_classes
+from cosyn.data.sample import Sample, sample_from_triple
 from cosyn.data.targets import layout_from_sample
 from cosyn.io.fileio import atomic_write
 from cosyn.model.pipeline import CoSynPipeline
-from cosyn.model.settings import SamplingSettings  # evaluation imports it from here too
+from cosyn.model.settings import SamplingSettings
 from cosyn.training.config import TrainConfig
 
 TILE_DIRS = {"image": ("images", ".png"), "inst": ("instances", ".tif"), "class": ("classes", ".png"),
@@ -258,21 +257,6 @@ def check_run_settings(out: Path, settings: dict[str, Any]) -> None:
     atomic_write(path, lambda p: Path(p).write_text(json.dumps(settings, indent=1)))
 
 
-def triple_to_sample(triple: Triple, name: str, source: str, classes: ClassSet, mpp: float) -> Sample:
-    """A generated triple as a folder-format Sample whose label is its instances painted in their classes.
-
-    The class map is rebuilt from the instances (each nucleus one class, the one the pipeline gave
-    it) so image, instance and class map agree exactly; label pixels outside every instance (specks
-    the instance cutter dropped) and instances without a nucleus class become background.
-    """
-    inst = triple.inst_map
-    class_map = paint_classes(inst, triple.inst_classes)
-    inst = np.where(class_map > 0, inst, 0).astype(np.int32)
-    ids, centroids, inst_classes = instance_table(inst, class_map)
-    return Sample(name, triple.image, inst, class_map, ids, centroids, inst_classes, classes,
-                  triple.layout.tissue, mpp, source)
-
-
 # -- generation ------------------------------------------------------------------------------------------
 def rank_and_world() -> tuple[int, int]:
     """This process' shard: torchrun and accelerate launch both set RANK and WORLD_SIZE."""
@@ -293,7 +277,7 @@ def generate(pipe: CoSynPipeline, jobs: Sequence[Job], out: str | Path, sampling
     with bar:
         for job in todo:
             triple = pipe.sample(job.layout, settings=sampling, seed=job.seed, n=1)[0]
-            sample = triple_to_sample(triple, job.name, job.source, classes, triple.layout.mpp)
+            sample = sample_from_triple(triple, job.name, job.source, classes, triple.layout.mpp)
             meta = {"layout": triple.layout.to_dict(), "params": triple.params, "origin": job.origin,
                     "inst_classes": {str(k): int(v) for k, v in triple.inst_classes.items()}}
             write_tile(out, sample, meta)

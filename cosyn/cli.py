@@ -1,4 +1,5 @@
-"""`python -m cosyn <command>`: prepare, train, export-checkpoint, prompt-cache, sample, augment, evaluate."""
+"""`python -m cosyn <command>`: prepare, train, train-refiner, export-checkpoint, prompt-cache, sample, augment,
+evaluate."""
 
 from __future__ import annotations
 
@@ -49,6 +50,31 @@ def _train(args: argparse.Namespace) -> int:
         raise SystemExit("train: --data is required (or --resume an existing --out run)")
     run = train(cfg, resume=args.resume)
     print(f"run folder: {run}")
+    return 0
+
+
+def _train_refiner(args: argparse.Namespace) -> int:
+    from cosyn.model.pipeline import REFINER_DIR, read_pipeline_config
+    from cosyn.refiner.stage import Refiner, check_follows, save_refiner
+    from cosyn.refiner.training import RefinerTrainConfig, train_refiner
+
+    base = read_pipeline_config(args.checkpoint)
+    opts: dict = {"base_mpp": base.mpp}
+    if args.config:
+        try:
+            opts.update(json.loads(Path(args.config).read_text()))
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{args.config}: not valid JSON ({e})") from None
+    for key in ("data", "out", "steps", "threads", "time_limit", "formulation"):
+        if getattr(args, key) is not None:
+            opts[key] = getattr(args, key)
+    folder = train_refiner(RefinerTrainConfig.from_dict(opts))
+    refiner = Refiner.from_pretrained(folder)
+    check_follows(refiner, list(base.classes), base.mpp, folder)
+    if args.install:
+        save_refiner(refiner, Path(args.checkpoint) / REFINER_DIR)
+        print(f"installed the refiner as {Path(args.checkpoint) / REFINER_DIR}")
+    print(f"refiner: {folder}")
     return 0
 
 
@@ -163,6 +189,21 @@ def _add_train(sub: Subparsers) -> None:
     tr.set_defaults(func=_train)
 
 
+def _add_train_refiner(sub: Subparsers) -> None:
+    rf = sub.add_parser("train-refiner", help="train (or resume: run it again) the refiner stage of a checkpoint")
+    rf.add_argument("--checkpoint", required=True, help="the base model the refiner will follow")
+    rf.add_argument("--data", required=True, help="real tiles at their native µm/px (any `prepare` format)")
+    rf.add_argument("--out", required=True, help="run folder; an existing one is resumed")
+    rf.add_argument("--config", help="JSON file of RefinerTrainConfig options; flags override it")
+    rf.add_argument("--formulation", choices=["gan", "diffusion"])
+    rf.add_argument("--steps", type=int)
+    rf.add_argument("--time-limit", dest="time_limit", type=_positive(float), help="minutes")
+    rf.add_argument("--threads", type=int)
+    rf.add_argument("--install", action="store_true",
+                    help="when done, write the refiner into CHECKPOINT/refiner (replacing one there)")
+    rf.set_defaults(func=_train_refiner)
+
+
 def _add_export(sub: Subparsers) -> None:
     ex = sub.add_parser("export-checkpoint", help="write a loadable checkpoint folder from a run")
     ex.add_argument("run")
@@ -211,7 +252,7 @@ def _add_sample(sub: Subparsers) -> None:
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cosyn", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
-    for add in (_add_prepare, _add_train, _add_export, _add_prompt_cache, _add_sample):
+    for add in (_add_prepare, _add_train, _add_train_refiner, _add_export, _add_prompt_cache, _add_sample):
         add(sub)
     # augment and evaluate import torch and diffusers to build their parsers: only pay for that when one
     # of them is the command (`cosyn --help` stays instant; `cosyn augment --help` shows every option).
@@ -228,11 +269,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(argv).parse_args(argv)
     from cosyn.data.sample import DataError
     from cosyn.model.pipeline import CheckpointError
+    from cosyn.refiner.stage import RefinerError
     from cosyn.training.config import TrainingError
 
     try:
         return args.func(args)
-    except (DataError, LayoutError, CheckpointError, TrainingError, OSError, ValueError) as e:
+    except (DataError, LayoutError, CheckpointError, RefinerError, TrainingError, OSError, ValueError) as e:
         # OSError names the file (missing, unreadable, disk full); ValueError covers a bad --config JSON
         print(f"error: {e}", file=sys.stderr)
         return 2

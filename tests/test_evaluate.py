@@ -118,9 +118,9 @@ def test_fidelity_counts_seeded_centroids(data, pipe):
     real = resample_sample(read_dataset(data, "folder")[0], 0.5)
     job = generation_jobs([real], 1, seed=0)[0]
     triple = pipe.sample(job.layout, steps=2, seed=0)[0]
-    from cosyn.augment import triple_to_sample
+    from cosyn.data.sample import sample_from_triple
 
-    sample = triple_to_sample(triple, "g", "x", pipe.class_set, 0.5)
+    sample = sample_from_triple(triple, "g", "x", pipe.class_set, 0.5)
     g = Generated(sample, triple.layout, triple.params["missed_indices"], triple.inst_classes, real)
     f = fidelity([g], pipe.class_set, 0.5)
     n = len(job.layout.points)

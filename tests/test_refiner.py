@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -78,6 +79,18 @@ def test_training_pairs_are_aligned_and_degradation_only_touches_the_input():
     assert not np.array_equal(degraded["image_lo"], pair["image_lo"])
 
 
+def test_a_minimum_blur_never_shows_the_refiner_a_sharp_input():
+    rng = np.random.default_rng(0)
+    sharp = (rng.random((48, 48, 3)) * 255).astype(np.uint8)
+    edges = [cv2.Laplacian(Degradation(blur_sigma=2.0, blur_min=b, noise=0, gain=0, offset=0)
+                           .apply(sharp, np.random.default_rng(s)).astype(np.float32), cv2.CV_32F).var()
+             for b in (0.0, 1.5) for s in range(20)]
+    unblurred, blurred = edges[:20], edges[20:]
+    # sigma drawn from [0, 2] sometimes leaves the input nearly sharp; from [1.5, 2] it never does
+    assert max(blurred) < 0.5 * max(unblurred)
+    assert max(blurred) < 0.02 * cv2.Laplacian(sharp.astype(np.float32), cv2.CV_32F).var()
+
+
 @pytest.mark.parametrize("formulation", ["gan", "diffusion"])
 def test_refiner_training_resumes_exactly(data, tmp_path, formulation):
     common = {"data": str(data), "formulation": formulation, "batch": 2, "crop": 32, "widths": (8, 16),
@@ -140,3 +153,33 @@ def test_pipeline_refuses_a_refiner_for_another_base_model(tmp_path):
     save_refiner(Refiner(pipe.refiner.net, list(pipe.config.classes), 0.25), tmp_path / "ckpt" / "refiner")
     with pytest.raises(CheckpointError, match="refiner follows a base model"):
         CoSynPipeline.from_pretrained(tmp_path / "ckpt")
+
+
+def test_cli_trains_resumes_and_installs_a_refiner_into_a_checkpoint(checkpoint, data, tmp_path):
+    import shutil
+
+    from cosyn.cli import main
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(checkpoint, ckpt)
+    (tmp_path / "c.json").write_text(json.dumps({"widths": [8, 16], "batch": 2, "crop": 32, "save_every": 1}))
+    args = ["train-refiner", "--checkpoint", str(ckpt), "--data", str(data), "--out", str(tmp_path / "run"),
+            "--config", str(tmp_path / "c.json"), "--threads", "1"]
+    assert main([*args, "--steps", "1"]) == 0
+    assert not (ckpt / "refiner").exists()
+    assert main([*args, "--steps", "2", "--install"]) == 0  # resumes at step 1
+    state = json.loads((tmp_path / "run" / "state" / "train.json").read_text())
+    assert '"step"' in json.dumps(state)
+    installed = Refiner.from_pretrained(ckpt / "refiner")
+    trained = Refiner.from_pretrained(tmp_path / "run" / "refiner")
+    assert installed.sha256 == trained.sha256 and installed.output_mpp == 0.25
+    assert CoSynPipeline.from_pretrained(ckpt).refiner is not None
+
+
+def test_cli_refuses_non_finite_refiner_options(checkpoint, data, tmp_path, capsys):
+    from cosyn.cli import main
+
+    (tmp_path / "c.json").write_text('{"lr": Infinity}')
+    code = main(["train-refiner", "--checkpoint", str(checkpoint), "--data", str(data), "--out",
+                 str(tmp_path / "run"), "--config", str(tmp_path / "c.json")])
+    assert code == 2 and "lr=inf must be a finite number" in capsys.readouterr().err

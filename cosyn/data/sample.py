@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cosyn.core.classes import ClassSet
+from cosyn.core.triple import Triple
 
 
 class DataError(ValueError):
@@ -79,3 +80,19 @@ def paint_classes(inst_map: np.ndarray, inst_classes: dict[int, int]) -> np.ndar
     for i, c in inst_classes.items():
         lut[int(i)] = c
     return lut[inst_map]
+
+
+def sample_from_triple(triple: Triple, name: str, source: str, classes: ClassSet, mpp: float) -> Sample:
+    """The one conversion between the two records: a generated triple as a folder-format Sample whose
+    label is its instances painted in their classes.
+
+    The class map is rebuilt from the instances (each nucleus one class, the one the pipeline gave
+    it) so image, instance and class map agree exactly; label pixels outside every instance (specks
+    the instance cutter dropped) and instances without a nucleus class become background.
+    """
+    inst = triple.inst_map
+    class_map = paint_classes(inst, triple.inst_classes)
+    inst = np.where(class_map > 0, inst, 0).astype(np.int32)
+    ids, centroids, inst_classes = instance_table(inst, class_map)
+    return Sample(name, triple.image, inst, class_map, ids, centroids, inst_classes, classes,
+                  triple.layout.tissue, mpp, source)

@@ -37,7 +37,7 @@ from cosyn.model.diffusion.gaussian import (
 from cosyn.model.instances import cut_instances
 from cosyn.model.settings import SamplingSettings
 from cosyn.model.text import DEFAULT_TEXT_ENCODER, TextEncoder
-from cosyn.refiner.stage import Refiner, RefinerError, save_refiner
+from cosyn.refiner.stage import Refiner, RefinerError, check_follows, save_refiner
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -118,12 +118,9 @@ def _load_refiner(folder: Path, config: PipelineConfig) -> Refiner | None:
         return None
     try:
         refiner = Refiner.from_pretrained(folder / REFINER_DIR)
+        check_follows(refiner, list(config.classes), config.mpp, folder / REFINER_DIR)
     except RefinerError as e:
         raise CheckpointError(str(e)) from None
-    if refiner.classes != list(config.classes) or abs(refiner.base_mpp - config.mpp) > 1e-9:
-        raise CheckpointError(
-            f"{folder / REFINER_DIR}: the refiner follows a base model of classes {refiner.classes} at "
-            f"{refiner.base_mpp} µm/px, not this one's {list(config.classes)} at {config.mpp} µm/px")
     return refiner
 
 

@@ -48,13 +48,14 @@ class Degradation:
     """Ranges of the random degradation of the low-resolution input (per tile)."""
 
     blur_sigma: float = 1.0  # base px; the base model's images are soft
+    blur_min: float = 0.0  # base px; > 0 never shows the refiner a sharp input, which it would only copy
     noise: float = 0.02  # of the [0, 1] range
     gain: float = 0.07  # per-channel multiplicative stain jitter
     offset: float = 0.03
 
     def apply(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         x = image.astype(np.float32) / 255.0
-        sigma = rng.uniform(0.0, self.blur_sigma)
+        sigma = rng.uniform(min(self.blur_min, self.blur_sigma), self.blur_sigma)
         if sigma > 0.2:
             x = cv2.GaussianBlur(x, (0, 0), sigma)
         x = x * rng.uniform(1 - self.gain, 1 + self.gain, 3) + rng.uniform(-self.offset, self.offset)

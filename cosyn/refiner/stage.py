@@ -108,6 +108,14 @@ class Refiner:
         return from_unit(image_up + RESIDUAL_SCALE * residual)[0]
 
 
+def check_follows(refiner: Refiner, classes: list[str], base_mpp: float, where: Path) -> None:
+    """A refiner works on one base model's triples: the same classes, at the same µm/px."""
+    if refiner.classes != list(classes) or abs(refiner.base_mpp - base_mpp) > 1e-9:
+        raise RefinerError(
+            f"{where}: the refiner follows a base model of classes {refiner.classes} at {refiner.base_mpp} µm/px, "
+            f"not this one's {list(classes)} at {base_mpp} µm/px")
+
+
 def save_refiner(refiner: Refiner, folder: str | Path) -> None:
     """config.json + model.safetensors as `folder`, replaced whole and atomically."""
     with atomic_dir(Path(folder)) as tmp:

@@ -48,6 +48,7 @@ class RefinerTrainConfig:
     w_fm: float = 5.0
     ema: float = 0.999
     blur: float = 1.0  # degradation of the input: Gaussian blur up to this sigma (base px)
+    blur_min: float = 0.0  # ... and at least this one
     noise: float = 0.02  # ... pixel noise up to this std (of the [0, 1] range)
     gain: float = 0.07  # ... per-channel stain gain within 1 ± gain
     val_fraction: float = 0.15  # the base model's split: evaluation tiles stay unseen
@@ -60,7 +61,8 @@ class RefinerTrainConfig:
 
     def __post_init__(self) -> None:
         self.widths = tuple(int(w) for w in self.widths)
-        for k in ("lr", "lr_d", "w_lowpass", "w_l1", "w_adv", "w_fm", "ema", "base_mpp", "blur", "noise", "gain"):
+        for k in ("lr", "lr_d", "w_lowpass", "w_l1", "w_adv", "w_fm", "ema", "base_mpp", "blur", "blur_min",
+                  "noise", "gain"):
             v = float(getattr(self, k))
             if not math.isfinite(v) or v < 0:
                 raise ValueError(f"{k}={v} must be a finite number >= 0")
@@ -148,7 +150,7 @@ def train_refiner(cfg: RefinerTrainConfig) -> Path:
         start = s["step"]
         print(f"resumed at step {start} of {steps}", flush=True)
     (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=1))
-    degradation = Degradation(blur_sigma=cfg.blur, noise=cfg.noise, gain=cfg.gain)
+    degradation = Degradation(blur_sigma=cfg.blur, blur_min=cfg.blur_min, noise=cfg.noise, gain=cfg.gain)
     deadline = None if cfg.time_limit is None else time.monotonic() + 60 * cfg.time_limit
     t0, step = time.monotonic(), start
 
