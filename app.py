@@ -1,15 +1,9 @@
-"""`python app.py`: CoSyn Studio on http://127.0.0.1:7860 (see --help; docs/studio.md for the API)."""
+"""`python app.py`: CoSyn Studio on http://127.0.0.1:7860 (see --help; docs/studio.md for the API).
+An installed package starts the same studio as `cosyn-studio`."""
 
 from __future__ import annotations
 
-from cosyn.studio.config import parse_args  # first: importing cosyn.studio switches telemetry off
-from cosyn.studio.ui import build_app, launch_options
-
-
-def main() -> None:
-    config = parse_args()
-    build_app(config).launch(**launch_options(config))
-
+from cosyn.studio.__main__ import main
 
 if __name__ == "__main__":
     main()

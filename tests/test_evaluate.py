@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -263,3 +264,28 @@ def test_markdown_renders_the_sections_a_report_holds_in_report_order():
     assert md.index("## 2. Image-label consistency") < md.index("## 5. Speed")
     assert "## Bars" not in md and "## 1." not in md and "grid.png" not in md
     assert "PQ generated / real = **n/a**" in md and md.endswith("Sections not run: fidelity.\n")
+
+
+def test_c2st_row_is_chance_for_copies_of_the_real_tiles_and_high_for_inverted_ones(tmp_path):
+    from cosyn.evaluation.c2st import C2STConfig
+    from cosyn.evaluation.evaluate.sections.realism import classifier_two_sample
+
+    tiles = [disc_sample(n=4, size=(32, 32), name=f"t{i}", source=f"s{i % 4}", seed=i) for i in range(16)]
+    real = RealData(tiles[0].classes, train=tiles[:8], split=tiles[8:], split_sources={"s0", "s1", "s2", "s3"})
+    cfg = C2STConfig(crop=16, steps=40, batch=8, seeds=(0, 1))
+
+    def c2st_of(transform):
+        gens = [Generated(dataclasses.replace(t, image=transform(t.image)), None, [], {}, t) for t in tiles[8:]]
+        return realism(gens, real, 0.5, seed=0, out=tmp_path, metrics=[classifier_two_sample], c2st_cfg=cfg)["c2st"]
+
+    copies = c2st_of(lambda im: im.copy())
+    # a generated crop equal to its real one scores the same: every pair ties, whatever the judge learned
+    assert copies["generated"]["auc_mean"] == 0.5 and len(copies["generated"]["auc_per_seed"]) == 2
+    assert {"generated", "blurred_real", "real_vs_real"} <= set(copies)
+    inverted = c2st_of(lambda im: 255 - im)
+    assert inverted["generated"]["auc_mean"] > 0.9
+    small = realism([Generated(t, None, [], {}, t) for t in tiles[8:]], real, 0.5, seed=0, out=tmp_path,
+                    metrics=[classifier_two_sample], c2st_cfg=C2STConfig(crop=64))["c2st"]
+    assert "smaller than the judge's 64² crops" in small["skipped"]
+    with pytest.raises(ValueError, match="lr must be a finite"):
+        C2STConfig(lr=float("nan"))

@@ -10,6 +10,7 @@ could key on the absence of JPEG blocking rather than on tissue.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -72,6 +73,12 @@ class C2STConfig:
     batch: int = 32
     lr: float = 5e-4
     seeds: tuple[int, ...] = (0, 1, 2)
+
+    def __post_init__(self) -> None:
+        if self.crop < 8 or self.steps < 1 or self.batch < 2 or not self.seeds:
+            raise ValueError(f"C2ST needs crop >= 8, steps >= 1, batch >= 2 and a seed (got {self})")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"C2ST lr must be a finite number > 0, not {self.lr}")
 
 
 def _tensor(images: Sequence[np.ndarray]) -> torch.Tensor:

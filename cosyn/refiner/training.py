@@ -14,6 +14,7 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -128,55 +129,74 @@ def diffusion_step(g: RefinerNet, opt_g, b: dict, cfg: RefinerTrainConfig, gen: 
     return {"v_mse": loss.item()}
 
 
+@dataclass
+class _Nets:
+    """What a refiner run trains and saves: generator, discriminator, EMA and both optimisers."""
+
+    g: RefinerNet
+    d: PatchDiscriminator
+    ema: RefinerNet
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+
+    @classmethod
+    def build(cls, cfg: RefinerTrainConfig, k: int) -> _Nets:
+        rcfg = RefinerConfig(num_classes=k, widths=cfg.widths, scale=cfg.scale, formulation=cfg.formulation)
+        torch.manual_seed(cfg.seed)
+        g, d = RefinerNet(rcfg), PatchDiscriminator(k)
+        ema = RefinerNet(rcfg).requires_grad_(False)
+        ema.load_state_dict(g.state_dict())
+        return cls(g, d, ema, torch.optim.Adam(g.parameters(), lr=cfg.lr, betas=(0.5, 0.99)),
+                   torch.optim.Adam(d.parameters(), lr=cfg.lr_d, betas=(0.5, 0.99)))
+
+    def parts(self) -> dict[str, Any]:
+        return {"g": self.g, "d": self.d, "ema": self.ema, "opt_g": self.opt_g, "opt_d": self.opt_d}
+
+    def resume(self, state_path: Path) -> int:
+        """Load the saved state; the step it was saved at."""
+        s = load_state(state_path)
+        for key, obj in self.parts().items():
+            obj.load_state_dict(s[key])
+        return int(s["step"])
+
+    def save(self, out: Path, step: int, steps: int, class_names: list[str], base_mpp: float) -> None:
+        with atomic_dir(out / "state") as tmp:
+            save_state({**{k: v.state_dict() for k, v in self.parts().items()}, "step": step, "steps": steps},
+                       tmp / "train")
+        save_refiner(Refiner(self.ema, class_names, base_mpp), out / "refiner")
+
+
 def train_refiner(cfg: RefinerTrainConfig) -> Path:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     tiles, k, class_names = load_tiles(cfg)
-    rcfg = RefinerConfig(num_classes=k, widths=cfg.widths, scale=cfg.scale, formulation=cfg.formulation)
-    torch.manual_seed(cfg.seed)
-    g, d = RefinerNet(rcfg), PatchDiscriminator(k)
-    ema = RefinerNet(rcfg).requires_grad_(False)
-    ema.load_state_dict(g.state_dict())
-    opt_g = torch.optim.Adam(g.parameters(), lr=cfg.lr, betas=(0.5, 0.99))
-    opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr_d, betas=(0.5, 0.99))
+    nets = _Nets.build(cfg, k)
     start, steps = 0, cfg.steps
-    state_path = out / "state" / "train"
     if (out / "state" / "train.json").is_file():
-        s = load_state(state_path)
-        for obj, key in ((g, "g"), (d, "d"), (ema, "ema"), (opt_g, "opt_g"), (opt_d, "opt_d")):
-            obj.load_state_dict(s[key])
-        start = s["step"]
+        start = nets.resume(out / "state" / "train")
         print(f"resumed at step {start} of {steps}", flush=True)
     (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=1))
     degradation = Degradation(blur_sigma=cfg.blur, blur_min=cfg.blur_min, noise=cfg.noise, gain=cfg.gain)
     deadline = None if cfg.time_limit is None else time.monotonic() + 60 * cfg.time_limit
     t0, step = time.monotonic(), start
-
-    def save() -> None:
-        with atomic_dir(out / "state") as tmp:
-            save_state({"g": g.state_dict(), "d": d.state_dict(), "ema": ema.state_dict(),
-                        "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "step": step, "steps": steps},
-                       tmp / "train")
-        save_refiner(Refiner(ema, class_names, cfg.base_mpp), out / "refiner")
-
     while step < steps:
         rng = np.random.default_rng([cfg.seed, step])
         items = [crop_pair(tiles[int(rng.integers(len(tiles)))], cfg.crop, cfg.scale, rng, degradation)
                  for _ in range(cfg.batch)]
         b = batch_tensors(items, k, cfg.scale)
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
-        lr_scale = 0.5 * (1 + math.cos(math.pi * step / steps))
-        for opt, lr in ((opt_g, cfg.lr), (opt_d, cfg.lr_d)):
+        lr_scale = max(0.5 * (1 + math.cos(math.pi * step / steps)), 0.1)
+        for opt, lr in ((nets.opt_g, cfg.lr), (nets.opt_d, cfg.lr_d)):
             for group in opt.param_groups:
-                group["lr"] = lr * max(lr_scale, 0.1)
+                group["lr"] = lr * lr_scale
         if cfg.formulation == "gan":
-            logs = gan_step(g, d, opt_g, opt_d, b, cfg, gen)
+            logs = gan_step(nets.g, nets.d, nets.opt_g, nets.opt_d, b, cfg, gen)
         else:
-            logs = diffusion_step(g, opt_g, b, cfg, gen)
+            logs = diffusion_step(nets.g, nets.opt_g, b, cfg, gen)
         with torch.no_grad():
-            for pe, pg in zip(ema.parameters(), g.parameters(), strict=True):
+            for pe, pg in zip(nets.ema.parameters(), nets.g.parameters(), strict=True):
                 pe.lerp_(pg, 1 - cfg.ema)
         step += 1
         if not all(math.isfinite(v) for v in logs.values()):
@@ -185,11 +205,11 @@ def train_refiner(cfg: RefinerTrainConfig) -> Path:
             rate = (time.monotonic() - t0) / (step - start)
             print(f"step {step}/{steps} " + " ".join(f"{a} {v:.4f}" for a, v in logs.items())
                   + f" {rate:.2f}s/step", flush=True)
-        if step % cfg.save_every == 0 or step == steps:
-            save()
         out_of_time = deadline is not None and time.monotonic() > deadline
-        if out_of_time or (cfg.stop_after is not None and step - start >= cfg.stop_after):
-            save()
+        stopping = out_of_time or (cfg.stop_after is not None and step - start >= cfg.stop_after)
+        if step % cfg.save_every == 0 or step == steps or stopping:
+            nets.save(out, step, steps, class_names, cfg.base_mpp)
+        if stopping:
             print(f"stopped at step {step} of {steps}; --resume by running the same config again", flush=True)
             break
     return out / "refiner"

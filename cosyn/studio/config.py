@@ -53,7 +53,7 @@ def _auth(value: str) -> tuple[str, str]:
 
 
 def parse_args(argv: Sequence[str] | None = None, cwd: Path | None = None) -> StudioConfig:
-    p = argparse.ArgumentParser(prog="app.py", description="CoSyn Studio: place nuclei, sample, export, fine-tune.")
+    p = argparse.ArgumentParser(description="CoSyn Studio: place nuclei, sample, export, fine-tune.")
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--share", action="store_true", help="open a public Gradio share link (off by default)")

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from cosyn.augment import AugmentError
+from cosyn.evaluation.c2st import C2STConfig
 from cosyn.evaluation.evaluate.config import DEFAULT_SECTIONS, SECTIONS, EvalConfig
 from cosyn.evaluation.evaluate.driver import evaluate
 from cosyn.evaluation.segmenter import SegTrainConfig
@@ -40,6 +41,7 @@ def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--synthetic", help="synthetic dataset folder from `cosyn augment` (downstream)")
     p.add_argument("--synthetic-share", type=float, help="fraction of each batch drawn from synthetic tiles "
                                                          "(default: in proportion to tile counts)")
+    p.add_argument("--c2st-steps", type=int, default=C2STConfig.steps, help="training steps of each realism judge")
     p.add_argument("--speed-runs", type=int, default=5)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
@@ -64,7 +66,8 @@ def _run(args: argparse.Namespace) -> int:
             samples_per_layout=args.samples_per_layout, seed=args.seed,
             sampling=SamplingSettings(args.steps, args.guidance, args.sampler), sections=sections,
             segmenter=args.segmenter, segmenter_train=train, seeds=args.seeds, synthetic=args.synthetic,
-            synthetic_share=args.synthetic_share, speed_runs=args.speed_runs, device=device,
+            synthetic_share=args.synthetic_share, c2st=C2STConfig(steps=args.c2st_steps), speed_runs=args.speed_runs,
+            device=device,
         )
         report = evaluate(cfg)
     except (ValueError, AugmentError, FileNotFoundError) as e:

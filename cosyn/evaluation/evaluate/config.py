@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 
+from cosyn.evaluation.c2st import C2STConfig
 from cosyn.evaluation.segmenter import SegTrainConfig
 from cosyn.model.settings import SamplingSettings
 from cosyn.training.config import TrainConfig
@@ -33,6 +34,7 @@ class EvalConfig:
     seeds: int = 3
     synthetic: str | None = None
     synthetic_share: float | None = None
+    c2st: C2STConfig = field(default_factory=C2STConfig)  # the realism section's judge
     speed_runs: int = 5
     grid_rows: int = 8
     device: str = "cpu"  # for the pipeline and segmenter training

@@ -56,7 +56,7 @@ def evaluate(cfg: EvalConfig, pipe: CoSynPipeline | None = None) -> dict[str, An
     if "consistency" in cfg.sections:
         report["consistency"] = consistency(real_segmenter(cfg, out, real, mpp), gens, real)
     if "realism" in cfg.sections:
-        report["realism"] = realism(gens, real, mpp, cfg.seed, out)
+        report["realism"] = realism(gens, real, mpp, cfg.seed, out, c2st_cfg=cfg.c2st)
         report["figures"]["morphology"] = "morphology.png"
     if "downstream" in cfg.sections:
         report["downstream"] = downstream(cfg, out, real, mpp)

