@@ -4,7 +4,7 @@
         --data ../shared/data/consep_patched --refiner gan=runs/ref_gan/refiner --out runs/realism
 
 The judge (a small CNN, cosyn/evaluation/c2st.py) learns real vs generated on tiles of the training
-split's source tiles (4 patches of each of 23 sources) and is scored on the validation split's 64
+split's source tiles (2 patches of each of 23 sources) and is scored on the validation split's 64
 tiles (4 other sources): split by source tile. The base model samples each tile's own layout once;
 the outputs are cached in OUT/base_*/ so that every variant is judged on the same base outputs.
 Everything a judge sees is JPEG q75, like the real patches. Per variant: C2ST AUC over 3 seeds,
@@ -39,7 +39,7 @@ from cosyn.model.pipeline import CoSynPipeline
 from cosyn.refiner.stage import Refiner
 from cosyn.refiner.tensors import from_unit, to_unit, upsampled_inputs
 
-TRAIN_PATCHES = (0, 5, 10, 15)  # of each training source's 16 patches: spread over the tile
+TRAIN_PATCHES = (0, 10)  # of each training source's 16 patches: apart on the tile
 
 
 def base_outputs(pipe: CoSynPipeline, tiles: Sequence[Sample], out: Path, steps: int, seed0: int) -> list[dict]:

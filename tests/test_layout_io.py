@@ -201,3 +201,35 @@ def test_a_mat_layout_reads_the_canvas_size_without_loading_the_instance_map(tmp
     layout = load_any(path, CONSEP)
     assert (layout.width, layout.height) == (1500, 2000) and layout.points == [Point(5.0, 6.0, "inflammatory")]
     assert asked and all(names is not None and "inst_map" not in names for names in asked)
+
+
+GOOD = {"width": 64, "height": 64, "classes": ["background", "epithelial"], "mpp": 0.25,
+        "points": [{"x": 10.5, "y": 20, "cls": "epithelial"}]}
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"points": [{"x": 10**400, "y": 1, "cls": "epithelial"}]}, "point 0 must be"),
+    ({"points": [{"x": "10", "y": 1, "cls": "epithelial"}]}, "point 0 must be"),
+    ({"points": [{"x": True, "y": 1, "cls": "epithelial"}]}, "point 0 must be"),
+    ({"points": [{"x": 1, "y": 1, "cls": ["epithelial"]}]}, "point 0 must be"),
+    ({"mpp": "0.5"}, "mpp must be a number"),
+    ({"mpp": 0}, "not a plausible microns-per-pixel"),
+    ({"tissue": {"organ": "colon"}}, "tissue must be text"),
+    ({"prompt": [1, 2]}, "prompt must be text"),
+    ({"width": 10**400}, "is outside the allowed"),
+])
+def test_malformed_layout_values_are_refused_by_name(tmp_path, change, message):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({**GOOD, **change}))
+    with pytest.raises(LayoutError, match=message) as e:
+        Layout.load(path)
+    assert str(path) in str(e.value) and len(str(e.value)) < 400
+    assert Layout.from_dict(GOOD).points == [Point(10.5, 20.0, "epithelial")]
+
+
+def test_deeply_nested_json_is_refused_not_a_crash(tmp_path):
+    path = tmp_path / "deep.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    for load in (Layout.load, load_any):
+        with pytest.raises(LayoutError, match="nested too deeply"):
+            load(path)

@@ -129,7 +129,22 @@ def test_checkpoint_errors(pipe, tmp_path):
     cfg["classes"] = cfg["classes"][:-1]
     cfg["denoiser"]["num_classes"] -= 1
     (tmp_path / "ck2" / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(CheckpointError, match="different class count"):
+    with pytest.raises(CheckpointError, match=r"do not have the shapes config.json gives them \(label_in.weight"):
+        CoSynPipeline.from_pretrained(tmp_path / "ck2")
+    cfg = json.loads((tmp_path / "ck" / "config.json").read_text())
+    cfg["denoiser"]["block_out_channels"] = [w // 2 for w in cfg["denoiser"]["block_out_channels"]]
+    (tmp_path / "ck2" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="tensors do not have the shapes") as e:
+        CoSynPipeline.from_pretrained(tmp_path / "ck2")
+    assert "class count" not in str(e.value)  # narrower widths are not a class-count mismatch
+    for bad, message in (({"mpp": "0.5"}, "mpp must be a number"), ({"mpp": 0}, "mpp must be a number"),
+                         ({"train_crop": None}, "train_crop must be an integer"),
+                         ({"classes": "abc"}, "classes must be a list")):
+        (tmp_path / "ck2" / "config.json").write_text(json.dumps({**cfg, **bad}))
+        with pytest.raises(CheckpointError, match=message):
+            CoSynPipeline.from_pretrained(tmp_path / "ck2")
+    (tmp_path / "ck2" / "config.json").write_text("[1, 2]")
+    with pytest.raises(CheckpointError, match="expected a JSON object"):
         CoSynPipeline.from_pretrained(tmp_path / "ck2")
     (tmp_path / "ck2" / "config.json").write_text("{broken")
     with pytest.raises(CheckpointError, match="not valid JSON"):

@@ -48,7 +48,7 @@ class Layout:
             if not isinstance(v, (int, np.integer)) or isinstance(v, bool):
                 raise LayoutError(f"{where}: {name} must be an integer, got {v!r}")
             if not 8 <= v <= max_canvas:
-                raise LayoutError(f"{where}: {name}={v} is outside the allowed 8..{max_canvas} px")
+                raise LayoutError(f"{where}: {name}={v!s:.40} is outside the allowed 8..{max_canvas} px")
         try:
             class_set = ClassSet(tuple(self.classes))
         except ValueError as e:
@@ -141,19 +141,22 @@ class Layout:
         pts = []
         for i, p in enumerate(pts_raw):
             try:
-                pts.append(Point(float(p["x"]), float(p["y"]), str(p["cls"])))
-            except (KeyError, TypeError, ValueError):
+                pts.append(Point(_number(p["x"]), _number(p["y"]), _text(p["cls"])))
+            except (KeyError, TypeError, ValueError, OverflowError):
                 raise LayoutError(
-                    f"{where}: point {i} must be {{'x': num, 'y': num, 'cls': name}}, got {p!r}"
+                    f"{where}: point {i} must be {{'x': number, 'y': number, 'cls': name}}, got {p!r:.200}"
                 ) from None
         classes = d["classes"]
         if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
             raise LayoutError(f"{where}: 'classes' must be a list of names")
         mpp = d.get("mpp")
         try:
-            mpp = None if mpp is None else float(mpp)
-        except (TypeError, ValueError):
-            raise LayoutError(f"{where}: mpp must be a number, got {mpp!r}") from None
+            mpp = None if mpp is None else _number(mpp)
+        except (TypeError, OverflowError):
+            raise LayoutError(f"{where}: mpp must be a number, got {mpp!r:.80}") from None
+        for key in ("tissue", "prompt"):
+            if d.get(key) is not None and not isinstance(d[key], str):
+                raise LayoutError(f"{where}: {key} must be text, got {type(d[key]).__name__}")
         try:
             return cls(
                 width=d["width"],
@@ -176,7 +179,22 @@ class Layout:
             raise LayoutError(f"{path}: no such layout file") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise LayoutError(f"{path}: not valid JSON ({e})") from None
+        except RecursionError:
+            raise LayoutError(f"{path}: JSON nested too deeply") from None
         return cls.from_dict(d, where=str(path))
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(self.to_json())
+
+
+def _number(v: Any) -> float:
+    """A JSON number as a float; text, booleans and integers beyond float range are refused."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise TypeError(f"not a number: {v!r:.40}")
+    return float(v)  # OverflowError for an integer like 1e400 written out
+
+
+def _text(v: Any) -> str:
+    if not isinstance(v, str):
+        raise TypeError(f"not text: {v!r:.40}")
+    return v

@@ -292,6 +292,8 @@ def _read_json(path: Path) -> Any:
         raise LayoutError(f"{path}: no such file") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise LayoutError(f"{path}: not valid JSON ({e})") from None
+    except RecursionError:
+        raise LayoutError(f"{path}: JSON nested too deeply") from None
 
 
 def _class_set(classes: Classes) -> ClassSet:

@@ -67,6 +67,14 @@ class PipelineConfig:
 
     def __post_init__(self) -> None:
         self.schedule = dict(self.schedule or DEFAULT_SCHEDULE)
+        if isinstance(self.mpp, bool) or not isinstance(self.mpp, (int, float)) or not 0.01 <= self.mpp <= 10:
+            raise ValueError(f"mpp must be a number of microns per pixel in 0.01..10, got {self.mpp!r:.40}")
+        for key in ("train_crop", "max_canvas"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 8:
+                raise ValueError(f"{key} must be an integer >= 8, got {value!r:.40}")
+        if not isinstance(self.classes, list) or not all(isinstance(c, str) for c in self.classes):
+            raise ValueError(f"classes must be a list of names, got {self.classes!r:.80}")
         ClassSet(tuple(self.classes))
         if len(self.classes) != self.denoiser.num_classes:
             raise ValueError(
@@ -89,6 +97,8 @@ class PipelineConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PipelineConfig:
+        if not isinstance(d, dict):
+            raise ValueError(f"expected a JSON object, got {type(d).__name__}")
         d = dict(d)
         version = d.pop("format_version", None)
         d.pop("cosyn_version", None)
@@ -108,6 +118,8 @@ def read_pipeline_config(folder: str | Path) -> PipelineConfig:
         return PipelineConfig.from_dict(json.loads(path.read_text()))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{path}: not valid JSON ({e})") from None
+    except RecursionError:
+        raise CheckpointError(f"{path}: JSON nested too deeply") from None
     except (OSError, KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{path}: invalid config ({e})") from None
 
@@ -174,12 +186,11 @@ class CoSynPipeline:
             raise CheckpointError(f"{w_path}: unreadable safetensors file ({e})") from None
         model = JointDenoiser(config.denoiser)
         expected = model.state_dict()
-        for key in ("label_in.weight", "head.3.weight"):
-            if key in state and state[key].shape != expected[key].shape:
-                raise CheckpointError(
-                    f"{w_path}: weights are for a different class count ({key} {tuple(state[key].shape)} vs "
-                    f"{tuple(expected[key].shape)} for {len(config.classes)} classes in {cfg_path.name})"
-                )
+        differ = [k for k in expected if k in state and state[k].shape != expected[k].shape]
+        if differ:  # other widths, depths or class count than config.json describes: name the first tensors
+            shown = ", ".join(f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}" for k in differ[:2])
+            raise CheckpointError(f"{w_path}: {len(differ)} tensors do not have the shapes {cfg_path.name} "
+                                  f"gives them ({shown}; {len(config.classes)} classes in the config)")
         missing, unexpected = set(expected) - set(state), set(state) - set(expected)
         if missing or unexpected:
             raise CheckpointError(
