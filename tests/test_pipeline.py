@@ -122,6 +122,9 @@ def test_checkpoint_errors(pipe, tmp_path):
         CoSynPipeline.from_pretrained(tmp_path / "nothing")
     pipe.save_pretrained(tmp_path / "ck")
     (tmp_path / "ck" / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(CheckpointError, match="damaged or was replaced"):
+        CoSynPipeline.from_pretrained(tmp_path / "ck")
+    (tmp_path / "ck" / "checksums.json").unlink()  # as in a folder saved before checksums were kept
     with pytest.raises(CheckpointError, match="unreadable safetensors"):
         CoSynPipeline.from_pretrained(tmp_path / "ck")
     pipe.save_pretrained(tmp_path / "ck2")
@@ -170,3 +173,19 @@ def test_non_square_layout_scales_x_and_y_separately(pipe):
     xy = canvas.xy()
     assert np.allclose(xy[:, 1], [47.25, 49.25])  # distinct rows, not both clamped to the bottom edge
     assert np.allclose(xy[:, 0], [144.75, 4.75])
+
+
+def test_flipped_bytes_in_saved_weights_are_refused_at_load(pipe, tmp_path):
+    pipe.save_pretrained(tmp_path / "ck")
+    weights = tmp_path / "ck" / "model.safetensors"
+    assert CoSynPipeline.from_pretrained(tmp_path / "ck").sha256 == pipe_sha(weights)
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # inside a tensor: the file still parses, the weights are wrong
+    weights.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="model.safetensors: sha256 .* differs .* damaged or was replaced"):
+        CoSynPipeline.from_pretrained(tmp_path / "ck")
+
+
+def pipe_sha(path):
+    import hashlib
+    return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -10,6 +10,7 @@ import pytest
 import torch
 from conftest import disc_sample
 
+from cosyn.core.classes import CONSEP
 from cosyn.core.resize import area_resize
 from cosyn.model.pipeline import CheckpointError, CoSynPipeline
 from cosyn.refiner.data import Degradation, crop_pair, refiner_tile
@@ -183,3 +184,13 @@ def test_cli_refuses_non_finite_refiner_options(checkpoint, data, tmp_path, caps
     code = main(["train-refiner", "--checkpoint", str(checkpoint), "--data", str(data), "--out",
                  str(tmp_path / "run"), "--config", str(tmp_path / "c.json")])
     assert code == 2 and "lr=inf must be a finite number" in capsys.readouterr().err
+
+
+def test_a_damaged_refiner_file_is_refused(tmp_path):
+    save_refiner(Refiner(RefinerNet(RefinerConfig(widths=(8, 16))), list(CONSEP.names), 0.5), tmp_path / "r")
+    weights = tmp_path / "r" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-5] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(RefinerError, match="differs .* damaged or was replaced"):
+        Refiner.from_pretrained(tmp_path / "r")

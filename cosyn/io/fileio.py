@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -112,3 +113,35 @@ def file_sha256(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+CHECKSUMS_NAME = "checksums.json"
+
+
+class ChecksumError(ValueError):
+    """A file whose sha256 differs from the one recorded beside it when it was written."""
+
+
+def record_checksum(path: Path) -> str:
+    """Record `path`'s sha256 in its folder's checksums.json (for `verified_sha256` at load); the hash."""
+    digest = file_sha256(path)
+    book = path.parent / CHECKSUMS_NAME
+    sums = json.loads(book.read_text()) if book.is_file() else {}
+    book.write_text(json.dumps({**sums, path.name: digest}, indent=1, sort_keys=True))
+    return digest
+
+
+def verified_sha256(path: Path) -> str:
+    """`path`'s sha256, checked against its folder's checksums.json where one records it (a folder
+    written before checksums were kept has none, and loads unchecked)."""
+    digest = file_sha256(path)
+    book = path.parent / CHECKSUMS_NAME
+    if book.is_file():
+        try:
+            expected = json.loads(book.read_text()).get(path.name)
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as e:
+            raise ChecksumError(f"{book}: unreadable ({e})") from None
+        if expected is not None and expected != digest:
+            raise ChecksumError(f"{path}: sha256 {digest[:12]}… differs from the {expected[:12]}… recorded in "
+                                f"{CHECKSUMS_NAME} when it was saved: the file is damaged or was replaced")
+    return digest

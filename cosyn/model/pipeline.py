@@ -23,7 +23,7 @@ from cosyn.core.classes import ClassSet
 from cosyn.core.layout import Layout, LayoutError
 from cosyn.core.triple import Triple, at_mpp
 from cosyn.data.targets import point_map, structure_prompt
-from cosyn.io.fileio import atomic_dir, file_sha256
+from cosyn.io.fileio import ChecksumError, atomic_dir, record_checksum, verified_sha256
 from cosyn.model.denoiser import DenoiserConfig, JointDenoiser
 from cosyn.model.diffusion.categorical import MultinomialDiffusion, index_to_log_onehot, log_onehot_to_index
 from cosyn.model.diffusion.gaussian import (
@@ -181,6 +181,10 @@ class CoSynPipeline:
         if not w_path.is_file():
             raise CheckpointError(f"{w_path}: missing; a checkpoint folder holds {CONFIG_NAME} and {WEIGHTS_NAME}")
         try:
+            sha256 = verified_sha256(w_path)
+        except ChecksumError as e:
+            raise CheckpointError(str(e)) from None
+        try:
             state = load_file(w_path, device="cpu")  # safetensors: no unpickling, ever
         except (SafetensorError, OSError, ValueError) as e:
             raise CheckpointError(f"{w_path}: unreadable safetensors file ({e})") from None
@@ -198,7 +202,7 @@ class CoSynPipeline:
                 f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})"
             )
         model.load_state_dict({k: v.float() for k, v in state.items()})
-        return cls(model.to(device), config, text_encoder, sha256=file_sha256(w_path),
+        return cls(model.to(device), config, text_encoder, sha256=sha256,
                    refiner=_load_refiner(folder, config))
 
     def save_pretrained(self, folder: str | Path, dtype: torch.dtype = torch.float32,
@@ -211,6 +215,7 @@ class CoSynPipeline:
             state = {k: v.detach().to("cpu", dtype).contiguous() for k, v in self.model.state_dict().items()}
             save_file(state, tmp / WEIGHTS_NAME, metadata={"format": "pt"})
             (tmp / WEIGHTS_NAME).chmod(0o644)
+            record_checksum(tmp / WEIGHTS_NAME)
             if self.refiner is not None:
                 save_refiner(self.refiner, tmp / REFINER_DIR)
             if extras is not None:

@@ -13,7 +13,7 @@ from safetensors.torch import load_file, save_file
 
 from cosyn.core.triple import Triple
 from cosyn.data.targets import point_map
-from cosyn.io.fileio import atomic_dir, file_sha256
+from cosyn.io.fileio import ChecksumError, atomic_dir, record_checksum, verified_sha256
 from cosyn.model.instances import cut_instances
 from cosyn.refiner.network import RefinerConfig, RefinerNet, conditioning
 from cosyn.refiner.tensors import from_unit, to_unit, upsampled_inputs
@@ -58,13 +58,16 @@ class Refiner:
             raise RefinerError(f"{cfg_path}: invalid refiner config ({e})") from None
         net = RefinerNet(cfg)
         try:
+            sha256 = verified_sha256(w_path)
             state = load_file(w_path)  # safetensors: nothing unpickles
             net.load_state_dict({k: v.float() for k, v in state.items()})
         except FileNotFoundError:
             raise RefinerError(f"{w_path}: missing; a refiner folder holds {CONFIG_NAME} and {WEIGHTS_NAME}") from None
+        except ChecksumError as e:
+            raise RefinerError(str(e)) from None
         except (SafetensorError, OSError, RuntimeError, ValueError) as e:
             raise RefinerError(f"{w_path}: weights do not load into {cfg_path.name}'s refiner ({e})") from None
-        return cls(net, classes, base_mpp, sha256=file_sha256(w_path))
+        return cls(net, classes, base_mpp, sha256=sha256)
 
     def refine_triple(self, base: Triple, seed: int = 0) -> Triple:
         """A base triple at the base model's µm/px → the triple at the refiner's: the refined image, the
@@ -124,3 +127,4 @@ def save_refiner(refiner: Refiner, folder: str | Path) -> None:
         state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in refiner.net.state_dict().items()}
         save_file(state, tmp / WEIGHTS_NAME, metadata={"format": "pt"})
         (tmp / WEIGHTS_NAME).chmod(0o644)
+        record_checksum(tmp / WEIGHTS_NAME)
