@@ -108,6 +108,7 @@ def _sample(args: argparse.Namespace) -> int:
     from cosyn.core.layout import Layout
     from cosyn.core.triple import at_mpp
     from cosyn.io.export import check_formats, write_bundle
+    from cosyn.io.fileio import check_writable
     from cosyn.model.pipeline import CoSynPipeline
     from cosyn.model.settings import SamplingSettings
 
@@ -120,6 +121,7 @@ def _sample(args: argparse.Namespace) -> int:
     taken = [f for f in folders if f.exists()]
     if taken and not args.overwrite:
         raise FileExistsError(f"{taken[0]} exists; pass --overwrite to replace it, or choose another --out")
+    check_writable(out)
     layout = Layout.load(args.layout)
     pipe = CoSynPipeline.from_pretrained(args.checkpoint)
     with tqdm(total=settings.steps, desc="sampling", unit="step") as bar:

@@ -95,6 +95,16 @@ def test_sample_missing_checkpoint_is_a_clear_error(tmp_path):
     assert "nope/config.json: missing" in out.stderr
 
 
+def test_sample_refuses_an_unwritable_out_before_loading_anything(tmp_path):
+    (tmp_path / "a_file").write_text("")
+    layout = ROOT / "assets" / "layouts" / "colon_mixed_stroma.json"
+    # the checkpoint does not exist either: the destination is checked first, before minutes of sampling
+    out = _run("sample", "--checkpoint", str(tmp_path / "nope"), "--layout", str(layout),
+               "--out", str(tmp_path / "a_file" / "o"))
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "a_file/o: cannot write there" in out.stderr
+
+
 @pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"real CoNSeP patches not found at {SHARED_DATA}")
 def test_prepare_real_consep(tmp_path):
     out = _run("prepare", "--format", "auto", str(SHARED_DATA), "--out", str(tmp_path / "prep"))

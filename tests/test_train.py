@@ -430,3 +430,18 @@ def test_train_hands_the_stop_signals_back(tmp_path):
     with pytest.raises(TrainingError):
         train(_cfg(data, tmp_path / "run2", steps=1, text_cache=str(tmp_path / "missing.safetensors")))
     assert {sig: signal.getsignal(sig) for sig in before} == before
+
+
+def test_a_status_left_running_by_a_killed_process_reads_as_crashed(tmp_path):
+    from cosyn.training.status import StatusFile, read_status
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # reaped: its pid names no process now
+    path = tmp_path / "status.json"
+    StatusFile(path).update(state="running", step=7, pid=gone.pid)
+    status = read_status(path)
+    assert status["state"] == "crashed" and status["step"] == 7 and str(gone.pid) in status["last_error"]
+    StatusFile(path).update(state="running", step=8, pid=os.getpid())
+    assert read_status(path)["state"] == "running"
+    StatusFile(path).update(state="finished", pid=gone.pid)
+    assert read_status(path)["state"] == "finished"  # an ended run needs no living process

@@ -145,3 +145,14 @@ def verified_sha256(path: Path) -> str:
             raise ChecksumError(f"{path}: sha256 {digest[:12]}… differs from the {expected[:12]}… recorded in "
                                 f"{CHECKSUMS_NAME} when it was saved: the file is damaged or was replaced")
     return digest
+
+
+def check_writable(folder: Path) -> None:
+    """Create `folder` if needed and prove a file can be written in it, so that a long job learns of a
+    read-only or full destination before it starts rather than after."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check.", suffix=".tmp"):
+            pass
+    except OSError as e:
+        raise OSError(f"{folder}: cannot write there ({e.strerror or e})") from None
