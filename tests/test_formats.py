@@ -474,6 +474,19 @@ def test_prepare_is_atomic_when_a_tile_is_corrupt(tmp_path, make_disc_sample):
     assert sorted(os.listdir(tmp_path)) == ["src"]
 
 
+def test_prepare_names_every_bad_tile_in_one_run(tmp_path, make_disc_sample):
+    write_dataset(three_tiles(make_disc_sample), tmp_path / "src", "folder")
+    folder_corrupt_image(tmp_path / "src")
+    folder_float_instances(tmp_path / "src")  # the same tile's other file: still one bad tile
+    (tmp_path / "src/images/tileB_000.png").write_bytes(b"not an image")
+
+    with pytest.raises(DataError, match="2 of 3 tiles cannot be used; nothing was written") as e:
+        prepare(tmp_path / "src", tmp_path / "out", progress=False)
+
+    assert "tileA_001" in str(e.value) and "tileB_000.png" in str(e.value)
+    assert sorted(os.listdir(tmp_path)) == ["src"]
+
+
 def test_prepare_keeps_old_output_when_overwrite_fails(tmp_path, make_disc_sample):
     write_dataset(three_tiles(make_disc_sample), tmp_path / "src", "folder")
     folder_corrupt_image(tmp_path / "src")
@@ -492,7 +505,7 @@ def test_prepare_refuses_non_empty_output_unless_overwrite(tmp_path, make_disc_s
     (tmp_path / "out").mkdir()
     (tmp_path / "out/keep.txt").write_text("old")
 
-    with pytest.raises(FileExistsError, match="not empty"):
+    with pytest.raises(FileExistsError, match="not empty; pass --overwrite"):
         prepare(tmp_path / "src", tmp_path / "out", progress=False)
     prepare(tmp_path / "src", tmp_path / "out", progress=False, overwrite=True)
 

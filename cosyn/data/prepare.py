@@ -8,15 +8,18 @@ whatever tiles made it to disk.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from tqdm import tqdm
 
+from cosyn.data.dataset import resample_sample
 from cosyn.data.formats import PathLike, detect_format, read_dataset, write_folder
 from cosyn.data.report import Report, Validator
-from cosyn.data.sample import Sample
+from cosyn.data.sample import DataError, Sample
 from cosyn.io.fileio import atomic_dir
+
+MAX_LISTED = 20  # bad tiles named in the error; the rest are counted
 
 
 def prepare(
@@ -37,30 +40,40 @@ def prepare(
     if fmt == "auto":
         fmt = detect_format(src)
     reader = read_dataset(src, fmt, split)
-    samples: Iterable[Sample] = reader
-    if mpp is not None:
-        from cosyn.data.dataset import resample_sample
-
-        samples = (resample_sample(s, mpp) for s in reader)
     _check_target(out, overwrite)
     with atomic_dir(out) as tmp:
         validator = Validator()
-        stream = tqdm(samples, desc=f"prepare {fmt}", unit="tile", total=len(reader), disable=not progress)
-        write_folder(_validated(stream, validator), tmp)
+        bar = tqdm(total=len(reader), desc=f"prepare {fmt}", unit="tile", disable=not progress)
+        with bar:
+            write_folder(_validated(reader, mpp, validator, bar), tmp)
         report = validator.report(dataset=str(src), fmt=fmt)
         (tmp / "report.json").write_text(report.to_json())
         (tmp / "report.md").write_text(report.to_markdown())
     return report
 
 
-def _validated(samples: Iterable[Sample], validator: Validator) -> Iterator[Sample]:
-    for s in samples:
-        validator.add(s)
-        yield s
+def _validated(reader: Sequence[Sample], mpp: float | None, validator: Validator, bar: tqdm) -> Iterator[Sample]:
+    """Every readable sample (resampled to `mpp` if given), validated; the bad ones are collected and
+    reported together at the end, so one run names every file to fix rather than the first."""
+    bad = []
+    for i in range(len(reader)):
+        try:
+            s = reader[i] if mpp is None else resample_sample(reader[i], mpp)
+            validator.add(s)
+        except DataError as e:
+            bad.append(str(e))
+        else:
+            yield s
+        bar.update()
+    if bad:
+        shown = "\n  ".join(bad[:MAX_LISTED])
+        more = f"\n  ... and {len(bad) - MAX_LISTED} more" if len(bad) > MAX_LISTED else ""
+        raise DataError(f"{len(bad)} of {len(reader)} tiles cannot be used; nothing was written:\n  {shown}{more}")
 
 
 def _check_target(out: Path, overwrite: bool) -> None:
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"{out}: exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(f"{out}: folder is not empty; pass overwrite=True to replace it")
+        raise FileExistsError(f"{out}: folder is not empty; pass --overwrite (overwrite=True from Python) to "
+                              "replace it")

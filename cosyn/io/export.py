@@ -68,7 +68,7 @@ def write_bundle(
     _check_triple(triple)
     out_dir = Path(out_dir)
     if out_dir.exists() and not overwrite:
-        raise FileExistsError(f"{out_dir} exists; pass overwrite=True to replace it")
+        raise FileExistsError(f"{out_dir} exists; pass --overwrite (overwrite=True from Python) to replace it")
     with atomic_dir(out_dir) as tmp:
         names = _write_files(triple, tmp, formats)
     return [out_dir / n for n in names]
