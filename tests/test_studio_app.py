@@ -57,6 +57,8 @@ def studio(tmp_path_factory):
         pipe.config.mpp = 1.0  # a 256 px canvas at 0.25 µm/px samples at 64 px: a second or two per run
         pipe.save_pretrained(checkpoints / "default")
         tiny_pipeline_with_refiner(mpp=1.0).save_pretrained(checkpoints / "refined")  # 1 → 0.5 µm/px
+        (checkpoints / "default" / "MODEL_CARD.md").write_text("# Tiny model\n\n![the grid](grid.png)\n")
+        Image.fromarray(np.full((40, 120, 3), (200, 80, 160), np.uint8)).save(checkpoints / "default" / "grid.png")
     data = _dataset(tmp / "data" / "tiles")
     cfg = StudioConfig(port=_free_port(), checkpoints=checkpoints, data_roots=(tmp / "data",),
                        runs=tmp / "runs", outputs=tmp / "outputs")
@@ -340,4 +342,19 @@ def test_browser_training_job_exports_a_model_that_appears(studio, browser, tmp_
     page.get_by_role("tab", name="Synthesize").click()
     page.locator("#cosyn-model input").click()
     assert "ui-run" in [o.strip(" ✓\n") for o in page.get_by_role("option").all_inner_texts()]
+    page.close()
+
+
+def test_browser_model_card_shows_its_grid_below_the_results(studio, browser):
+    page = _open(browser, studio.url)
+
+    def top(selector: str) -> float:  # in page coordinates: opening the card scrolls the window
+        return page.locator(selector).evaluate("e => e.getBoundingClientRect().top + window.scrollY")
+
+    generate_top = top("#cosyn-generate")
+    page.locator("#cosyn-card").get_by_text("Model card").click()
+    page.wait_for_function("() => [...document.querySelectorAll('#cosyn-card img')].some("
+                           "i => i.complete && i.naturalWidth === 120)", timeout=30_000)
+    assert top("#cosyn-generate") == generate_top  # the open card does not push Generate down
+    assert top("#cosyn-card") > top("#cosyn-out-image")
     page.close()

@@ -79,3 +79,16 @@ def test_the_cache_keeps_the_most_recently_used_within_its_capacity(root):
     assert cache.get("default") is a
     cache.get("zeta")  # fills the one slot: the default is dropped
     assert cache.get("default") is not a
+
+
+def test_the_card_inlines_its_own_images_and_nothing_outside_its_folder(tmp_path):
+    from cosyn.studio.models import inline_images
+
+    folder = tmp_path / "ck"
+    folder.mkdir()
+    (folder / "grid.jpg").write_bytes(b"\xff\xd8jpeg bytes")
+    (tmp_path / "secret.png").write_bytes(b"\x89PNGsecret")
+    md = inline_images("![grid](grid.jpg) ![s](../secret.png) ![none](missing.png) ![w](https://x.org/a.png)",
+                       folder)
+    assert "![grid](data:image/jpeg;base64,/9hqcGVnIGJ5dGVz)" in md
+    assert "![s](../secret.png)" in md and "![none](missing.png)" in md and "![w](https://x.org/a.png)" in md

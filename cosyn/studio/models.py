@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -32,7 +34,9 @@ class ModelInfo:
     @property
     def card(self) -> str:
         card = self.path / CARD_NAME
-        return card.read_text() if card.is_file() else f"*`{self.name}` has no {CARD_NAME}.*"
+        if not card.is_file():
+            return f"*`{self.name}` has no {CARD_NAME}.*"
+        return inline_images(card.read_text(), self.path)
 
     def config(self) -> PipelineConfig:
         """The checkpoint's config without loading its weights (for palettes and limits)."""
@@ -123,3 +127,25 @@ class PipelineCache:
             while len(self._pipes) > self.capacity:
                 self._pipes.popitem(last=False)
         return pipe
+
+
+IMAGE_LINK = re.compile(r"!\[([^\]]*)\]\(([^)\s]+)\)")
+INLINE_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png"}
+MAX_INLINE_BYTES = 2 << 20
+
+
+def inline_images(markdown: str, folder: Path) -> str:
+    """The card's relative image links (`![grid](evaluation_grid.jpg)`) as data URIs: the studio
+    serves no checkpoint files, so a relative link would 404. Links that leave the folder, other
+    types and large files stay as they are."""
+    root = folder.resolve()
+
+    def inline(m: re.Match) -> str:
+        target = (root / m.group(2)).resolve()
+        kind = INLINE_TYPES.get(target.suffix.lower())
+        if (kind is None or not target.is_relative_to(root) or not target.is_file()
+                or target.stat().st_size > MAX_INLINE_BYTES):
+            return m.group(0)
+        return f"![{m.group(1)}](data:{kind};base64,{base64.b64encode(target.read_bytes()).decode()})"
+
+    return IMAGE_LINK.sub(inline, markdown)

@@ -142,6 +142,9 @@ def build(ctx: StudioContext) -> SynthesizeUI:
         c["export_all"] = gr.Button("Export all", elem_id="cosyn-export-all")
         c["export_file"] = gr.File(label="Export (zip of bundles: PNG/NPY/TIF, HoVer-Net .mat, QuPath GeoJSON, "
                                    "COCO)", interactive=False, elem_id="cosyn-export-file")
+    # full width below the results: a card opened in the settings column pushed Generate off screen
+    with gr.Accordion("Model card", open=False, elem_id="cosyn-card"):
+        c["card"] = gr.Markdown(ctx.models.info(first).card if first else "")
     return SynthesizeUI(**c)
 
 
@@ -180,8 +183,6 @@ def _settings(ctx: StudioContext, c: dict, names: list[str], first: str | None, 
     with gr.Row():
         c["model_dd"] = gr.Dropdown(names, value=first, label="Model", scale=4, elem_id="cosyn-model")
         c["refresh_btn"] = gr.Button("↻", size="sm", scale=0, min_width=40)
-    with gr.Accordion("Model card", open=False):
-        c["card"] = gr.Markdown(ctx.models.info(first).card if first else "")
     c["tissue"] = gr.Dropdown(mv.tissues, value=start.tissue, label="Tissue")
     c["size"] = gr.Slider(64, mv.side_limit, value=START_SIDE, step=32, label="Canvas size (px)",
                           elem_id="cosyn-size")
