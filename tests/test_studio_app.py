@@ -78,6 +78,26 @@ def test_the_studio_is_private_by_default(tmp_path, monkeypatch):
     assert opts["max_file_size"] == 200 * 2**20 and opts["allowed_paths"] == [str(cfg.outputs.resolve())]
 
 
+def test_login_locks_out_guessing_and_doubles_the_wait(tmp_path):
+    from cosyn.studio.login import LoginGuard
+
+    now = [0.0]
+    guard = LoginGuard("ann", "s3cret", free_failures=3, base_lock_s=30, max_lock_s=100, clock=lambda: now[0])
+    assert guard("ann", "s3cret") and not guard("ann", "wrong") and not guard("bob", "s3cret")
+    assert guard.locked_for() == 0
+    assert not guard("ann", "wrong")  # third failure in a row: locked for 30 s
+    assert guard.locked_for() == 30 and not guard("ann", "s3cret")  # even the right password waits
+    now[0] = 31.0
+    assert not guard("ann", "nope") and guard.locked_for() == 60  # one more failure: twice as long
+    now[0] = 92.0
+    assert not guard("x", "y") and guard.locked_for() == 100  # capped
+    now[0] = 193.0
+    assert guard("ann", "s3cret") and guard.locked_for() == 0
+    assert not guard("ann", "wrong") and guard.locked_for() == 0  # a success reset the count
+    opts = launch_options(StudioConfig(auth=("ann", "s3cret"), outputs=tmp_path / "o"))
+    assert isinstance(opts["auth"], LoginGuard) and opts["auth"]("ann", "s3cret")
+
+
 def test_telemetry_is_off_before_gradio_reads_it():
     """A fresh interpreter, none of the variables set, starting as app.py does: gradio and the hub
     must see telemetry off (the hub reads its variables once, when gradio imports it)."""

@@ -9,6 +9,7 @@ import gradio as gr
 from cosyn.studio import api, canvas_events, generate_events, synthesize_tab, train_events, train_tab
 from cosyn.studio.config import StudioConfig
 from cosyn.studio.context import StudioContext
+from cosyn.studio.login import LoginGuard
 
 CSS = """
 .cosyn-legend {display: flex; flex-wrap: wrap; gap: 0.4em 1.2em; font-size: 0.95em;}
@@ -51,7 +52,7 @@ def launch_options(config: StudioConfig) -> dict[str, Any]:
         "server_name": config.host,
         "server_port": config.port,
         "share": config.share,
-        "auth": config.auth,
+        "auth": None if config.auth is None else LoginGuard(*config.auth),
         "max_file_size": config.max_upload_bytes,
         "allowed_paths": [str(config.outputs.resolve())],  # generated bundles, nothing else on disk
         "css": CSS,
