@@ -109,7 +109,7 @@ def _sample(args: argparse.Namespace) -> int:
     from cosyn.core.triple import at_mpp
     from cosyn.io.export import check_formats, write_bundle
     from cosyn.io.fileio import check_writable
-    from cosyn.model.pipeline import CoSynPipeline
+    from cosyn.model.pipeline import CoSynPipeline, crowding_warnings
     from cosyn.model.settings import SamplingSettings
 
     # everything that can be checked before minutes of sampling is checked first
@@ -124,6 +124,8 @@ def _sample(args: argparse.Namespace) -> int:
     check_writable(out)
     layout = Layout.load(args.layout)
     pipe = CoSynPipeline.from_pretrained(args.checkpoint)
+    for warning in crowding_warnings(pipe.conform_layout(layout)):
+        print(f"warning: {args.layout}: {warning}", file=sys.stderr)
     with tqdm(total=settings.steps, desc="sampling", unit="step") as bar:
         def on_step(p) -> None:
             bar.n = p.step

@@ -189,3 +189,16 @@ def test_flipped_bytes_in_saved_weights_are_refused_at_load(pipe, tmp_path):
 def pipe_sha(path):
     import hashlib
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_layout_denser_than_any_training_tile_samples_with_a_warning(pipe):
+    from cosyn.model.pipeline import DENSEST_TRAINED
+    from cosyn.studio.views import missed_line
+
+    assert pipe.sample(_layout(), steps=1)[0].params["warnings"] == []  # 3 nuclei on 32×32 µm: 29 per 100² µm
+    rng = np.random.default_rng(0)
+    crowded = _layout(points=[Point(float(x), float(y), "epithelial") for x, y in rng.uniform(0, 63, (200, 2))])
+    assert crowded.density() > DENSEST_TRAINED  # 200 on 32×32 µm: 1953 per 100² µm
+    params = pipe.sample(crowded, steps=1)[0].params
+    assert len(params["warnings"]) == 1 and "beyond the densest training tile (420)" in params["warnings"][0]
+    assert "beyond the densest training tile" in missed_line(params)

@@ -70,6 +70,12 @@ class Layout:
                     f"{where}: point {i} has unknown class {p.cls!r}; known: {list(class_set.names[1:])}"
                 )
 
+    def density(self) -> float | None:
+        """Nuclei per 100 × 100 µm (None without an mpp)."""
+        if not self.mpp:
+            return None
+        return len(self.points) / (self.width * self.mpp * self.height * self.mpp) * 1e4
+
     @property
     def class_set(self) -> ClassSet:
         return ClassSet(tuple(self.classes))

@@ -45,15 +45,16 @@ def preview_views(p: StepPreview, canvas: Layout, opacity: float) -> Views:
 
 
 def missed_line(params: dict) -> str:
-    """One line on the centroids that produced no instance."""
+    """One line on the centroids that produced no instance, and the sampling's warnings."""
     total, missed = int(params.get("centroids", 0)), int(params.get("missed_centroids", 0))
+    warnings = "".join(f" ⚠ {w}." for w in params.get("warnings", []))
     if not total:
-        return "The layout has no centroids."
+        return "The layout has no centroids." + warnings
     if not missed:
-        return f"All {total} centroids produced an instance."
+        return f"All {total} centroids produced an instance." + warnings
     idx = params.get("missed_indices", [])
     shown = ", ".join(f"#{i}" for i in idx[:12]) + (", …" if len(idx) > 12 else "")
-    return f"{missed} of {total} centroids produced no instance (points {shown} of layout.json)."
+    return f"{missed} of {total} centroids produced no instance (points {shown} of layout.json)." + warnings
 
 
 def stages_line(t: Triple) -> str:
