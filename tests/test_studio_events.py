@@ -109,3 +109,32 @@ def test_the_train_tabs_live_view_sends_only_what_changed(demo):
     assert seen["models"] == ["default", "refined"]
     again = tick.fn(seen)
     assert len(again) == 3  # job line, log, what was seen: the model lists did not change
+
+
+def test_user_errors_reach_the_browser_without_a_traceback_in_the_log(caplog):
+    import logging
+
+    import gradio as gr
+
+    from cosyn.core.layout import LayoutError
+    from cosyn.studio.errors import readable
+
+    @readable
+    def refuses():
+        raise LayoutError("layout.json: point 3 lies outside the 64x64 canvas")
+
+    @readable
+    def buggy():
+        return {}["missing"]
+
+    with caplog.at_level(logging.INFO, logger="cosyn.studio"):
+        with pytest.raises(gr.Error) as user:
+            refuses()
+        with pytest.raises(gr.Error) as bug:
+            buggy()
+    assert user.value.message == "layout.json: point 3 lies outside the 64x64 canvas"
+    assert user.value.print_exception is False and bug.value.print_exception is False
+    records = {r.getMessage(): r for r in caplog.records}
+    assert records["refused: layout.json: point 3 lies outside the 64x64 canvas"].exc_info is None
+    assert records["unexpected error in a studio handler"].exc_info is not None  # a bug keeps its traceback
+    assert "KeyError" in bug.value.message

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 
 import numpy as np
 import pytest
@@ -106,6 +107,22 @@ def test_uploads_in_every_layout_format_come_back_at_the_canvas_scale_and_are_si
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(LayoutError, match="upload a .json layout"):
         sources.uploaded_layout(tmp_path / "notes.txt", canvas, "other", max_bytes=100)
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("cells.json", b"{\"width\": 64,", "cells.json: not valid JSON (Expecting"),
+    ("cells.json", b"\x89PNG\r\n\x1a\n\x00\xff", "cells.json: not a text file, so not JSON"),
+    ("cells.geojson", b"[1, 2]", "cells.geojson"),
+    ("cells.mat", b"MATLAB? no", "cells.mat: not a readable .mat"),
+])
+def test_a_bad_upload_is_named_by_its_file_name_not_the_servers_upload_folder(tmp_path, name, content, message):
+    upload = tmp_path / "gradio" / "3f9a7c1e" / name  # where Gradio puts an upload
+    upload.parent.mkdir(parents=True)
+    upload.write_bytes(content)
+    canvas = Layout(256, 256, CLASSES, [], mpp=0.25, tissue="colon")
+    with pytest.raises(LayoutError, match=re.escape(message)) as e:
+        sources.uploaded_layout(upload, canvas, "other", max_bytes=10**6)
+    assert str(upload.parent) not in str(e.value) and "Traceback" not in str(e.value)
 
 
 def test_a_dataset_sample_gives_its_centroids(tmp_path):

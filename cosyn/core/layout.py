@@ -183,8 +183,10 @@ class Layout:
             d = json.loads(path.read_text())
         except FileNotFoundError:
             raise LayoutError(f"{path}: no such layout file") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise LayoutError(f"{path}: not valid JSON ({e})") from None
+        except UnicodeDecodeError:
+            raise LayoutError(f"{path}: not a text file, so not JSON") from None
+        except json.JSONDecodeError as e:
+            raise LayoutError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
         except RecursionError:
             raise LayoutError(f"{path}: JSON nested too deeply") from None
         return cls.from_dict(d, where=str(path))

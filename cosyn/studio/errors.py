@@ -24,13 +24,16 @@ EXPECTED = (LayoutError, CheckpointError, DataError, PathError, JobError, Sampli
 
 
 def _as_gr_error(e: Exception) -> gr.Error:
-    if isinstance(e, gr.Error):
+    if isinstance(e, gr.Error):  # written for the user by the handler
+        e.print_exception = False
         return e
     if not isinstance(e, EXPECTED):
-        log.exception("unexpected error in a studio handler")
+        log.exception("unexpected error in a studio handler")  # a bug: its traceback goes to the log once
         return gr.Error(f"Something went wrong ({type(e).__name__}: {e}). The studio is still usable; "
-                        "the server log has the details.")
-    return gr.Error(str(e))
+                        "the server log has the details.", print_exception=False)
+    # the user's own mistake: one line in the log, no traceback (Gradio would print one for every gr.Error)
+    log.info("refused: %s", e)
+    return gr.Error(str(e), print_exception=False)
 
 
 def readable(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -70,8 +70,11 @@ def uploaded_layout(path: str | Path, current: Layout, default_class: str, max_b
     path = check_upload(path, max_bytes)
     if path.suffix.lower() not in LAYOUT_FORMATS.values():
         raise LayoutError(f"{path.name}: upload a .json layout, a QuPath .geojson or a HoVer-Net .mat")
-    return load_any(path, classes=current.classes, width=current.width, height=current.height,
-                    default_class=default_class, mpp=current.mpp, tissue=current.tissue)
+    try:
+        return load_any(path, classes=current.classes, width=current.width, height=current.height,
+                        default_class=default_class, mpp=current.mpp, tissue=current.tissue)
+    except LayoutError as e:  # the user knows the file by its name, not by the server's upload folder
+        raise LayoutError(str(e).replace(str(path), path.name)) from None
 
 
 def layout_file(layout: Layout, fmt: str, folder: Path) -> Path:
