@@ -98,6 +98,16 @@ def test_login_locks_out_guessing_and_doubles_the_wait(tmp_path):
     assert isinstance(opts["auth"], LoginGuard) and opts["auth"]("ann", "s3cret")
 
 
+def test_uploads_land_in_the_studios_own_folder_not_the_shared_gradio_temp(studio):
+    import httpx
+
+    reply = httpx.post(studio.url + "gradio_api/upload", files={"files": ("cells.json", b"{}")}, timeout=30)
+    (stored,) = reply.json()
+    own = studio.config.gradio_temp.resolve()
+    assert Path(stored).resolve().is_relative_to(own) and Path(stored).read_bytes() == b"{}"
+    assert not own.is_relative_to(studio.config.outputs.resolve())  # the served folder does not hold uploads
+
+
 def test_telemetry_is_off_before_gradio_reads_it():
     """A fresh interpreter, none of the variables set, starting as app.py does: gradio and the hub
     must see telemetry off (the hub reads its variables once, when gradio imports it)."""

@@ -37,6 +37,12 @@ class StudioConfig:
         return self.runs / "uploads"
 
     @property
+    def gradio_temp(self) -> Path:
+        """Gradio's upload and cache folder for this studio alone (its default, /tmp/gradio, is shared by
+        every Gradio app on the machine); beside the outputs, not inside them: it is not served."""
+        return self.outputs.parent / f".{self.outputs.name}-gradio"
+
+    @property
     def dataset_roots(self) -> tuple[Path, ...]:
         return (*self.data_roots, self.uploads)
 

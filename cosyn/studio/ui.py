@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import gradio as gr
@@ -24,6 +25,9 @@ DELETE_CACHE = (3600, 24 * 3600)  # every hour, drop Gradio's cached copies olde
 
 
 def build_app(config: StudioConfig) -> gr.Blocks:
+    # Gradio reads the variable whenever it stores an upload or a cached output
+    config.gradio_temp.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.environ["GRADIO_TEMP_DIR"] = str(config.gradio_temp.resolve())
     ctx = StudioContext.create(config)
     with gr.Blocks(title="CoSyn Studio", analytics_enabled=False, delete_cache=DELETE_CACHE) as demo:
         gr.Markdown("# CoSyn Studio\nPlace nuclei, describe the tissue, and sample a matching H&E image with its "
