@@ -36,7 +36,7 @@ def _train(args: argparse.Namespace) -> int:
         except json.JSONDecodeError as e:
             raise ValueError(f"{args.config}: not valid JSON ({e})") from None
     for key in ("data", "out", "init", "steps", "batch", "lr", "crop", "mpp", "threads", "format", "seed",
-                "save_every", "preview_every"):
+                "save_every", "preview_every", "refiner_steps"):
         value = getattr(args, key)
         if value is not None:
             opts[key] = value
@@ -187,6 +187,8 @@ def _add_train(sub: Subparsers) -> None:
     tr.add_argument("--seed", type=int)
     tr.add_argument("--save-every", dest="save_every", type=int)
     tr.add_argument("--preview-every", dest="preview_every", type=int)
+    tr.add_argument("--refiner-steps", dest="refiner_steps", type=int,
+                    help="then train the refiner stage this many steps (options: \"refiner\" in --config)")
     tr.add_argument("--config", help="JSON file of TrainConfig options; flags override it")
     tr.add_argument("--resume", action="store_true")
     tr.add_argument("--fp32", action="store_true", help="disable bf16 autocast")

@@ -445,3 +445,26 @@ def test_a_status_left_running_by_a_killed_process_reads_as_crashed(tmp_path):
     assert read_status(path)["state"] == "running"
     StatusFile(path).update(state="finished", pid=gone.pid)
     assert read_status(path)["state"] == "finished"  # an ended run needs no living process
+
+
+def test_train_runs_the_refiner_stage_after_the_base_and_exports_both(tmp_path):
+    from cosyn.core.layout import Layout, Point
+    from cosyn.model.pipeline import CoSynPipeline
+
+    data = _dataset(tmp_path / "data")  # 64² tiles at 0.25 µm/px: a 0.5 µm/px base, a 2x refiner
+    refiner = {"widths": [8, 16], "batch": 2, "crop": 32, "save_every": 2}
+    run = train(_cfg(data, tmp_path / "run", steps=2, mpp=0.5, refiner_steps=3, refiner=refiner))
+    status = json.loads((run / "status.json").read_text())
+    assert (status["state"], status["stage"], status["step"]) == ("finished", "refiner", 3)
+    pipe = CoSynPipeline.from_pretrained(export_checkpoint(run, tmp_path / "ck"))
+    assert pipe.refiner is not None and pipe.refiner.output_mpp == 0.25
+    layout = Layout(64, 64, list(CONSEP.names), [Point(20, 20, "epithelial")], mpp=0.25)
+    triple = pipe.sample(layout, steps=1)[0]
+    assert triple.params["stages"] == ["base", "refiner"] and triple.image.shape == (64, 64, 3)
+    # fine-tuning the base from that checkpoint keeps its refiner
+    tuned = train(_cfg(data, tmp_path / "tuned", steps=1, mpp=0.5, init=str(tmp_path / "ck")))
+    kept = CoSynPipeline.from_pretrained(export_checkpoint(tuned, tmp_path / "ck2")).refiner
+    assert kept is not None and kept.sha256 == pipe.refiner.sha256
+    # a refiner whose output would be finer than the data is refused by name
+    with pytest.raises(TrainingError, match="coarser than the refiner's output of 0.125"):
+        train(_cfg(data, tmp_path / "fine", steps=1, mpp=0.25, refiner_steps=1, refiner=refiner))

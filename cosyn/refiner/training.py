@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from cosyn.io.fileio import atomic_dir, dataclass_from_dict
 from cosyn.io.state_io import load_state, save_state
 from cosyn.refiner.data import Degradation, RefinerTile, batch_tensors, crop_pair, refiner_tile
 from cosyn.refiner.network import PatchDiscriminator, RefinerConfig, RefinerNet, conditioning
-from cosyn.refiner.stage import RESIDUAL_SCALE, Refiner, save_refiner
+from cosyn.refiner.stage import RESIDUAL_SCALE, Refiner, RefinerError, save_refiner
 
 
 @dataclass
@@ -76,9 +77,18 @@ class RefinerTrainConfig:
 
 
 def load_tiles(cfg: RefinerTrainConfig) -> tuple[list[RefinerTile], int, list[str]]:
+    """The training split's tiles as refiner pairs; tiles coarser than the refiner's output are refused
+    (targets upsampled from them would teach it to blur)."""
     samples = read_dataset(cfg.data)
+    output_mpp = cfg.base_mpp / cfg.scale
     train_idx, _ = split_by_source(samples, cfg.val_fraction, cfg.seed)
-    tiles = [refiner_tile(samples[i], cfg.base_mpp, cfg.scale) for i in train_idx]
+    tiles = []
+    for i in train_idx:
+        s = samples[i]
+        if s.mpp is not None and s.mpp > output_mpp * 1.01:
+            raise RefinerError(f"{cfg.data}: tile {s.name} is at {s.mpp:g} µm/px, coarser than the refiner's "
+                               f"output of {output_mpp:g} µm/px; train it on the data at its native resolution")
+        tiles.append(refiner_tile(s, cfg.base_mpp, cfg.scale))
     return tiles, len(samples[0].classes.names), list(samples[0].classes.names)
 
 
@@ -166,7 +176,9 @@ class _Nets:
         save_refiner(Refiner(self.ema, class_names, base_mpp), out / "refiner")
 
 
-def train_refiner(cfg: RefinerTrainConfig) -> Path:
+def train_refiner(cfg: RefinerTrainConfig, progress: Callable[[int, int], None] | None = None) -> Path:
+    """Train or resume the refiner run `cfg.out`; its refiner folder. `progress(step, steps)` hears of
+    every 25th step."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
@@ -201,6 +213,8 @@ def train_refiner(cfg: RefinerTrainConfig) -> Path:
         step += 1
         if not all(math.isfinite(v) for v in logs.values()):
             raise FloatingPointError(f"step {step}: non-finite loss {logs}; the last saved state is kept")
+        if progress is not None and (step % 25 == 0 or step == steps):
+            progress(step, steps)
         if step % 25 == 0 or step == steps:
             rate = (time.monotonic() - t0) / (step - start)
             print(f"step {step}/{steps} " + " ".join(f"{a} {v:.4f}" for a, v in logs.items())

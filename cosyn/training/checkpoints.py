@@ -93,6 +93,7 @@ def export_checkpoint(run: str | Path, out: str | Path, dtype: torch.dtype = tor
 
     An existing `out` (its weights, card and evaluation) is replaced whole, only with `overwrite`."""
     from cosyn.training.model_card import model_card_text
+    from cosyn.training.refiner_stage import refiner_for_export
 
     run, out = Path(run), Path(out)
     if out.exists() and not overwrite:
@@ -109,6 +110,6 @@ def export_checkpoint(run: str | Path, out: str | Path, dtype: torch.dtype = tor
     ema.copy_to(model.parameters())
     step = json.loads((ckpts[-1] / "trainer.json").read_text())["step"]
     card = model_card_text(out, run, step, meta)
-    CoSynPipeline(model, pcfg).save_pretrained(out, dtype=dtype,
-                                               extras=lambda tmp: (tmp / "MODEL_CARD.md").write_text(card))
+    pipe = CoSynPipeline(model, pcfg, refiner=refiner_for_export(run, meta, pcfg))
+    pipe.save_pretrained(out, dtype=dtype, extras=lambda tmp: (tmp / "MODEL_CARD.md").write_text(card))
     return out

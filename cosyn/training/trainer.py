@@ -6,6 +6,7 @@ One command for 1 CPU process or `accelerate launch --num_processes N`. Run fold
     RUN/metrics.jsonl      one line per `log_every` steps
     RUN/previews/step_XXXXXXX.png
     RUN/status.json        polled by the studio
+    RUN/refiner/           the refiner stage, when `refiner_steps` asks for one (after the base)
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from tqdm import tqdm
 from cosyn.training.checkpoints import checkpoint_dirs, ema_model, save_checkpoint
 from cosyn.training.config import TrainConfig, TrainingError
 from cosyn.training.loss import joint_loss
+from cosyn.training.refiner_stage import train_refiner_stage
 from cosyn.training.schedule import TimeBudget, slowest_rank
 from cosyn.training.setup import Session, set_up
 from cosyn.training.status import StatusFile
@@ -53,12 +56,23 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     stop = StopFlag()
     try:
         status.update(state="loading", step=0, total=cfg.steps, pid=os.getpid())
-        return _loop(set_up(cfg, resume, run, acc, log, status), stop)
+        run = _loop(set_up(cfg, resume, run, acc, log, status), stop)
+        if cfg.refiner_steps and acc.is_main_process and status.data.get("state") == "finished":
+            _refiner_stage(cfg, run, status, log)
+        return run
     except Exception as e:
         status.update(state="failed", last_error=str(e))
         raise
     finally:
         stop.restore()
+
+
+def _refiner_stage(cfg: TrainConfig, run: Path, status: StatusFile, log: Callable[[str], None]) -> None:
+    """The second stage, after the base model finished: its refiner, resumed if it was begun."""
+    log(f"training the refiner stage: {cfg.refiner_steps} steps into {run / 'refiner'}")
+    status.update(state="running", stage="refiner", step=0, total=cfg.refiner_steps, eta_s=None)
+    train_refiner_stage(cfg, run, lambda step, total: status.update(step=step, total=total))
+    status.update(state="finished", stage="refiner", step=cfg.refiner_steps, eta_s=0)
 
 
 def _loop(s: Session, stop: StopFlag) -> Path:
