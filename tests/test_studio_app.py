@@ -340,9 +340,15 @@ def test_browser_place_points_generate_and_export(studio, browser, shots):
     page.evaluate("window.scrollTo(0, 0)")
     page.screenshot(path=str(shots / "studio.png"))
 
-    page.reload()  # the layout lives in the browser's storage and survives a reload
+    page.reload()  # the layout and the results live in the browser's storage and survive a reload
     _wait_text(page, "#cosyn-status", "Ready")
     _wait_text(page, "#cosyn-legend", "total: 68")
+    page.wait_for_function("() => document.querySelectorAll('#cosyn-gallery img').length === 2")
+    page.locator("#cosyn-export-all").click()  # and they are still there to export
+    link = page.locator("#cosyn-export-file a").first
+    link.wait_for()
+    archive = zipfile.ZipFile(io.BytesIO(page.request.get(link.get_attribute("href")).body()))
+    assert {"001_seed0_0/image.png", "002_seed7_0/image.png"} <= set(archive.namelist())
     page.close()
 
 

@@ -6,6 +6,8 @@ so every key must be one of them, and the values must be what the components sho
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -36,7 +38,7 @@ def _event(demo, name: str):
     return next(f for f in demo.fns.values() if f.name == name)
 
 
-def _generate(demo, model: str, refine: bool) -> list[dict]:
+def _generate(demo, model: str, refine: bool, browser: str = "") -> list[dict]:
     # a 64² canvas at 0.25 µm/px: the 0.5 µm/px models sample it at 32²
     layout = Layout(64, 64, CLASSES, [Point(20, 20, "epithelial"), Point(44, 40, "inflammatory")], 0.25, "colon")
     event = _event(demo, "on_generate")
@@ -44,7 +46,7 @@ def _generate(demo, model: str, refine: bool) -> list[dict]:
         mp.setattr(models, "TextEncoder", lambda name: text_encoder())
         session = SimpleNamespace(session_hash=f"{model}-{refine}")  # a bundle folder of its own
         updates = list(event.fn(cv.new_canvas(layout), "", model, 2, 2.0, "ddim", 3, 1, refine, 0.5, [], "neutral",
-                                request=session, progress=lambda *a, **k: None))
+                                browser or f"{model}-{refine}", request=session, progress=lambda *a, **k: None))
     for u in updates:
         convert_component_dict_to_list(list(event.outputs), u)  # raises for a key that is not an output
     return updates
@@ -138,3 +140,32 @@ def test_user_errors_reach_the_browser_without_a_traceback_in_the_log(caplog):
     assert records["refused: layout.json: point 3 lies outside the 64x64 canvas"].exc_info is None
     assert records["unexpected error in a studio handler"].exc_info is not None  # a bug keeps its traceback
     assert "KeyError" in bug.value.message
+
+
+def test_results_survive_a_reload_and_go_only_on_clear_or_expiry(demo, tmp_path):
+    from cosyn.studio import gallery
+
+    done = _generate(demo, "default", False, browser="browser-a")[-1]
+    entries = next(v for v in done.values() if isinstance(v, list) and v and isinstance(v[0], dict))
+    folder = Path(entries[0]["dir"]).parent
+    on_open = _event(demo, "on_open").fn
+    # a reload hands back the id and the entries the browser kept: the same results, nothing deleted
+    reopened = on_open("browser-a", entries)
+    assert [e["dir"] for e in next(v for v in reopened.values() if v and isinstance(v, list)
+                                   and isinstance(v[0], dict))] == [entries[0]["dir"]]
+    assert Path(entries[0]["image"]).is_file()
+    # another browser's id does not open this browser's results, and a new browser gets an id of its own
+    assert all(v in ([], "browser-b") for v in on_open("browser-b", entries).values())
+    assert len(next(v for v in on_open("", []).values() if isinstance(v, str))) == 32
+    # Clear results deletes this browser's folder
+    cleared = _event(demo, "on_clear").fn("browser-a")
+    assert not folder.exists() and "Results cleared." in cleared.values()
+    # expiry: folders untouched for KEEP_DAYS go, newer ones stay
+    old, new = tmp_path / ("a" * 32), tmp_path / ("b" * 32)
+    for f in (old, new):
+        (f / "001").mkdir(parents=True)
+        (f / "001" / "image.png").write_bytes(b"x")
+    os.utime(old / "001" / "image.png", (0, 0))
+    os.utime(old / "001", (0, 0))
+    os.utime(old, (0, 0))
+    assert gallery.sweep_expired(tmp_path) == [old] and new.exists() and not old.exists()

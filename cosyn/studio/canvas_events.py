@@ -168,11 +168,11 @@ def _wire_sources(ctx: StudioContext, ui: SynthesizeUI) -> None:
     ui.json_btn.click(on_json, [ui.canvas_state, ui.layout_json, ui.model_dd, *view], out)
 
     @readable
-    def on_download(canvas, fmt, request: gr.Request):
-        folder = session_dir(cfg.outputs, request.session_hash) / "layouts"
+    def on_download(canvas, fmt, browser):
+        folder = session_dir(cfg.outputs, browser) / "layouts"
         return str(sources.layout_file(cv.layout_of(canvas), fmt, folder))
 
-    ui.dl_btn.click(on_download, [ui.canvas_state, ui.dl_format], ui.dl_file)
+    ui.dl_btn.click(on_download, [ui.canvas_state, ui.dl_format, ui.browser_id], ui.dl_file)
 
 
 def _wire_model(ctx: StudioContext, demo: gr.Blocks, ui: SynthesizeUI) -> None:

@@ -7,6 +7,8 @@ exporting is only zipping, and `params.json` inside reproduces it.
 from __future__ import annotations
 
 import hashlib
+import secrets
+import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,13 +19,46 @@ from cosyn.io.export import FORMATS, read_bundle, write_bundle, zip_bundles
 Entry = dict[str, str]  # {"dir": bundle folder, "image": its image.png, "caption": gallery caption}
 
 
-def session_dir(outputs: Path, session: str | None) -> Path:
-    """Where one browser session's bundles, exports and layout downloads go.
+KEEP_DAYS = 7  # a browser's results stay this long after its last change, or until Clear results
 
-    The session id comes from the client (Gradio accepts any string, e.g. "..", in its heartbeat route,
-    whose unload handler deletes this folder), so it is hashed into a name that cannot leave `outputs`.
-    """
-    return outputs / hashlib.sha256((session or "anonymous").encode()).hexdigest()[:32]
+
+def new_browser_id() -> str:
+    """A random id the page keeps in the browser's storage: its results folder survives reloads."""
+    return secrets.token_hex(16)
+
+
+def session_dir(outputs: Path, browser: str | None) -> Path:
+    """Where one browser's bundles, exports and layout downloads go.
+
+    The id comes from the client, so it is hashed into a name that cannot leave `outputs` (".." or a
+    path would otherwise choose the folder), and one browser cannot name another's folder."""
+    return outputs / hashlib.sha256((browser or "anonymous").encode()).hexdigest()[:32]
+
+
+def own_entries(entries: Sequence[Entry] | None, folder: Path) -> list[Entry]:
+    """The gallery entries a browser handed back that are bundles in its own folder and still on disk
+    (a stale or edited entry must not make the studio read or zip another folder)."""
+    root = folder.resolve()
+    kept = []
+    for e in entries or []:
+        if not isinstance(e, dict) or not isinstance(e.get("dir"), str):
+            continue
+        bundle = Path(e["dir"]).resolve()
+        if bundle.parent == root and (bundle / "image.png").is_file():
+            kept.append({"dir": str(bundle), "image": str(bundle / "image.png"), "caption": str(e.get("caption", ""))})
+    return kept
+
+
+def sweep_expired(outputs: Path, keep_days: float = KEEP_DAYS, now: float | None = None) -> list[Path]:
+    """Delete browser folders under `outputs` untouched for `keep_days`; the deleted folders."""
+    limit = (time.time() if now is None else now) - keep_days * 86400
+    gone = []
+    for folder in outputs.glob("[0-9a-f]" * 32):
+        newest = max((p.stat().st_mtime for p in folder.rglob("*")), default=folder.stat().st_mtime)
+        if newest < limit:
+            shutil.rmtree(folder, ignore_errors=True)
+            gone.append(folder)
+    return gone
 
 
 def caption(params: dict) -> str:

@@ -53,7 +53,7 @@ def _wire_generate(ctx: StudioContext, ui: SynthesizeUI) -> None:
 
     @readable
     def on_generate(canvas, prompt, model, steps, guidance, sampler, seed, n, refine, opacity, items, background,
-                    request: gr.Request, progress=gr.Progress()):  # noqa: B008 (how Gradio hands out a bar)
+                    browser, request: gr.Request, progress=gr.Progress()):  # noqa: B008 (how Gradio hands out a bar)
         if not model:
             raise gr.Error("No checkpoint is loaded: see the note at the top of the page.")
         settings = SamplingSettings(steps, guidance, sampler, seed, n, bool(refine))
@@ -61,7 +61,8 @@ def _wire_generate(ctx: StudioContext, ui: SynthesizeUI) -> None:
         progress(0, desc="loading the model")
         req = Request(ctx.models.get(model), layout, prompt, settings)
         flag = ctx.cancels.begin(request.session_hash)
-        folder = session_dir(ctx.config.outputs, request.session_hash)
+        folder = session_dir(ctx.config.outputs, browser)
+        items = gallery.own_entries(items, folder)
         try:
             for item in req.run(flag, folder, first_index=len(items) + 1, checkpoint=model):
                 if isinstance(item, StepPreview):
@@ -81,7 +82,7 @@ def _wire_generate(ctx: StudioContext, ui: SynthesizeUI) -> None:
             ctx.cancels.end(request.session_hash, flag)
 
     inputs = [ui.canvas_state, ui.prompt, ui.model_dd, ui.steps, ui.guidance, ui.sampler, ui.seed, ui.n, ui.refine,
-              ui.opacity, ui.entries, ui.background]
+              ui.opacity, ui.entries, ui.background, ui.browser_id]
     generating = ui.generate_btn.click(on_generate, inputs, outputs, concurrency_id=SAMPLING_GROUP, concurrency_limit=1,
                                        show_progress_on=[ui.status])
 
@@ -113,23 +114,40 @@ def _wire_results(ui: SynthesizeUI) -> None:
 
 
 def _wire_export(ctx: StudioContext, demo: gr.Blocks, ui: SynthesizeUI) -> None:
-    def export(chosen: list[gallery.Entry], request: gr.Request) -> str:
+    outputs = ctx.config.outputs
+
+    def export(chosen: list[gallery.Entry], browser: str) -> str:
+        chosen = gallery.own_entries(chosen, session_dir(outputs, browser))
         if not chosen:
             raise gr.Error("Nothing to export: select a result in the gallery (or generate first).")
-        return str(gallery.export_zip(chosen, session_dir(ctx.config.outputs, request.session_hash) / "exports"))
+        return str(gallery.export_zip(chosen, session_dir(outputs, browser) / "exports"))
 
     @readable
-    def on_export_selected(entry, request: gr.Request):
-        return export([entry] if entry else [], request)
+    def on_export_selected(entry, browser):
+        return export([entry] if entry else [], browser)
 
     @readable
-    def on_export_all(items, request: gr.Request):
-        return export(items, request)
+    def on_export_all(items, browser):
+        return export(items, browser)
 
-    ui.export_sel.click(on_export_selected, ui.shown, ui.export_file)
-    ui.export_all.click(on_export_all, ui.entries, ui.export_file)
+    ui.export_sel.click(on_export_selected, [ui.shown, ui.browser_id], ui.export_file)
+    ui.export_all.click(on_export_all, [ui.entries, ui.browser_id], ui.export_file)
 
-    def on_unload(request: gr.Request) -> None:
-        shutil.rmtree(session_dir(ctx.config.outputs, request.session_hash), ignore_errors=True)
+    @readable
+    def on_clear(browser):
+        shutil.rmtree(session_dir(outputs, browser), ignore_errors=True)
+        return {ui.entries: [], ui.gallery_view: [], ui.shown: None, ui.export_file: None,
+                ui.status: "Results cleared."}
 
-    demo.unload(on_unload)  # a session's bundles go with it; exports already handed out live in Gradio's cache
+    ui.clear_results.click(on_clear, ui.browser_id, [ui.entries, ui.gallery_view, ui.shown, ui.export_file,
+                                                      ui.status])
+
+    def on_open(browser, items):
+        """A page (re)opened: give a new browser its id, and show the results this browser kept."""
+        browser = browser or gallery.new_browser_id()
+        gallery.sweep_expired(outputs)
+        items = gallery.own_entries(items, session_dir(outputs, browser))
+        return {ui.browser_id: browser, ui.entries: items,
+                ui.gallery_view: [(e["image"], e["caption"]) for e in items]}
+
+    demo.load(on_open, [ui.browser_id, ui.entries], [ui.browser_id, ui.entries, ui.gallery_view])

@@ -17,7 +17,7 @@ from cosyn.core.layout import Layout
 from cosyn.data.targets import structure_prompt
 from cosyn.model.diffusion.gaussian import SAMPLERS
 from cosyn.studio import canvas as cv
-from cosyn.studio import sources
+from cosyn.studio import gallery, sources
 from cosyn.studio.context import StudioContext
 from cosyn.studio.models import ModelView, model_view, no_model_message
 from cosyn.studio.sampling import MAX_N, MAX_STEPS
@@ -35,8 +35,9 @@ class SynthesizeUI:
     """The tab's components, handed to the modules that wire them."""
 
     canvas_state: gr.BrowserState
+    browser_id: gr.BrowserState  # names this browser's results folder (gallery.session_dir)
     last_image: gr.State  # path of the newest generated image, the canvas' optional background
-    entries: gr.State  # the session's gallery entries (gallery.Entry)
+    entries: gr.BrowserState  # this browser's gallery entries (gallery.Entry): they survive a reload
     shown: gr.State  # the entry in the result panels
     notice: gr.Markdown
     canvas_img: gr.Image
@@ -84,6 +85,7 @@ class SynthesizeUI:
     gallery_view: gr.Gallery
     export_sel: gr.Button
     export_all: gr.Button
+    clear_results: gr.Button
     export_file: gr.File
 
     @property
@@ -107,7 +109,9 @@ def build(ctx: StudioContext) -> SynthesizeUI:
     nuclei = mv.classes[1:]
     c: dict = {
         "canvas_state": gr.BrowserState(cv.new_canvas(start), storage_key="cosyn-studio-canvas"),
-        "last_image": gr.State(None), "entries": gr.State([]), "shown": gr.State(None),
+        "browser_id": gr.BrowserState("", storage_key="cosyn-studio-browser"),
+        "entries": gr.BrowserState([], storage_key="cosyn-studio-results"),
+        "last_image": gr.State(None), "shown": gr.State(None),
         "notice": gr.Markdown(no_model_message(cfg.checkpoints), visible=first is None, elem_id="cosyn-notice"),
     }
     with gr.Row(equal_height=False):
@@ -134,12 +138,14 @@ def build(ctx: StudioContext) -> SynthesizeUI:
     with gr.Row():
         c["missed"] = gr.Markdown("", elem_id="cosyn-missed")
         c["opacity"] = gr.Slider(0, 1, value=0.5, step=0.05, label="Label opacity")
-    c["gallery_view"] = gr.Gallery(label="This session: click one to show it, then Export selected", columns=8,
+    c["gallery_view"] = gr.Gallery(label=f"Your results (kept in this browser for {gallery.KEEP_DAYS} days, or until "
+                                         "Clear results): click one to show it, then Export selected", columns=8,
                                    height=200, format="png", allow_preview=False, object_fit="contain",
                                    fit_columns=False, buttons=DOWNLOAD, elem_id="cosyn-gallery")
     with gr.Row():
         c["export_sel"] = gr.Button("Export selected", elem_id="cosyn-export-selected")
         c["export_all"] = gr.Button("Export all", elem_id="cosyn-export-all")
+        c["clear_results"] = gr.Button("Clear results", variant="stop", elem_id="cosyn-clear-results")
         c["export_file"] = gr.File(label="Export (zip of bundles: PNG/NPY/TIF, HoVer-Net .mat, QuPath GeoJSON, "
                                    "COCO)", interactive=False, elem_id="cosyn-export-file")
     # full width below the results: a card opened in the settings column pushed Generate off screen
