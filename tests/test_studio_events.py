@@ -38,7 +38,7 @@ def _event(demo, name: str):
     return next(f for f in demo.fns.values() if f.name == name)
 
 
-def _generate(demo, model: str, refine: bool, browser: str = "") -> list[dict]:
+def _generate(demo, model: str, refine: bool, browser: str = "", confirmed: str | None = None) -> list[dict]:
     # a 64² canvas at 0.25 µm/px: the 0.5 µm/px models sample it at 32²
     layout = Layout(64, 64, CLASSES, [Point(20, 20, "epithelial"), Point(44, 40, "inflammatory")], 0.25, "colon")
     event = _event(demo, "on_generate")
@@ -46,7 +46,8 @@ def _generate(demo, model: str, refine: bool, browser: str = "") -> list[dict]:
         mp.setattr(models, "TextEncoder", lambda name: text_encoder())
         session = SimpleNamespace(session_hash=f"{model}-{refine}")  # a bundle folder of its own
         updates = list(event.fn(cv.new_canvas(layout), "", model, 2, 2.0, "ddim", 3, 1, refine, 0.5, [], "neutral",
-                                browser or f"{model}-{refine}", request=session, progress=lambda *a, **k: None))
+                                browser or f"{model}-{refine}", confirmed, request=session,
+                                progress=lambda *a, **k: None))
     for u in updates:
         convert_component_dict_to_list(list(event.outputs), u)  # raises for a key that is not an output
     return updates
@@ -169,3 +170,18 @@ def test_results_survive_a_reload_and_go_only_on_clear_or_expiry(demo, tmp_path)
     os.utime(old / "001", (0, 0))
     os.utime(old, (0, 0))
     assert gallery.sweep_expired(tmp_path) == [old] and new.exists() and not old.exists()
+
+
+def test_a_long_run_shows_its_estimate_and_starts_only_on_a_second_click(demo, monkeypatch):
+    from cosyn.studio import generate_events
+
+    monkeypatch.setattr(generate_events, "LONG_RUN_S", 0.0)  # every run counts as long
+    (warned,) = _generate(demo, "default", False, browser="long")  # nothing sampled yet
+    status = warned[_status(demo)]
+    assert status.startswith("This run would take about ") and "Click Generate again to start it" in status
+    key = next(v for v in warned.values() if v is not status)
+    *_, done = _generate(demo, "default", False, browser="long", confirmed=key)
+    assert done[_status(demo)].startswith("Done: 1 result")
+    # a different request is estimated afresh
+    (warned_again,) = _generate(demo, "refined", False, browser="long", confirmed=key)
+    assert "Click Generate again" in warned_again[_status(demo)]

@@ -161,3 +161,17 @@ def test_a_refined_triple_is_shown_at_its_own_size(tmp_path):
     for t, side in ((refined.triples[0], 64), (gallery.load(refined.entries[0]), 64), (base, 32)):
         v = triple_views(t, 0.5)
         assert {a.shape for a in (v.image, v.overlay, v.contours, v.dist)} == {(side, side, 3)}
+
+
+def test_the_speed_model_learns_this_machines_seconds_per_pixel_step():
+    from cosyn.studio.sampling import SpeedModel, duration
+
+    canvas = Layout(128, 128, ["background", "epithelial"], [])
+    speed = SpeedModel(guess=1e-6)
+    settings = SamplingSettings(steps=25, n=2)
+    assert speed.estimate(settings, canvas) == pytest.approx(1e-6 * 2 * 25 * 128 * 128)
+    for seconds in (8.0, 2.0, 4.0):  # runs of the same size: the median, 4 s, is the new estimate
+        speed.record(settings, canvas, seconds)
+    assert speed.estimate(settings, canvas) == pytest.approx(4.0)
+    assert speed.estimate(settings.with_(steps=50), canvas) == pytest.approx(8.0)
+    assert (duration(42), duration(600)) == ("42 s", "10 min")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from cosyn.studio.config import StudioConfig
 from cosyn.studio.jobs import JobManager
 from cosyn.studio.models import ModelInfo, PipelineCache, list_models
-from cosyn.studio.sampling import CancelRegistry
+from cosyn.studio.sampling import CancelRegistry, SpeedModel
 
 SAMPLING_GROUP = "sampling"  # the page's Generate and the API share it: one sampling at a time on the CPU
 
@@ -18,11 +18,12 @@ class StudioContext:
     models: PipelineCache
     jobs: JobManager
     cancels: CancelRegistry
+    speed: SpeedModel
 
     @classmethod
     def create(cls, config: StudioConfig) -> StudioContext:
         return cls(config, PipelineCache(config.checkpoints), JobManager(config.runs, config.checkpoints),
-                   CancelRegistry())
+                   CancelRegistry(), SpeedModel())
 
     def model_list(self) -> list[ModelInfo]:
         return list_models(self.config.checkpoints, self.config.default_checkpoint)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import shutil
+import time
 
 import gradio as gr
 
@@ -19,7 +20,7 @@ from cosyn.studio import gallery
 from cosyn.studio.context import SAMPLING_GROUP, StudioContext
 from cosyn.studio.errors import readable
 from cosyn.studio.gallery import session_dir
-from cosyn.studio.sampling import Request
+from cosyn.studio.sampling import LONG_RUN_S, Request, duration
 from cosyn.studio.synthesize_tab import LAST_IMAGE, SynthesizeUI, Updates
 from cosyn.studio.views import Views, missed_line, preview_views, stages_line, triple_views
 
@@ -49,17 +50,27 @@ def wire(ctx: StudioContext, demo: gr.Blocks, ui: SynthesizeUI) -> None:
 
 def _wire_generate(ctx: StudioContext, ui: SynthesizeUI) -> None:
     outputs = [*ui.results, ui.missed, ui.gallery_view, ui.entries, ui.shown, ui.last_image, ui.canvas_img,
-               ui.status]
+               ui.status, ui.confirmed]
 
     @readable
     def on_generate(canvas, prompt, model, steps, guidance, sampler, seed, n, refine, opacity, items, background,
-                    browser, request: gr.Request, progress=gr.Progress()):  # noqa: B008 (how Gradio hands out a bar)
+                    browser, confirmed, request: gr.Request,
+                    progress=gr.Progress()):  # noqa: B008 (how Gradio hands out a bar)
         if not model:
             raise gr.Error("No checkpoint is loaded: see the note at the top of the page.")
         settings = SamplingSettings(steps, guidance, sampler, seed, n, bool(refine))
         layout = cv.layout_of(canvas)
         progress(0, desc="loading the model")
         req = Request(ctx.models.get(model), layout, prompt, settings)
+        estimate = ctx.speed.estimate(settings, req.canvas)
+        key = repr((model, settings, req.canvas.width, req.canvas.height, len(layout.points)))
+        if estimate > LONG_RUN_S and confirmed != key:  # a long run starts only when asked twice
+            yield {ui.confirmed: key, ui.status: (
+                f"This run would take about {duration(estimate)} ({settings.n} × {settings.steps} steps on a "
+                f"{req.canvas.width}×{req.canvas.height} px model canvas). Click Generate again to start it "
+                "(Cancel stops it between steps), or ask for fewer steps, triples or a smaller canvas.")}
+            return
+        started = time.monotonic()
         flag = ctx.cancels.begin(request.session_hash)
         folder = session_dir(ctx.config.outputs, browser)
         items = gallery.own_entries(items, folder)
@@ -70,19 +81,21 @@ def _wire_generate(ctx: StudioContext, ui: SynthesizeUI) -> None:
                     yield {**panels(ui, preview_views(item, req.canvas, opacity)),
                            ui.status: f"Sampling: step {item.step} of {item.total}"}
                     continue
+                ctx.speed.record(settings, req.canvas, time.monotonic() - started)
                 items = [*items, *item.entries]
                 first = item.triples[0]
                 back = first.image if background == LAST_IMAGE else None
                 yield {**shown_triple(ui, first, opacity), ui.gallery_view: [(e["image"], e["caption"]) for e in items],
                        ui.entries: items, ui.shown: item.entries[0], ui.last_image: item.entries[0]["image"],
-                       ui.canvas_img: cv.render(layout, back), ui.status: done_line(item.entries, first)}
+                       ui.canvas_img: cv.render(layout, back), ui.status: done_line(item.entries, first),
+                       ui.confirmed: None}
         except SamplingCancelled as e:
             yield {ui.status: f"Cancelled ({e})."}
         finally:
             ctx.cancels.end(request.session_hash, flag)
 
     inputs = [ui.canvas_state, ui.prompt, ui.model_dd, ui.steps, ui.guidance, ui.sampler, ui.seed, ui.n, ui.refine,
-              ui.opacity, ui.entries, ui.background, ui.browser_id]
+              ui.opacity, ui.entries, ui.background, ui.browser_id, ui.confirmed]
     generating = ui.generate_btn.click(on_generate, inputs, outputs, concurrency_id=SAMPLING_GROUP, concurrency_limit=1,
                                        show_progress_on=[ui.status])
 

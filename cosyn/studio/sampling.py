@@ -10,7 +10,9 @@ steps, whoever sets it: the Cancel button, or the generator closing because the 
 from __future__ import annotations
 
 import queue
+import statistics
 import threading
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +28,30 @@ MAX_STEPS, MAX_N = 100, 8  # per run, on the page and through the API: bounds wh
 # on a 256² model canvas, or one 1024² triple of 25 steps; about 3 minutes on a 2-core CPU (6.9 µs per
 # pixel-step: 2.8 s for 25 steps on 128², `benchmarks/sample_latency.py`).
 MAX_PIXEL_STEPS = 8 * 50 * 256 * 256
+SECONDS_PER_PIXEL_STEP = 6.9e-6  # the first guess, until this studio has timed runs of its own
+LONG_RUN_S = 60.0  # a run estimated longer than this starts only on a second click
+
+
+class SpeedModel:
+    """How long a request will take here: seconds per pixel-step, the median of the last runs timed
+    in this studio (the machine's own speed and load), a measured guess before the first."""
+
+    def __init__(self, guess: float = SECONDS_PER_PIXEL_STEP, window: int = 5) -> None:
+        self._guess, self._recent = guess, deque(maxlen=window)
+        self._lock = threading.Lock()
+
+    def estimate(self, settings: SamplingSettings, at_model: Layout) -> float:
+        with self._lock:
+            rate = statistics.median(self._recent) if self._recent else self._guess
+        return rate * settings.pixel_steps(at_model.width, at_model.height)
+
+    def record(self, settings: SamplingSettings, at_model: Layout, seconds: float) -> None:
+        with self._lock:
+            self._recent.append(seconds / settings.pixel_steps(at_model.width, at_model.height))
+
+
+def duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
 
 
 def check_request(settings: SamplingSettings, at_model: Layout) -> None:

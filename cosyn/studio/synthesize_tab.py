@@ -39,6 +39,7 @@ class SynthesizeUI:
     last_image: gr.State  # path of the newest generated image, the canvas' optional background
     entries: gr.BrowserState  # this browser's gallery entries (gallery.Entry): they survive a reload
     shown: gr.State  # the entry in the result panels
+    confirmed: gr.State  # the long request the user was warned about: Generate again starts it
     notice: gr.Markdown
     canvas_img: gr.Image
     legend: gr.HTML
@@ -111,7 +112,7 @@ def build(ctx: StudioContext) -> SynthesizeUI:
         "canvas_state": gr.BrowserState(cv.new_canvas(start), storage_key="cosyn-studio-canvas"),
         "browser_id": gr.BrowserState("", storage_key="cosyn-studio-browser"),
         "entries": gr.BrowserState([], storage_key="cosyn-studio-results"),
-        "last_image": gr.State(None), "shown": gr.State(None),
+        "last_image": gr.State(None), "shown": gr.State(None), "confirmed": gr.State(None),
         "notice": gr.Markdown(no_model_message(cfg.checkpoints), visible=first is None, elem_id="cosyn-notice"),
     }
     with gr.Row(equal_height=False):
