@@ -179,17 +179,7 @@ class Layout:
     @classmethod
     def load(cls, path: str | Path) -> Layout:
         path = Path(path)
-        try:
-            d = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise LayoutError(f"{path}: no such layout file") from None
-        except UnicodeDecodeError:
-            raise LayoutError(f"{path}: not a text file, so not JSON") from None
-        except json.JSONDecodeError as e:
-            raise LayoutError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
-        except RecursionError:
-            raise LayoutError(f"{path}: JSON nested too deeply") from None
-        return cls.from_dict(d, where=str(path))
+        return cls.from_dict(read_json(path), where=str(path))
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(self.to_json())
@@ -206,3 +196,17 @@ def _text(v: Any) -> str:
     if not isinstance(v, str):
         raise TypeError(f"not text: {v!r:.40}")
     return v
+
+
+def read_json(path: Path) -> Any:
+    """A layout file's JSON; every way it can fail is a LayoutError that names the file."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise LayoutError(f"{path}: no such file") from None
+    except UnicodeDecodeError:
+        raise LayoutError(f"{path}: not a text file, so not JSON") from None
+    except json.JSONDecodeError as e:
+        raise LayoutError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
+    except RecursionError:
+        raise LayoutError(f"{path}: JSON nested too deeply") from None

@@ -26,7 +26,7 @@ import numpy as np
 import scipy.io
 
 from cosyn.core.classes import ClassSet
-from cosyn.core.layout import Layout, LayoutError, Point
+from cosyn.core.layout import Layout, LayoutError, Point, read_json
 from cosyn.io.export import CORNER_OFFSET
 
 Classes = ClassSet | Sequence[str]
@@ -57,7 +57,7 @@ def load_any(
         return replace(layout, mpp=mpp, tissue=tissue)
     if suffix not in (".json", ".geojson"):
         raise LayoutError(f"{path}: unknown layout file type {suffix!r}; expected .json, .geojson or .mat")
-    data = _read_json(path)
+    data = read_json(path)
     if suffix == ".geojson" or _is_geojson(data):
         w, h = _required_size(width, height, path)
         layout = layout_from_geojson(data, _required_classes(classes, path), w, h, str(path), default_class)
@@ -283,19 +283,6 @@ def save_any(layout: Layout, path: str | Path) -> Path:
     else:
         raise LayoutError(f"{path}: unknown layout file type {suffix!r}; expected .json, .geojson or .mat")
     return path
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise LayoutError(f"{path}: no such file") from None
-    except UnicodeDecodeError:
-        raise LayoutError(f"{path}: not a text file, so not JSON") from None
-    except json.JSONDecodeError as e:
-        raise LayoutError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
-    except RecursionError:
-        raise LayoutError(f"{path}: JSON nested too deeply") from None
 
 
 def _class_set(classes: Classes) -> ClassSet:
