@@ -39,6 +39,7 @@ from cosyn.model.pipeline import CoSynPipeline
 from cosyn.refiner.stage import Refiner
 from cosyn.refiner.tensors import from_unit, to_unit, upsampled_inputs
 
+BASE_ROW = "base, bicubic x2"
 TRAIN_PATCHES = (0, 10)  # of each training source's 16 patches: apart on the tile
 
 
@@ -164,14 +165,18 @@ def main() -> None:
 
         record("control: real at 0.5, bicubic x2", judge("blurred real", blurred(train), blurred(val), real_masks))
 
+    def bicubic_variant(b: dict, i: int) -> dict:
+        return bicubic(b, k)
+
     variants: dict[str, Callable[[dict, int], dict]] = {}
     if not args.no_base:
-        variants["base, bicubic x2"] = lambda b, i: bicubic(b, k)
+        variants[BASE_ROW] = bicubic_variant
     for spec in args.refiner:
         name, folder = spec.split("=", 1)
         ref = Refiner.from_pretrained(folder)
         variants[f"base + refiner {name}"] = lambda b, i, ref=ref: refined(ref, b, k, seed=i)
-    grid_columns = [[s.image for s in val]]
+    # the grid always shows real | base (bicubic x2) | each judged refiner, whatever this run judges
+    grid_columns = [[s.image for s in val], [bicubic(b, k)["image"] for b in base_val]]
     for name, make in variants.items():
         times = []
         outputs_val = []
@@ -184,9 +189,10 @@ def main() -> None:
         result = judge(name, [o["image"] for o in outputs_train], [o["image"] for o in outputs_val],
                        [o["class_map"] > 0 for o in outputs_val])
         record(name, {**result, "fidelity_0.25": fidelity(outputs_val, base_val)})
-        grid_columns.append([o["image"] for o in outputs_val])
+        if make is not bicubic_variant:
+            grid_columns.append([o["image"] for o in outputs_val])
     save_grid(out / "grid.jpg", grid_columns, rows=4)
-    print(f"grid columns: real, {', '.join(variants)}", flush=True)
+    print(f"grid columns: real, base bicubic x2, {', '.join(v for v in variants if v != BASE_ROW)}", flush=True)
 
 
 def save_grid(path: Path, columns: list[list[np.ndarray]], rows: int) -> None:
