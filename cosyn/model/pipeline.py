@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -38,6 +38,9 @@ from cosyn.model.instances import cut_instances
 from cosyn.model.settings import SamplingSettings
 from cosyn.model.text import DEFAULT_TEXT_ENCODER, TextEncoder
 from cosyn.refiner.stage import Refiner, RefinerError, check_follows, save_refiner
+
+if TYPE_CHECKING:  # editing builds on the pipeline; the pipeline only holds its region fixed
+    from cosyn.editing.known import KnownRegion
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -268,18 +271,22 @@ class CoSynPipeline:
         on_step: Callable[[StepPreview], bool | None] | None = None,
         preview_every: int = 1,
         bf16: bool = True,
+        known: KnownRegion | None = None,
         **fields: Any,
     ) -> list[Triple]:
         """Triples for `layout`, sampled as `settings` say; keyword `fields` (steps=, seed=, refine=, ...)
         replace single settings, validated the same way. The base model samples at its own µm/px; when
         the layout is finer (a 40x canvas for a 20x model) and the checkpoint has a refiner, the refiner
-        brings each triple to the layout's µm/px (`refine=False` skips it and returns the base triple)."""
+        brings each triple to the layout's µm/px (`refine=False` skips it and returns the base triple).
+        `known` holds part of the canvas fixed to a real triple (editing: cosyn.editing)."""
         settings = settings or SamplingSettings()
         if fields:
             settings = settings.with_(**fields)
         canvas = self.conform_layout(layout, size)
         prompt = prompt or layout.prompt or structure_prompt(canvas)
-        x_img, x_dist, labels = self._denoise(canvas, prompt, settings, on_step, preview_every, bf16)
+        if known is not None and known.shape != (canvas.height, canvas.width):
+            raise ValueError(f"the known region is {known.shape}, the canvas {(canvas.height, canvas.width)}")
+        x_img, x_dist, labels = self._denoise(canvas, prompt, settings, on_step, preview_every, bf16, known)
         seed = settings.seed
         params = {
             "seed": seed, "steps": settings.steps, "guidance": settings.guidance, "sampler": settings.sampler,
@@ -305,7 +312,8 @@ class CoSynPipeline:
         return self.refiner is not None and layout.mpp is not None and layout.mpp < self.config.mpp - 1e-9
 
     def _denoise(self, canvas: Layout, prompt: str, settings: SamplingSettings, on_step: Callable | None,
-                 preview_every: int, bf16: bool) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+                 preview_every: int, bf16: bool,
+                 known: KnownRegion | None = None) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
         device, k = self.device, self.config.denoiser.num_classes
         steps, guidance, seed, n = settings.steps, settings.guidance, settings.seed, settings.n
         h, w = canvas.height, canvas.width
@@ -347,6 +355,8 @@ class CoSynPipeline:
             # same labels on every device; only the label tensors make the round trip
             log_label = self.categorical.p_step(logits.cpu(), log_label.cpu(), t_n,
                                                 torch.full((n,), s, dtype=torch.long), generator=gen).to(device)
+            if known is not None:
+                x_img, x_dist, log_label = known.impose(x_img, x_dist, log_label, s, alphas, self.categorical, gen)
         labels = log_onehot_to_index(log_label).byte().cpu().numpy()
         return x_img, x_dist, labels
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import scipy.io as sio
 
+from cosyn.core.classes import ClassSet
 from cosyn.data.formats.common import (
     PathLike,
     SampleSequence,
@@ -44,6 +45,12 @@ def read_hovernet(root: PathLike, split: str | None = None) -> SampleSequence:
         pairs = _match_partners(_require_child(base, "Images"), [(_require_child(base, "Labels"), (".mat",))])
         rows += [(image, label, meta) for image, label in pairs]
     return _sequence(root, [r[0].stem for r in rows], lambda i: _load_hovernet(*rows[i]))
+
+
+def read_hovernet_pair(image_file: PathLike, mat_file: PathLike, classes: ClassSet, mpp: float | None,
+                       tissue: str | None = None) -> Sample:
+    """One image and its HoVer-Net `.mat` (`inst_map`, `type_map`, `inst_type`, `inst_centroid`)."""
+    return _load_hovernet(Path(image_file), Path(mat_file), _Meta(classes=classes, mpp=mpp, tissue=tissue))
 
 
 def _load_hovernet(image_file: Path, mat_file: Path, meta: _Meta) -> Sample:
