@@ -1,5 +1,5 @@
 """`python -m cosyn <command>`: prepare, train, train-refiner, export-checkpoint, prompt-cache, sample, augment,
-evaluate."""
+evaluate, edit."""
 
 from __future__ import annotations
 
@@ -156,6 +156,8 @@ HEAVY_COMMANDS = {
                 "synthetic dataset from real layouts (resumable; shards under torchrun)"),
     "evaluate": ("cosyn.evaluation.evaluate", "add_evaluate_parser",
                  "quality report of a checkpoint against a real dataset split"),
+    "edit": ("cosyn.editing.cli", "add_edit_parser",
+             "edit a real tile: regenerate only around added, removed, moved or reclassified nuclei"),
 }
 
 

@@ -81,3 +81,35 @@ def test_a_mask_covers_whole_nuclei_and_bad_edits_are_refused(tile):
         edit_tile(pipe, tile, Layout(64, 64, original.classes, original.points, 0.5))
     with pytest.raises(EditError, match="the mask is 32x32 px"):
         edit_tile(pipe, tile, original, mask=np.ones((32, 32), bool))
+
+
+def test_cli_edit_writes_a_bundle_that_keeps_the_tile_outside_the_edit(tile, tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from PIL import Image
+
+    from cosyn.data.formats.hovernet import write_hovernet
+
+    write_hovernet([tile], tmp_path / "real")
+    image, mat = tmp_path / "real/Images/tile_000.png", tmp_path / "real/Labels/tile_000.mat"
+    tiny_pipeline().save_pretrained(tmp_path / "ck")
+    original = layout_from_sample(tile)
+    edited = _with_points(original, [*original.points, Point(58.0, 58.0, "inflammatory")])
+    edited.save(tmp_path / "edited.json")
+    args = [sys.executable, "-m", "cosyn", "edit", "--checkpoint", str(tmp_path / "ck"), "--image", str(image),
+            "--annotation", str(mat), "--layout", str(tmp_path / "edited.json"), "--out", str(tmp_path / "out"),
+            "--steps", "3", "--sampler", "ddim"]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=Path(__file__).parents[1])
+    assert done.returncode == 0, done.stderr
+    assert "added" in done.stdout and "kept" in done.stdout
+    out = np.asarray(Image.open(tmp_path / "out/image.png"))
+    yy, xx = np.indices((64, 64))
+    outside = (xx - 58) ** 2 + (yy - 58) ** 2 > 32**2
+    assert np.array_equal(out[outside], np.asarray(Image.open(image))[outside])
+    params = json.loads((tmp_path / "out/params.json").read_text())
+    assert params["edit"]["annotation"] == str(mat) and params["edit"]["region_pixels"] > 0
+    again = subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=Path(__file__).parents[1])
+    assert again.returncode == 2 and "exists; pass --overwrite" in again.stderr and "Traceback" not in again.stderr
