@@ -394,3 +394,33 @@ def test_browser_model_card_shows_its_grid_below_the_results(studio, browser):
     assert top("#cosyn-generate") == generate_top  # the open card does not push Generate down
     assert top("#cosyn-card") > top("#cosyn-out-image")
     page.close()
+
+
+def test_browser_edit_a_real_tile_keeps_it_outside_the_edit(studio, browser):
+    from cosyn.data.formats import read_dataset
+
+    page = _open(browser, studio.url)
+    page.get_by_text("Layout sources").click()
+    page.get_by_role("tab", name="Dataset sample").click()
+    page.get_by_label("Dataset folder on the server").fill(str(studio.data))
+    page.locator("#cosyn-ds-load").click()
+    tile = read_dataset(studio.data)[0]
+    _wait_text(page, "#cosyn-legend", f"total: {len(tile.inst_ids)}")
+    page.locator("#cosyn-class").get_by_label("inflammatory").check()
+    _click_canvas(page, 40.0, 52.0, side=64)  # below the tile's discs
+    _wait_text(page, "#cosyn-legend", f"total: {len(tile.inst_ids) + 1}")
+    page.locator("#cosyn-edit-mode input").check()
+    page.locator("#cosyn-generate").click()
+    _wait_text(page, "#cosyn-status", "Done")
+    page.locator("#cosyn-export-selected").click()
+    link = page.locator("#cosyn-export-file a").first
+    link.wait_for()
+    archive = zipfile.ZipFile(io.BytesIO(page.request.get(link.get_attribute("href")).body()))
+    (image_name,) = [n for n in archive.namelist() if n.endswith("/image.png")]
+    edited = np.asarray(Image.open(io.BytesIO(archive.read(image_name))).convert("RGB"))
+    params = json.loads(archive.read(image_name.replace("image.png", "params.json")))
+    yy, xx = np.indices(tile.image.shape[:2])
+    outside = (xx - 40) ** 2 + (yy - 52) ** 2 > (8 / 0.25 + 2) ** 2
+    assert params["edit"]["new_instances"] >= 0 and params["edit"]["source_tile"] == tile.name
+    assert np.array_equal(edited[outside], tile.image[outside])
+    page.close()

@@ -141,9 +141,9 @@ def test_the_prompt_follows_the_layout_and_keeps_one_the_layout_brings():
     plain = Layout(64, 64, CONSEP.to_list(), pts, 0.25, "colon")
     own = Layout(64, 64, CONSEP.to_list(), pts, 0.25, "colon", prompt="my own words")
     typed = "typed by hand"
-    assert show(cv.new_canvas(plain), "neutral", None, True, typed).prompt == structure_prompt(plain)
+    assert show(cv.new_canvas(plain), "neutral", None, None, True, typed).prompt == structure_prompt(plain)
     edited = cv.click(cv.new_canvas(own), 50, 50, "spindle", 1.0)
-    assert show(edited, "neutral", None, True, typed).prompt == "my own words"
+    assert show(edited, "neutral", None, None, True, typed).prompt == "my own words"
     assert show(cv.new_canvas(own), "neutral", None, False, typed).prompt == typed
 
 

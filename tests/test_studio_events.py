@@ -12,10 +12,12 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from conftest import disc_sample
 from gradio.blocks import convert_component_dict_to_list
 from tiny import text_encoder, tiny_pipeline, tiny_pipeline_with_refiner
 
 from cosyn.core.layout import Layout, Point
+from cosyn.data.formats import write_dataset
 from cosyn.studio import canvas as cv
 from cosyn.studio import models
 from cosyn.studio.config import StudioConfig
@@ -29,25 +31,31 @@ def demo(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("events")
     tiny_pipeline().save_pretrained(tmp / "checkpoints" / "default")
     tiny_pipeline_with_refiner().save_pretrained(tmp / "checkpoints" / "refined")
+    write_dataset([disc_sample(n=6, size=(64, 64), radius=5, seed=3)], tmp / "data" / "tiles", "folder")
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(models, "TextEncoder", lambda name: text_encoder())
-        yield build_app(StudioConfig(checkpoints=tmp / "checkpoints", runs=tmp / "runs", outputs=tmp / "outputs"))
+        app = build_app(StudioConfig(checkpoints=tmp / "checkpoints", runs=tmp / "runs", outputs=tmp / "outputs",
+                                     data_roots=(tmp / "data",)))
+        app.cosyn_tiles = tmp / "data" / "tiles"  # for the editing test
+        yield app
 
 
 def _event(demo, name: str):
     return next(f for f in demo.fns.values() if f.name == name)
 
 
-def _generate(demo, model: str, refine: bool, browser: str = "", confirmed: str | None = None) -> list[dict]:
+def _generate(demo, model: str, refine: bool, browser: str = "", confirmed: str | None = None, canvas=None,
+              edit_source: dict | None = None) -> list[dict]:
     # a 64² canvas at 0.25 µm/px: the 0.5 µm/px models sample it at 32²
     layout = Layout(64, 64, CLASSES, [Point(20, 20, "epithelial"), Point(44, 40, "inflammatory")], 0.25, "colon")
+    canvas = canvas or cv.new_canvas(layout)
     event = _event(demo, "on_generate")
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(models, "TextEncoder", lambda name: text_encoder())
         session = SimpleNamespace(session_hash=f"{model}-{refine}")  # a bundle folder of its own
-        updates = list(event.fn(cv.new_canvas(layout), "", model, 2, 2.0, "ddim", 3, 1, refine, 0.5, [], "neutral",
-                                browser or f"{model}-{refine}", confirmed, request=session,
-                                progress=lambda *a, **k: None))
+        updates = list(event.fn(canvas, "", model, 2, 2.0, "ddim", 3, 1, refine, 0.5, [], "neutral",
+                                browser or f"{model}-{refine}", confirmed, edit_source is not None, edit_source,
+                                request=session, progress=lambda *a, **k: None))
     for u in updates:
         convert_component_dict_to_list(list(event.outputs), u)  # raises for a key that is not an output
     return updates
@@ -88,7 +96,7 @@ def _canvas(demo):
 
 def test_choosing_a_model_and_clicking_the_canvas_update_by_name(demo):
     layout = Layout(64, 64, CLASSES, [Point(20, 20, "epithelial")], 0.25, "colon")
-    view = ("neutral", None, True, "")
+    view = ("neutral", None, None, True, "")  # background, last image, loaded tile, auto prompt, prompt
     load = next(f for f in demo.fns.values() if f.name == "on_model" and "load" in str(f.targets))
     updates = load.fn("refined", cv.new_canvas(layout), *view)
     ordered = convert_component_dict_to_list(list(load.outputs), updates)
@@ -185,3 +193,30 @@ def test_a_long_run_shows_its_estimate_and_starts_only_on_a_second_click(demo, m
     # a different request is estimated afresh
     (warned_again,) = _generate(demo, "refined", False, browser="long", confirmed=key)
     assert "Click Generate again" in warned_again[_status(demo)]
+
+
+def test_the_studio_edits_a_loaded_real_tile_and_keeps_the_rest(demo):
+    from PIL import Image
+
+    from cosyn.data.formats import read_dataset
+    from cosyn.studio.synthesize_tab import REAL_TILE
+
+    start = cv.new_canvas(Layout(64, 64, CLASSES, [], 0.25, "colon"))
+    loaded = _event(demo, "on_dataset").fn(start, str(demo.cosyn_tiles), 0, "default", "editor", "neutral", None,
+                                           None, True, "")
+    assert REAL_TILE in [v for v in loaded.values() if isinstance(v, str)]  # the real tile under the points
+    source = next(v for v in loaded.values() if isinstance(v, dict) and "folder" in v)
+    canvas = next(v for v in loaded.values() if isinstance(v, dict) and "undo" in v)
+    layout = cv.layout_of(canvas)
+    edited = cv.new_canvas(Layout(layout.width, layout.height, layout.classes,
+                                  [*layout.points, Point(58.0, 58.0, "inflammatory")], layout.mpp, layout.tissue))
+    *_, done = _generate(demo, "default", False, browser="editor", canvas=edited, edit_source=source)
+    assert done[_status(demo)].startswith("Done: 1 result")
+    entries = next(v for v in done.values() if isinstance(v, list) and v and isinstance(v[0], dict))
+    image = np.asarray(Image.open(entries[0]["image"]))
+    tile = read_dataset(demo.cosyn_tiles)[0]
+    yy, xx = np.indices((64, 64))
+    outside = (xx - 58) ** 2 + (yy - 58) ** 2 > 32**2
+    assert image.shape == tile.image.shape and np.array_equal(image[outside], tile.image[outside])
+    with pytest.raises(Exception, match="Load a real tile first"):
+        _generate(demo, "default", False, browser="editor", edit_source={})

@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
@@ -64,8 +66,9 @@ def grown_to_instances(mask: np.ndarray, inst_map: np.ndarray) -> np.ndarray:
 
 def edit_tile(pipe: CoSynPipeline, tile: Sample, edited: Layout, mask: np.ndarray | None = None,
               settings: SamplingSettings | None = None, margin_um: float = MARGIN_UM,
-              feather_px: int = 3) -> Triple:
-    """The tile with the region of `edited`'s changes regenerated (module docstring)."""
+              feather_px: int = 3, on_step: Callable | None = None) -> Triple:
+    """The tile with the region of `edited`'s changes regenerated (module docstring); `on_step` as in
+    `CoSynPipeline.sample` (previews; returning False cancels)."""
     if (edited.width, edited.height) != (tile.width, tile.height):
         raise EditError(f"the edited layout is {edited.width}x{edited.height} px, the tile {tile.width}x{tile.height}")
     if tile.mpp is None or edited.mpp is None or abs(edited.mpp - tile.mpp) > 1e-6 * tile.mpp:
@@ -81,12 +84,12 @@ def edit_tile(pipe: CoSynPipeline, tile: Sample, edited: Layout, mask: np.ndarra
     mask = grown_to_instances(np.asarray(mask, bool), tile.inst_map)
     if not mask.any():
         raise EditError("the mask is empty: nothing to regenerate")
-    generated = _sample_with_context(pipe, tile, edited, mask, settings or SamplingSettings())
+    generated = _sample_with_context(pipe, tile, edited, mask, settings or SamplingSettings(), on_step)
     return composite(tile, generated, mask, edited, feather_px)
 
 
 def _sample_with_context(pipe: CoSynPipeline, tile: Sample, edited: Layout, mask: np.ndarray,
-                         settings: SamplingSettings) -> Triple:
+                         settings: SamplingSettings, on_step: Callable | None) -> Triple:
     """One triple of `edited`, held to the tile outside `mask`, at the tile's size."""
     canvas = pipe.conform_layout(edited)
     h, w = canvas.height, canvas.width
@@ -94,7 +97,7 @@ def _sample_with_context(pipe: CoSynPipeline, tile: Sample, edited: Layout, mask
     known = KnownRegion.from_arrays(
         area_resize(lo.image, h, w), linear_resize(distance_map(lo.inst_map), h, w),
         nearest_resize(lo.class_map, h, w), area_resize(mask.astype(np.float32), h, w) > 0)
-    triple = pipe.sample(edited, settings=settings.with_(n=1), known=known)[0]
+    triple = pipe.sample(edited, settings=settings.with_(n=1), known=known, on_step=on_step)[0]
     if triple.image.shape[:2] != (tile.height, tile.width):
         triple = at_mpp(triple, tile.mpp)
     if triple.image.shape[:2] != (tile.height, tile.width):  # rounding of the canvas to the UNet stride

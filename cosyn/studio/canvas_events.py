@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from cosyn.core.layout import Layout
-from cosyn.data.targets import structure_prompt
+from cosyn.data.targets import layout_from_sample, structure_prompt
 from cosyn.studio import canvas as cv
 from cosyn.studio import sources
 from cosyn.studio.context import StudioContext
@@ -26,7 +26,7 @@ from cosyn.studio.gallery import session_dir
 from cosyn.studio.models import ModelView, model_view
 from cosyn.studio.paths import confine
 from cosyn.studio.random_layout import random_layout, requested_count
-from cosyn.studio.synthesize_tab import LAST_IMAGE, MAX_MIX, SynthesizeUI, Updates
+from cosyn.studio.synthesize_tab import LAST_IMAGE, MAX_MIX, REAL_TILE, SynthesizeUI, Updates
 
 QUIET = {"show_progress": "hidden"}  # canvas edits are instant: no spinner flicker
 
@@ -46,10 +46,12 @@ class CanvasView:
                 ui.layout_json: self.layout_json, ui.prompt: self.prompt}
 
 
-def show(canvas: cv.Canvas, background: str, last_image: str | None, auto_prompt: bool, prompt: str) -> CanvasView:
+def show(canvas: cv.Canvas, background: str, last_image: str | None, edit_source: dict | None, auto_prompt: bool,
+         prompt: str) -> CanvasView:
     """The views of `canvas`; the arguments after it are SynthesizeUI.view_inputs."""
     layout = cv.layout_of(canvas)
-    back = np.asarray(Image.open(last_image).convert("RGB")) if background == LAST_IMAGE and last_image else None
+    picture = {LAST_IMAGE: last_image, REAL_TILE: (edit_source or {}).get("image")}.get(background)
+    back = np.asarray(Image.open(picture).convert("RGB")) if picture else None
     # a layout that brings its own prompt keeps it, as in the CLI and the API
     text = (layout.prompt or structure_prompt(layout)) if auto_prompt else prompt
     return CanvasView(canvas, cv.render(layout, back), cv.legend_html(layout), layout.to_json(), text)
@@ -78,11 +80,11 @@ def _wire_editing(ui: SynthesizeUI) -> None:
         return show(canvas, *view_values).updates(ui)
 
     @readable
-    def on_click(canvas, cls, bg, last, auto, text, evt: gr.SelectData):
-        layout = cv.layout_of(canvas)
+    def on_click(canvas, cls, bg, last, tile, auto, text, evt: gr.SelectData):  # explicit: Gradio finds `evt`
+        layout = cv.layout_of(canvas)  # by its place among named parameters
         zoom = cv.display_zoom(layout.width, layout.height)
         x, y = cv.to_layout(evt.index[0], evt.index[1], zoom, layout.width, layout.height)
-        return shown(cv.click(canvas, x, y, cls, cv.hit_radius(zoom)), bg, last, auto, text)
+        return shown(cv.click(canvas, x, y, cls, cv.hit_radius(zoom)), bg, last, tile, auto, text)
 
     # "multiple": quick successive clicks all count, in order
     ui.canvas_img.select(on_click, [ui.canvas_state, ui.cls_radio, *view], out, trigger_mode="multiple", **QUIET)
@@ -148,11 +150,19 @@ def _wire_sources(ctx: StudioContext, ui: SynthesizeUI) -> None:
     ui.example_btn.click(on_example, [ui.canvas_state, ui.example_dd, ui.model_dd, *view], out)
 
     @readable
-    def on_dataset(canvas, folder, index, model, *v):
+    def on_dataset(canvas, folder, index, model, browser, background, last_image, edit_source, *v):
+        """The sample's layout on the canvas, over its real image, ready to be edited."""
         path = confine(folder, cfg.dataset_roots, "dataset folder")
-        return replaced(canvas, sources.dataset_sample(path, int(index or 0)), model, *v)
+        tile = sources.dataset_tile(path, int(index or 0))
+        copy = session_dir(cfg.outputs, browser) / "tiles" / f"{int(index or 0):04d}.png"
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(tile.image).save(copy)
+        source = {"folder": str(path), "index": int(index or 0), "name": tile.name, "image": str(copy)}
+        view = replaced(canvas, layout_from_sample(tile), model, REAL_TILE, last_image, source, *v)
+        return {**view, ui.edit_source: source, ui.background: REAL_TILE}
 
-    ui.ds_btn.click(on_dataset, [ui.canvas_state, ui.ds_path, ui.ds_index, ui.model_dd, *view], out)
+    ui.ds_btn.click(on_dataset, [ui.canvas_state, ui.ds_path, ui.ds_index, ui.model_dd, ui.browser_id, *view],
+                    [*out, ui.edit_source, ui.background])
 
     @readable
     def on_upload(canvas, file, cls, model, *v):

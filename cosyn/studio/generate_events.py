@@ -8,19 +8,24 @@ from __future__ import annotations
 
 import random
 import shutil
+import threading
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import gradio as gr
 
 from cosyn.core.triple import Triple
+from cosyn.editing import edit_tile
 from cosyn.model.pipeline import SamplingCancelled, StepPreview
 from cosyn.model.settings import SamplingSettings
 from cosyn.studio import canvas as cv
-from cosyn.studio import gallery
+from cosyn.studio import gallery, sources
 from cosyn.studio.context import SAMPLING_GROUP, StudioContext
 from cosyn.studio.errors import readable
 from cosyn.studio.gallery import session_dir
-from cosyn.studio.sampling import LONG_RUN_S, Request, duration
+from cosyn.studio.paths import confine
+from cosyn.studio.sampling import LONG_RUN_S, Request, Saved, duration
 from cosyn.studio.synthesize_tab import LAST_IMAGE, SynthesizeUI, Updates
 from cosyn.studio.views import Views, missed_line, preview_views, stages_line, triple_views
 
@@ -54,7 +59,7 @@ def _wire_generate(ctx: StudioContext, ui: SynthesizeUI) -> None:
 
     @readable
     def on_generate(canvas, prompt, model, steps, guidance, sampler, seed, n, refine, opacity, items, background,
-                    browser, confirmed, request: gr.Request,
+                    browser, confirmed, edit_mode, edit_source, request: gr.Request,
                     progress=gr.Progress()):  # noqa: B008 (how Gradio hands out a bar)
         if not model:
             raise gr.Error("No checkpoint is loaded: see the note at the top of the page.")
@@ -74,8 +79,11 @@ def _wire_generate(ctx: StudioContext, ui: SynthesizeUI) -> None:
         flag = ctx.cancels.begin(request.session_hash)
         folder = session_dir(ctx.config.outputs, browser)
         items = gallery.own_entries(items, folder)
+        run = req.run(flag, folder, first_index=len(items) + 1, checkpoint=model)
+        if edit_mode:
+            run = _edit_run(ctx, req, edit_source, flag, folder, len(items) + 1, model)
         try:
-            for item in req.run(flag, folder, first_index=len(items) + 1, checkpoint=model):
+            for item in run:
                 if isinstance(item, StepPreview):
                     progress((item.step, item.total), desc="sampling")
                     yield {**panels(ui, preview_views(item, req.canvas, opacity)),
@@ -95,7 +103,7 @@ def _wire_generate(ctx: StudioContext, ui: SynthesizeUI) -> None:
             ctx.cancels.end(request.session_hash, flag)
 
     inputs = [ui.canvas_state, ui.prompt, ui.model_dd, ui.steps, ui.guidance, ui.sampler, ui.seed, ui.n, ui.refine,
-              ui.opacity, ui.entries, ui.background, ui.browser_id, ui.confirmed]
+              ui.opacity, ui.entries, ui.background, ui.browser_id, ui.confirmed, ui.edit_mode, ui.edit_source]
     generating = ui.generate_btn.click(on_generate, inputs, outputs, concurrency_id=SAMPLING_GROUP, concurrency_limit=1,
                                        show_progress_on=[ui.status])
 
@@ -108,6 +116,24 @@ def _wire_generate(ctx: StudioContext, ui: SynthesizeUI) -> None:
     # run and takes a run that is still waiting in the queue out of it
     ui.cancel_btn.click(on_cancel, None, ui.status, cancels=[generating], queue=False)
     ui.dice.click(lambda: random.randrange(2**31), None, ui.seed, show_progress="hidden")
+
+
+def _edit_run(ctx: StudioContext, req: Request, source: dict | None, cancel: threading.Event, folder: Path,
+              first_index: int, checkpoint: str) -> Iterator[StepPreview | Saved]:
+    """Like Request.run, for an edit of the loaded real tile: previews, then the edited tile saved."""
+    if not source:
+        raise gr.Error("Load a real tile first (a dataset sample, under layout sources), or untick Edit.")
+    tile = sources.dataset_tile(confine(source["folder"], ctx.config.dataset_roots, "dataset folder"),
+                                int(source["index"]))
+    last: list[StepPreview] = []
+
+    def on_step(preview: StepPreview) -> bool:
+        last[:] = [preview]
+        return not cancel.is_set()
+
+    triple = edit_tile(req.pipe, tile, req.layout, settings=req.settings, on_step=on_step)
+    yield from last  # the edit runs in this thread: its last preview, then the result
+    yield Saved([triple], gallery.save_triples([triple], folder, first_index, checkpoint))
 
 
 def _wire_results(ui: SynthesizeUI) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 from cosyn import ASSETS
 from cosyn.core.layout import Layout, LayoutError
 from cosyn.data.formats import read_dataset
-from cosyn.data.sample import DataError
+from cosyn.data.sample import DataError, Sample
 from cosyn.data.targets import layout_from_sample
 from cosyn.io.layout_io import load_any, save_any
 from cosyn.studio.canvas import conform_classes, resized
@@ -43,11 +43,15 @@ def fit(layout: Layout, classes: Sequence[str], side_limit: int) -> tuple[Layout
     return out, notes
 
 
-def dataset_sample(folder: Path, index: int, fmt: str = "auto") -> Layout:
+def dataset_tile(folder: Path, index: int, fmt: str = "auto") -> Sample:
     samples = read_dataset(folder, fmt)
     if not 0 <= index < len(samples):
         raise DataError(f"{folder}: there is no sample {index}; the dataset has {len(samples)} (0..{len(samples) - 1})")
-    return layout_from_sample(samples[index])
+    return samples[index]
+
+
+def dataset_sample(folder: Path, index: int, fmt: str = "auto") -> Layout:
+    return layout_from_sample(dataset_tile(folder, index, fmt))
 
 
 def pasted_layout(text: str, max_bytes: int, where: str) -> Layout:

@@ -23,7 +23,7 @@ from cosyn.studio.models import ModelView, model_view, no_model_message
 from cosyn.studio.sampling import MAX_N, MAX_STEPS
 
 MAX_MIX = 10  # class-mix sliders on the page; a model with more nucleus classes gets the first ten
-NEUTRAL, LAST_IMAGE = "neutral", "last generated image"
+NEUTRAL, LAST_IMAGE, REAL_TILE = "neutral", "last generated image", "loaded real tile"
 DOWNLOAD = ["download", "fullscreen"]  # no "share": results stay on this server
 START_SIDE = 256
 # what a handler returns: {component: new value}; Gradio leaves the event's other outputs as they are
@@ -40,6 +40,7 @@ class SynthesizeUI:
     entries: gr.BrowserState  # this browser's gallery entries (gallery.Entry): they survive a reload
     shown: gr.State  # the entry in the result panels
     confirmed: gr.State  # the long request the user was warned about: Generate again starts it
+    edit_source: gr.State  # the real tile loaded from a dataset: {folder, index, name, image (a PNG copy)}
     notice: gr.Markdown
     canvas_img: gr.Image
     legend: gr.HTML
@@ -75,6 +76,7 @@ class SynthesizeUI:
     sampler: gr.Dropdown
     n: gr.Slider
     refine: gr.Checkbox
+    edit_mode: gr.Checkbox
     seed: gr.Number
     dice: gr.Button
     generate_btn: gr.Button
@@ -92,7 +94,7 @@ class SynthesizeUI:
     @property
     def view_inputs(self) -> list[gr.components.Component]:
         """What drawing the canvas depends on besides the canvas itself (see canvas_events.show)."""
-        return [self.background, self.last_image, self.auto_prompt, self.prompt]
+        return [self.background, self.last_image, self.edit_source, self.auto_prompt, self.prompt]
 
     @property
     def canvas_outputs(self) -> list[gr.components.Component]:
@@ -113,6 +115,7 @@ def build(ctx: StudioContext) -> SynthesizeUI:
         "browser_id": gr.BrowserState("", storage_key="cosyn-studio-browser"),
         "entries": gr.BrowserState([], storage_key="cosyn-studio-results"),
         "last_image": gr.State(None), "shown": gr.State(None), "confirmed": gr.State(None),
+        "edit_source": gr.State(None),
         "notice": gr.Markdown(no_model_message(cfg.checkpoints), visible=first is None, elem_id="cosyn-notice"),
     }
     with gr.Row(equal_height=False):
@@ -126,7 +129,8 @@ def build(ctx: StudioContext) -> SynthesizeUI:
                 c["undo_btn"] = gr.Button("↶ Undo", size="sm", elem_id="cosyn-undo")
                 c["redo_btn"] = gr.Button("↷ Redo", size="sm", elem_id="cosyn-redo")
                 c["clear_btn"] = gr.Button("Clear", size="sm", elem_id="cosyn-clear")
-                c["background"] = gr.Radio([NEUTRAL, LAST_IMAGE], value=NEUTRAL, label="Background", scale=2)
+                c["background"] = gr.Radio([NEUTRAL, LAST_IMAGE, REAL_TILE], value=NEUTRAL, label="Background", scale=2,
+                                            elem_id="cosyn-background")
             with gr.Accordion("Layout sources", open=False):
                 _sources(ctx, c, start)
         with gr.Column(scale=2):
@@ -172,7 +176,7 @@ def _sources(ctx: StudioContext, c: dict, start: Layout) -> None:
     with gr.Tab("Dataset sample"):
         c["ds_path"] = gr.Textbox(label="Dataset folder on the server", info=f"inside: {roots}")
         c["ds_index"] = gr.Number(0, precision=0, minimum=0, label="Sample index")
-        c["ds_btn"] = gr.Button("Load the sample's layout")
+        c["ds_btn"] = gr.Button("Load the sample's layout", elem_id="cosyn-ds-load")
     with gr.Tab("Upload / download"):
         c["upload"] = gr.File(label="Layout JSON, QuPath GeoJSON or HoVer-Net .mat",
                               file_types=[".json", ".geojson", ".mat"])
@@ -208,6 +212,9 @@ def _settings(ctx: StudioContext, c: dict, names: list[str], first: str | None, 
     c["refine"] = gr.Checkbox(True, label="Refine to the canvas's µm/px", elem_id="cosyn-refine",
                               info="runs the model's refiner stage, if it has one, when the canvas is finer "
                                    "than the model")
+    c["edit_mode"] = gr.Checkbox(False, label="Edit the loaded real tile", elem_id="cosyn-edit-mode",
+                                 info="Generate regenerates only around the nuclei you added, removed, moved or "
+                                      "reclassified, and keeps the rest of the tile (load one as a dataset sample)")
     with gr.Row():
         c["seed"] = gr.Number(0, precision=0, label="Seed", scale=3, elem_id="cosyn-seed")
         c["dice"] = gr.Button("⚄ Random seed", size="sm", scale=1)
