@@ -40,6 +40,20 @@ def band_ratio(image: np.ndarray, region: np.ndarray, width: int = 2) -> float:
     return float(grad[band].mean() / grad[~band].mean())
 
 
+def save_figure(path: Path, before: np.ndarray, after: np.ndarray, region: np.ndarray, added: list[Point]) -> None:
+    """before | after, each twice as large, the regenerated region outlined and the added centroids marked."""
+    big = [cv2.resize(im, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST) for im in (before, after)]
+    edge = cv2.resize(region.astype(np.uint8), None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
+    contours, _ = cv2.findContours(edge, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    marked = big[1].copy()
+    cv2.drawContours(marked, contours, -1, (255, 255, 0), 1)
+    for p in added:
+        cv2.drawMarker(marked, (int(2 * p.x), int(2 * p.y)), (0, 255, 0), cv2.MARKER_CROSS, 10, 2)
+    grid = np.concatenate([big[0], np.full((big[0].shape[0], 8, 3), 255, np.uint8), marked], 1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--checkpoint", default="checkpoints/default")
@@ -48,6 +62,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=25)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="benchmarks/results/edit_tile.json")
+    ap.add_argument("--figure", help="write before | after (region outlined) of the first tile here")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     samples = read_dataset(args.data)
@@ -70,6 +85,8 @@ def main() -> None:
         t_full = time.perf_counter() - t0
         region = grown_to_instances(region_around(changed_positions(original, edited), tile.inst_map.shape,
                                                   MARGIN_UM / tile.mpp), tile.inst_map)
+        if args.figure and not rows:
+            save_figure(Path(args.figure), tile.image, out.image, region, added)
         rows.append({"tile": tile.name, "edit_s": t_edit, "sample_s": t_full,
                      "seam_edited": band_ratio(out.image, region), "seam_real": band_ratio(tile.image, region),
                      "new_instances": out.params["edit"]["new_instances"]})
