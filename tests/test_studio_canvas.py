@@ -144,7 +144,7 @@ def test_the_prompt_follows_the_layout_and_keeps_one_the_layout_brings():
     assert show(cv.new_canvas(plain), "neutral", None, None, True, typed).prompt == structure_prompt(plain)
     edited = cv.click(cv.new_canvas(own), 50, 50, "spindle", 1.0)
     assert show(edited, "neutral", None, None, True, typed).prompt == "my own words"
-    assert show(cv.new_canvas(own), "neutral", None, False, typed).prompt == typed
+    assert show(cv.new_canvas(own), "neutral", None, None, False, typed).prompt == typed
 
 
 def test_a_layout_without_a_scale_takes_the_models_on_the_canvas():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import gradio as gr
@@ -115,14 +116,23 @@ def _wire_editing(ui: SynthesizeUI) -> None:
     ui.tissue.input(on_tissue, [ui.canvas_state, ui.tissue, *view], out)
 
 
-def _wire_sources(ctx: StudioContext, ui: SynthesizeUI) -> None:
-    cfg = ctx.config
-    view, out = ui.view_inputs, ui.canvas_outputs
+Replaced = Callable[..., Updates]
 
+
+def _wire_sources(ctx: StudioContext, ui: SynthesizeUI) -> None:
     def replaced(canvas: cv.Canvas, layout: Layout, model: str | None, *view_values) -> Updates:
         """Show a layout from elsewhere, fitted to the model's classes and canvas limit."""
         fitted = fitted_to(layout, model_view(ctx.models, model, layout.mpp))
         return show(cv.replace(canvas, fitted), *view_values).updates(ui)
+
+    _wire_made_layouts(ctx, ui, replaced)
+    _wire_loaded_layouts(ctx, ui, replaced)
+
+
+def _wire_made_layouts(ctx: StudioContext, ui: SynthesizeUI, replaced: Replaced) -> None:
+    """Random layouts and the shipped examples."""
+    cfg = ctx.config
+    view, out = ui.view_inputs, ui.canvas_outputs
 
     @readable
     def on_random(canvas, model, density, *rest):
@@ -148,6 +158,12 @@ def _wire_sources(ctx: StudioContext, ui: SynthesizeUI) -> None:
         return replaced(canvas, Layout.load(path), model, *v)
 
     ui.example_btn.click(on_example, [ui.canvas_state, ui.example_dd, ui.model_dd, *view], out)
+
+
+def _wire_loaded_layouts(ctx: StudioContext, ui: SynthesizeUI, replaced: Replaced) -> None:
+    """Layouts from a dataset sample (kept as the tile to edit), an upload or pasted JSON; the download."""
+    cfg = ctx.config
+    view, out = ui.view_inputs, ui.canvas_outputs
 
     @readable
     def on_dataset(canvas, folder, index, model, browser, background, last_image, edit_source, *v):

@@ -107,6 +107,11 @@ def _wire_generate(ctx: StudioContext, ui: SynthesizeUI) -> None:
     generating = ui.generate_btn.click(on_generate, inputs, outputs, concurrency_id=SAMPLING_GROUP, concurrency_limit=1,
                                        show_progress_on=[ui.status])
 
+    _wire_cancel(ctx, ui, generating)
+    ui.dice.click(lambda: random.randrange(2**31), None, ui.seed, show_progress="hidden")
+
+
+def _wire_cancel(ctx: StudioContext, ui: SynthesizeUI, generating: gr.events.Dependency) -> None:
     def on_cancel(request: gr.Request) -> str:
         # answers once the run has ended, so a Generate click after "Cancelled." is never taken for a
         # second click on the run being cancelled (Gradio drops those)
@@ -115,7 +120,6 @@ def _wire_generate(ctx: StudioContext, ui: SynthesizeUI) -> None:
     # the flag stops the sampling thread between two steps; `cancels` ends the browser's side of the
     # run and takes a run that is still waiting in the queue out of it
     ui.cancel_btn.click(on_cancel, None, ui.status, cancels=[generating], queue=False)
-    ui.dice.click(lambda: random.randrange(2**31), None, ui.seed, show_progress="hidden")
 
 
 def _edit_run(ctx: StudioContext, req: Request, source: dict | None, cancel: threading.Event, folder: Path,
