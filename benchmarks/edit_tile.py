@@ -59,6 +59,7 @@ def main() -> None:
     ap.add_argument("--checkpoint", default="checkpoints/default")
     ap.add_argument("--data", default="../shared/data/consep_patched")
     ap.add_argument("--tiles", type=int, default=5)
+    ap.add_argument("--tile", help="edit only this validation tile (e.g. train_19_005)")
     ap.add_argument("--steps", type=int, default=25)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="benchmarks/results/edit_tile.json")
@@ -70,7 +71,10 @@ def main() -> None:
     pipe = CoSynPipeline.from_pretrained(args.checkpoint)
     settings = SamplingSettings(steps=args.steps)
     rows = []
-    for k, i in enumerate(val_idx[:: max(1, len(val_idx) // args.tiles)][: args.tiles]):
+    picked = val_idx[:: max(1, len(val_idx) // args.tiles)][: args.tiles]
+    if args.tile:
+        picked = [i for i in val_idx if samples.names[i] == args.tile]
+    for k, i in enumerate(picked):
         tile = samples[i]
         rng = np.random.default_rng(k)
         original = layout_from_sample(tile)
