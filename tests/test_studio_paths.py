@@ -117,3 +117,38 @@ def test_session_folders_stay_directly_under_the_outputs(tmp_path, session):
     assert folder.parent == tmp_path and folder.name.isalnum()
     assert session_dir(tmp_path, session) == folder  # a session keeps its folder
     assert session_dir(tmp_path, "other-session") != folder
+
+
+def test_the_upload_quota_refuses_beyond_a_clients_hourly_bytes_and_a_full_folder(tmp_path):
+    import asyncio
+
+    from cosyn.studio.upload_quota import UploadQuota
+
+    now = [0.0]
+    passed = []
+
+    async def app(scope, receive, send):
+        passed.append(scope["path"])
+
+    quota = UploadQuota(app, tmp_path, per_client_bytes=100, folder_bytes=150, clock=lambda: now[0])
+
+    def post(path: str, size: int | None, client: str = "1.2.3.4") -> dict | None:
+        sent = []
+
+        async def send(message):
+            sent.append(message)
+
+        headers = [] if size is None else [(b"content-length", str(size).encode())]
+        scope = {"type": "http", "method": "POST", "path": path, "headers": headers, "client": (client, 1)}
+        asyncio.run(quota(scope, None, send))
+        return sent[0] if sent else None
+
+    assert post("/gradio_api/upload", 60) is None and post("/gradio_api/upload", 40) is None
+    refused = post("/gradio_api/upload", 1)
+    assert refused["status"] == 413 and passed == ["/gradio_api/upload"] * 2
+    assert post("/gradio_api/queue/join", 10**9) is None  # only uploads are counted
+    assert post("/gradio_api/upload", 40, client="5.6.7.8") is None  # another client has its own hour...
+    (tmp_path / "stored.bin").write_bytes(b"x" * 140)
+    now[0] = 3601.0  # ...the first client's hour has passed, but the folder now holds 140 of 150 bytes
+    assert post("/gradio_api/upload", 20)["status"] == 413
+    assert post("/gradio_api/upload", None)["status"] == 413  # no declared size: refused

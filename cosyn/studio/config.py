@@ -24,6 +24,7 @@ class StudioConfig:
     runs: Path = Path("runs")
     outputs: Path = Path("outputs/studio")
     max_upload_mb: float = 200.0
+    upload_quota_mb: float = 1000.0  # per client address and hour; the upload folder holds at most 2x
     max_queue: int = 16
     canvas_mpp: float = DEFAULT_CANVAS_MPP
 
@@ -73,6 +74,8 @@ def parse_args(argv: Sequence[str] | None = None, cwd: Path | None = None) -> St
     p.add_argument("--runs", type=Path, default=Path("runs"), help="folder for training runs")
     p.add_argument("--outputs", type=Path, default=Path("outputs/studio"), help="folder for generated bundles")
     p.add_argument("--max-upload-mb", type=float, default=200.0, help="largest accepted upload")
+    p.add_argument("--upload-quota-mb", type=float, default=1000.0,
+                   help="uploads one client address may send per hour (the upload folder holds at most twice that)")
     p.add_argument("--max-queue", type=int, default=16, help="requests waiting beyond this are turned away")
     a = p.parse_args(argv)
     if a.auth is None and os.environ.get(AUTH_ENV):
@@ -84,4 +87,4 @@ def parse_args(argv: Sequence[str] | None = None, cwd: Path | None = None) -> St
     roots = tuple(a.data_roots) if a.data_roots else default_data_roots(cwd)
     return StudioConfig(host=a.host, port=a.port, share=a.share, auth=a.auth, checkpoints=a.checkpoints,
                         data_roots=roots, runs=a.runs, outputs=a.outputs, max_upload_mb=a.max_upload_mb,
-                        max_queue=a.max_queue)
+                        upload_quota_mb=a.upload_quota_mb, max_queue=a.max_queue)

@@ -6,11 +6,13 @@ import os
 from typing import Any
 
 import gradio as gr
+from starlette.middleware import Middleware
 
 from cosyn.studio import api, canvas_events, generate_events, synthesize_tab, train_events, train_tab
 from cosyn.studio.config import StudioConfig
 from cosyn.studio.context import StudioContext
 from cosyn.studio.login import LoginGuard
+from cosyn.studio.upload_quota import UploadQuota
 
 CSS = """
 .cosyn-legend {display: flex; flex-wrap: wrap; gap: 0.4em 1.2em; font-size: 0.95em;}
@@ -62,4 +64,7 @@ def launch_options(config: StudioConfig) -> dict[str, Any]:
         "css": CSS,
         "footer_links": ["api", "settings"],
         "run_history": False,  # Gradio 6 would otherwise keep every call's inputs in the browser
+        "app_kwargs": {"middleware": [Middleware(
+            UploadQuota, folder=config.gradio_temp, per_client_bytes=int(config.upload_quota_mb * 2**20),
+            folder_bytes=int(2 * config.upload_quota_mb * 2**20))]},
     }
