@@ -193,7 +193,7 @@ def test_fine_tune_maps_classes_by_name(tmp_path):
         export_checkpoint(ft, tmp_path / "ck")  # the base model (and its card) stays
     (tmp_path / "ck" / "evaluation.md").write_text("the base model's report")
     export_checkpoint(ft, tmp_path / "ck", overwrite=True)
-    assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == ["MODEL_CARD.md", "config.json",
+    assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == ["MODEL_CARD.md", "checksums.json", "config.json",
                                                                    "model.safetensors"]
     assert "# CoSyn checkpoint `ck`" in (tmp_path / "ck" / "MODEL_CARD.md").read_text()
     export_checkpoint(ft, tmp_path / "ck2")
