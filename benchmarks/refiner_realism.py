@@ -67,6 +67,20 @@ def bicubic(base: dict, k: int) -> dict:
     return {"image": from_unit(image)[0], "dist": dist[0, 0].numpy(), "class_map": probs[0].argmax(0).byte().numpy()}
 
 
+def lab_stats(images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Mean over images of each image's per-channel LAB mean and std (Reinhard's target)."""
+    labs = [cv2.cvtColor(im, cv2.COLOR_RGB2LAB).reshape(-1, 3).astype(np.float32) for im in images]
+    return np.mean([lab.mean(0) for lab in labs], 0), np.mean([lab.std(0) for lab in labs], 0)
+
+
+def stain_matched(image: np.ndarray, target: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """Reinhard colour transfer: the image's LAB channels moved to the target mean and std."""
+    lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB).astype(np.float32)
+    mean, std = lab.reshape(-1, 3).mean(0), lab.reshape(-1, 3).std(0) + 1e-6
+    out = (lab - mean) / std * target[1] + target[0]
+    return cv2.cvtColor(np.clip(out, 0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB)
+
+
 def refined(ref: Refiner, base: dict, k: int, seed: int) -> dict:
     up = bicubic(base, k)
     pts = point_map(base["xy"] * 2, base["class_ids"], *up["class_map"].shape)
@@ -128,6 +142,8 @@ def main() -> None:
     ap.add_argument("--c2st-steps", type=int, default=500)
     ap.add_argument("--no-controls", action="store_true", help="skip the real-vs-real and blurred-real rows")
     ap.add_argument("--no-base", action="store_true", help="skip the base-model row (judged in an earlier run)")
+    ap.add_argument("--stain-match", action="store_true",
+                    help="also judge the base with Reinhard colour transfer to the training tiles' stain")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -171,6 +187,10 @@ def main() -> None:
     variants: dict[str, Callable[[dict, int], dict]] = {}
     if not args.no_base:
         variants[BASE_ROW] = bicubic_variant
+    if args.stain_match:
+        target = lab_stats([s.image for s in train])
+        variants["base, bicubic x2, Reinhard to the training stain"] = \
+            lambda b, i: {**bicubic(b, k), "image": stain_matched(bicubic(b, k)["image"], target)}
     for spec in args.refiner:
         name, folder = spec.split("=", 1)
         ref = Refiner.from_pretrained(folder)
