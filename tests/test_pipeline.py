@@ -202,3 +202,8 @@ def test_a_layout_denser_than_any_training_tile_samples_with_a_warning(pipe):
     params = pipe.sample(crowded, steps=1)[0].params
     assert len(params["warnings"]) == 1 and "beyond the densest training tile (420)" in params["warnings"][0]
     assert "beyond the densest training tile" in missed_line(params)
+
+
+def test_a_prompt_that_is_not_text_is_refused(pipe):
+    with pytest.raises(ValueError, match="prompt must be text, not list"):
+        pipe.sample(_layout(), [1, 2], steps=1)

@@ -282,6 +282,8 @@ class CoSynPipeline:
         settings = settings or SamplingSettings()
         if fields:
             settings = settings.with_(**fields)
+        if prompt is not None and not isinstance(prompt, str):
+            raise ValueError(f"prompt must be text, not {type(prompt).__name__}")
         canvas = self.conform_layout(layout, size)
         prompt = prompt or layout.prompt or structure_prompt(canvas)
         if known is not None and known.shape != (canvas.height, canvas.width):
