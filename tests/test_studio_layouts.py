@@ -143,3 +143,8 @@ def test_pasted_layout_json_is_parsed_checked_and_size_limited():
         sources.pasted_layout("{", 100, "layout JSON")
     with pytest.raises(LayoutError, match="layout JSON"):
         sources.pasted_layout('{"width": 64}', 100, "layout JSON")
+
+
+def test_pasted_json_nested_100k_deep_is_refused_not_a_crash():
+    with pytest.raises(LayoutError, match="layout_json: JSON nested too deeply"):
+        sources.pasted_layout("[" * 100_000 + "]" * 100_000, 10**7, "layout_json")

@@ -63,7 +63,9 @@ def pasted_layout(text: str, max_bytes: int, where: str) -> Layout:
     try:
         data = json.loads(text or "null")
     except json.JSONDecodeError as e:
-        raise LayoutError(f"{where} is not valid JSON ({e})") from None
+        raise LayoutError(f"{where} is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
+    except RecursionError:
+        raise LayoutError(f"{where}: JSON nested too deeply") from None
     return Layout.from_dict(data, where=where)
 
 
