@@ -91,7 +91,11 @@ def main() -> None:
                                                   MARGIN_UM / tile.mpp), tile.inst_map)
         if args.figure and not rows:
             save_figure(Path(args.figure), tile.image, out.image, region, added)
-        rows.append({"tile": tile.name, "edit_s": t_edit, "sample_s": t_full,
+        hits = [int(out.inst_map[min(int(round(p.y)), tile.height - 1), min(int(round(p.x)), tile.width - 1)])
+                for p in added]
+        right = sum(h > 0 and out.inst_classes.get(h) == tile.classes.id_of("inflammatory") for h in hits)
+        rows.append({"tile": tile.name, "added_with_instance": sum(h > 0 for h in hits),
+                     "added_of_the_class": right, "added": len(added), "edit_s": t_edit, "sample_s": t_full,
                      "seam_edited": band_ratio(out.image, region), "seam_real": band_ratio(tile.image, region),
                      "new_instances": out.params["edit"]["new_instances"]})
         print(json.dumps(rows[-1]), flush=True)
@@ -99,6 +103,9 @@ def main() -> None:
                "edit_s_median": statistics.median(r["edit_s"] for r in rows),
                "sample_s_median": statistics.median(r["sample_s"] for r in rows),
                "seam_ratio_median": statistics.median(r["seam_edited"] / r["seam_real"] for r in rows),
+               "added_yield": sum(r["added_with_instance"] for r in rows) / sum(r["added"] for r in rows),
+               "added_class_accuracy": sum(r["added_of_the_class"] for r in rows)
+               / max(1, sum(r["added_with_instance"] for r in rows)),
                "rows": rows}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(summary, indent=1))
