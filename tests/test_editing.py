@@ -11,8 +11,9 @@ from cosyn.core.layout import Layout, Point
 from cosyn.data.targets import distance_map, layout_from_sample
 from cosyn.editing import EditError, edit_tile
 from cosyn.editing.edit import changed_positions
+from cosyn.model.settings import SamplingSettings
 
-FAST = {"steps": 3, "sampler": "ddim", "seed": 1}
+FAST = SamplingSettings(steps=3, sampler="ddim", seed=1)
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +43,7 @@ def test_outside_the_edit_the_tile_is_kept_byte_for_byte(tile, make_pipe):
     added = Point(58.0, 58.0, "inflammatory")  # a corner free of discs
     edited = _with_points(original, [*original.points, added])
     pipe = make_pipe()
-    out = edit_tile(pipe, tile, edited, settings=pipe_settings(pipe))
+    out = edit_tile(pipe, tile, edited, settings=FAST)
     region = out.params["edit"]["region_pixels"]
     assert 0 < region < 64 * 64 / 2
     yy, xx = np.indices((64, 64))
@@ -60,11 +61,6 @@ def test_outside_the_edit_the_tile_is_kept_byte_for_byte(tile, make_pipe):
     assert out.layout is edited and out.params["stages"][0] == "base"
 
 
-def pipe_settings(pipe):
-    from cosyn.model.settings import SamplingSettings
-    return SamplingSettings(**FAST)
-
-
 def test_a_mask_covers_whole_nuclei_and_bad_edits_are_refused(tile):
     pipe = tiny_pipeline()
     original = layout_from_sample(tile)
@@ -72,7 +68,7 @@ def test_a_mask_covers_whole_nuclei_and_bad_edits_are_refused(tile):
     mask = np.zeros((64, 64), bool)
     ys, xs = np.nonzero(tile.inst_map == first)
     mask[ys[0], xs[0]] = True  # one pixel of a nucleus: the whole nucleus is regenerated
-    out = edit_tile(pipe, tile, original, mask=mask, settings=pipe_settings(pipe))
+    out = edit_tile(pipe, tile, original, mask=mask, settings=FAST)
     assert out.params["edit"]["region_pixels"] == int((tile.inst_map == first).sum())
     assert first not in out.inst_classes
     with pytest.raises(EditError, match="changes no nucleus"):

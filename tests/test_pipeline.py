@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -178,17 +179,12 @@ def test_non_square_layout_scales_x_and_y_separately(pipe):
 def test_flipped_bytes_in_saved_weights_are_refused_at_load(pipe, tmp_path):
     pipe.save_pretrained(tmp_path / "ck")
     weights = tmp_path / "ck" / "model.safetensors"
-    assert CoSynPipeline.from_pretrained(tmp_path / "ck").sha256 == pipe_sha(weights)
+    assert CoSynPipeline.from_pretrained(tmp_path / "ck").sha256 == hashlib.sha256(weights.read_bytes()).hexdigest()
     data = bytearray(weights.read_bytes())
     data[len(data) // 2] ^= 0xFF  # inside a tensor: the file still parses, the weights are wrong
     weights.write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match="model.safetensors: sha256 .* differs .* damaged or was replaced"):
         CoSynPipeline.from_pretrained(tmp_path / "ck")
-
-
-def pipe_sha(path):
-    import hashlib
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def test_a_layout_denser_than_any_training_tile_samples_with_a_warning(pipe):

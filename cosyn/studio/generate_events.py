@@ -30,6 +30,7 @@ from cosyn.studio.synthesize_tab import LAST_IMAGE, SynthesizeUI, Updates
 from cosyn.studio.views import Views, missed_line, preview_views, stages_line, triple_views
 
 CANCEL_WAIT_S = 30.0  # longest a Cancel waits for the current step to end
+SWEEP_EVERY_S = 3600.0  # expired browser folders are looked for at most hourly
 
 
 def panels(ui: SynthesizeUI, v: Views) -> Updates:
@@ -185,10 +186,14 @@ def _wire_export(ctx: StudioContext, demo: gr.Blocks, ui: SynthesizeUI) -> None:
     ui.clear_results.click(on_clear, ui.browser_id, [ui.entries, ui.gallery_view, ui.shown, ui.export_file,
                                                       ui.status])
 
+    last_sweep = [-SWEEP_EVERY_S]
+
     def on_open(browser, items):
         """A page (re)opened: give a new browser its id, and show the results this browser kept."""
         browser = browser or gallery.new_browser_id()
-        gallery.sweep_expired(outputs)
+        if time.monotonic() - last_sweep[0] >= SWEEP_EVERY_S:  # walking every folder on each page open is waste
+            last_sweep[0] = time.monotonic()
+            gallery.sweep_expired(outputs)
         items = gallery.own_entries(items, session_dir(outputs, browser))
         return {ui.browser_id: browser, ui.entries: items,
                 ui.gallery_view: [(e["image"], e["caption"]) for e in items]}
