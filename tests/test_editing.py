@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from conftest import disc_sample
+from PIL import Image
 from tiny import tiny_pipeline, tiny_pipeline_with_refiner
 
 from cosyn.core.layout import Layout, Point
-from cosyn.data.targets import distance_map, layout_from_sample
+from cosyn.data.formats.folder import write_folder
+from cosyn.data.formats.hovernet import write_hovernet
+from cosyn.data.sample import DataError
+from cosyn.data.targets import distance_map, layout_from_sample, triple_from_sample
 from cosyn.editing import EditError, edit_tile
+from cosyn.editing.annotation import read_annotated_tile
 from cosyn.editing.edit import changed_positions
+from cosyn.io.export import qupath_geojson
 from cosyn.model.settings import SamplingSettings
 
 FAST = SamplingSettings(steps=3, sampler="ddim", seed=1)
@@ -79,18 +87,54 @@ def test_a_mask_covers_whole_nuclei_and_bad_edits_are_refused(tile):
         edit_tile(pipe, tile, original, mask=np.ones((32, 32), bool))
 
 
-def test_cli_edit_writes_a_bundle_that_keeps_the_tile_outside_the_edit(tile, tmp_path):
-    import json
+def test_a_qupath_geojson_reads_back_as_the_tile_it_was_exported_from(tile, tmp_path):
+    Image.fromarray(tile.image).save(tmp_path / "tile.png")
+    (tmp_path / "tile.geojson").write_text(json.dumps(qupath_geojson(triple_from_sample(tile))))
+    back = read_annotated_tile(tmp_path / "tile.png", [tmp_path / "tile.geojson"], tile.classes, 0.25)
+    assert np.array_equal(back.inst_map > 0, tile.inst_map > 0)  # outlines rasterise to the same pixels
+    assert np.array_equal(back.class_map, tile.class_map)
+    assert len(back.inst_ids) == len(tile.inst_ids) and back.mpp == 0.25
+    assert np.allclose(np.sort(back.centroids, axis=0), np.sort(tile.centroids, axis=0))
+
+
+def test_the_other_annotation_forms_read_as_the_same_tile_and_bad_ones_say_why(tile, tmp_path):
+    write_hovernet([tile], tmp_path / "hn")
+    write_folder([tile], tmp_path / "maps")
+    image = tmp_path / "hn/Images/tile_000.png"
+    from_mat = read_annotated_tile(image, [tmp_path / "hn/Labels/tile_000.mat"], tile.classes, 0.25)
+    maps = [tmp_path / "maps/instances/tile_000.tif", tmp_path / "maps/classes/tile_000.png"]
+    from_maps = read_annotated_tile(image, maps, tile.classes, 0.25)
+    for read in (from_mat, from_maps):
+        assert np.array_equal(read.inst_map, tile.inst_map) and np.array_equal(read.class_map, tile.class_map)
+    with pytest.raises(DataError, match="tile_000.tif: an instance map needs its class map"):
+        read_annotated_tile(image, maps[:1], tile.classes, 0.25)
+    with pytest.raises(DataError, match="notes.txt: the annotation must be a HoVer-Net .mat"):
+        read_annotated_tile(image, [tmp_path / "notes.txt"], tile.classes, 0.25)
+    points = {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "geometry": {"type": "Point", "coordinates": [5, 5]},
+         "properties": {"objectType": "detection", "classification": {"name": "epithelial"}}}]}
+    (tmp_path / "points.geojson").write_text(json.dumps(points))
+    with pytest.raises(DataError, match="points.geojson: feature 0: a point has no outline"):
+        read_annotated_tile(image, [tmp_path / "points.geojson"], tile.classes, 0.25)
+    far = {"type": "Feature", "properties": {"objectType": "detection", "classification": {"name": "epithelial"}},
+           "geometry": {"type": "Polygon", "coordinates": [[[500, 500], [510, 500], [510, 510], [500, 500]]]}}
+    region = {**far, "properties": {"objectType": "annotation", "classification": {"name": "Tumor"}}}
+    (tmp_path / "far.geojson").write_text(json.dumps([region, far]))
+    with pytest.raises(DataError, match="none of its 1 nucleus outlines lies inside the 64x64 image"):
+        read_annotated_tile(image, [tmp_path / "far.geojson"], tile.classes, 0.25)
+
+
+@pytest.mark.parametrize("annotation", ["mat", "geojson"])
+def test_cli_edit_writes_a_bundle_that_keeps_the_tile_outside_the_edit(tile, tmp_path, annotation):
     import subprocess
     import sys
     from pathlib import Path
 
-    from PIL import Image
-
-    from cosyn.data.formats.hovernet import write_hovernet
-
     write_hovernet([tile], tmp_path / "real")
     image, mat = tmp_path / "real/Images/tile_000.png", tmp_path / "real/Labels/tile_000.mat"
+    if annotation == "geojson":
+        mat = tmp_path / "real/tile_000.geojson"
+        mat.write_text(json.dumps(qupath_geojson(triple_from_sample(tile))))
     tiny_pipeline().save_pretrained(tmp_path / "ck")
     original = layout_from_sample(tile)
     edited = _with_points(original, [*original.points, Point(58.0, 58.0, "inflammatory")])
@@ -106,6 +150,6 @@ def test_cli_edit_writes_a_bundle_that_keeps_the_tile_outside_the_edit(tile, tmp
     outside = (xx - 58) ** 2 + (yy - 58) ** 2 > 32**2
     assert np.array_equal(out[outside], np.asarray(Image.open(image))[outside])
     params = json.loads((tmp_path / "out/params.json").read_text())
-    assert params["edit"]["annotation"] == str(mat) and params["edit"]["region_pixels"] > 0
+    assert params["edit"]["annotation"] == [str(mat)] and params["edit"]["region_pixels"] > 0
     again = subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=Path(__file__).parents[1])
     assert again.returncode == 2 and "exists; pass --overwrite" in again.stderr and "Traceback" not in again.stderr

@@ -424,3 +424,55 @@ def test_browser_edit_a_real_tile_keeps_it_outside_the_edit(studio, browser):
     assert params["edit"]["new_instances"] >= 0 and params["edit"]["source_tile"] == tile.name
     assert np.array_equal(edited[outside], tile.image[outside])
     page.close()
+
+
+def test_browser_edit_an_uploaded_tile_only_where_the_brush_painted(studio, browser, tmp_path, shots):
+    from cosyn.data.formats import read_dataset
+    from cosyn.data.targets import triple_from_sample
+    from cosyn.io.export import qupath_geojson
+
+    tile = read_dataset(studio.data)[1]
+    Image.fromarray(tile.image).save(tmp_path / "my tile.png")
+    (tmp_path / "my tile.geojson").write_text(json.dumps(qupath_geojson(triple_from_sample(tile))))
+    page = _open(browser, studio.url)
+    page.get_by_text("Layout sources").click()
+    page.get_by_role("tab", name="Real tile").click()
+    page.locator("#cosyn-tile-image input[type=file]").set_input_files(str(tmp_path / "my tile.png"))
+    page.locator("#cosyn-tile-annotation input[type=file]").set_input_files(str(tmp_path / "my tile.geojson"))
+    page.locator("#cosyn-tile-load").click()
+    _wait_text(page, "#cosyn-legend", f"total: {len(tile.inst_ids)}")
+    page.locator("#cosyn-class").get_by_label("inflammatory").check()
+    _click_canvas(page, 20.0, 32.0, side=64)  # inside the region brushed below
+    _wait_text(page, "#cosyn-legend", f"total: {len(tile.inst_ids) + 1}")
+    page.locator("#cosyn-brush-box").get_by_text("Region to regenerate").click()
+    canvas = page.locator("#cosyn-brush canvas").first
+    canvas.wait_for()
+    page.wait_for_timeout(500)  # the tile is drawn into the editor
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    zoom = float(page.locator("#cosyn-brush").get_by_text("%").first.text_content().strip(" %")) / 100
+    side = 64 * zoom  # the tile, drawn at the editor's zoom, centred on its canvas
+    at = lambda x, y: (box["x"] + box["width"] / 2 + (x / 64 - 0.5) * side,  # noqa: E731
+                       box["y"] + box["height"] / 2 + (y / 64 - 0.5) * side)
+    page.mouse.move(*at(8, 32))
+    page.mouse.down()
+    page.mouse.move(*at(56, 32), steps=12)
+    page.mouse.up()
+    page.screenshot(path=str(shots / "studio_brush.png"), full_page=True)
+    page.locator("#cosyn-edit-mode input").check()
+    page.locator("#cosyn-generate").click()
+    _wait_text(page, "#cosyn-status", "Done")
+    page.locator("#cosyn-export-selected").click()
+    link = page.locator("#cosyn-export-file a").first
+    link.wait_for()
+    archive = zipfile.ZipFile(io.BytesIO(page.request.get(link.get_attribute("href")).body()))
+    (image_name,) = [n for n in archive.namelist() if n.endswith("/image.png")]
+    edited = np.asarray(Image.open(io.BytesIO(archive.read(image_name))).convert("RGB"))
+    params = json.loads(archive.read(image_name.replace("image.png", "params.json")))
+    assert params["edit"]["region"] == "brushed" and params["edit"]["source_tile"] == "my tile"
+    assert 0 < params["edit"]["region_pixels"] < 64 * 64 / 2
+    changed_rows = np.nonzero((edited != tile.image).any((1, 2)))[0]
+    # a 12 px brush along row 32, grown to the whole nuclei it touches; the rest is the tile itself
+    assert changed_rows.min() >= 8 and changed_rows.max() <= 48, changed_rows
+    assert not np.array_equal(edited[28:36, 8:56], tile.image[28:36, 8:56])  # under it: regenerated
+    page.close()

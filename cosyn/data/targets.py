@@ -19,6 +19,7 @@ from scipy import ndimage
 
 from cosyn import ASSETS
 from cosyn.core.layout import Layout
+from cosyn.core.triple import Triple
 from cosyn.data.sample import Sample
 
 VOCABULARY_PATH = ASSETS / "prompt_vocabulary.json"
@@ -75,6 +76,13 @@ def layout_from_sample(sample: Sample) -> Layout:
         mpp=sample.mpp,
         tissue=sample.tissue,
     )
+
+
+def triple_from_sample(sample: Sample) -> Triple:
+    """A real tile as a triple (its distance map computed), to export or compare like a generated one."""
+    inst_classes = {int(i): int(c) for i, c in zip(sample.inst_ids, sample.inst_classes, strict=True)}
+    return Triple(sample.image, sample.class_map, sample.inst_map, distance_map(sample.inst_map), inst_classes,
+                  layout_from_sample(sample), {"source_tile": sample.name})
 
 
 @lru_cache(maxsize=1)

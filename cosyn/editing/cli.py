@@ -1,4 +1,5 @@
-"""`cosyn edit`: a real tile + its HoVer-Net annotation + the edited layout → one export bundle."""
+"""`cosyn edit`: a real tile + its annotation (HoVer-Net .mat, QuPath GeoJSON, or instance and class
+maps) + the edited layout → one export bundle."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import numpy as np
 from PIL import Image
 
 from cosyn.core.layout import Layout
+from cosyn.editing.annotation import ANNOTATION_HELP
 from cosyn.editing.edit import EditError, edit_tile
 
 
@@ -19,8 +21,7 @@ def add_edit_parser(sub: argparse._SubParsersAction) -> None:
                                      "reclassified nuclei")
     ed.add_argument("--checkpoint", required=True)
     ed.add_argument("--image", required=True, help="the real tile (PNG/JPEG/TIFF)")
-    ed.add_argument("--annotation", required=True,
-                    help="its HoVer-Net .mat (inst_map, type_map, inst_type, inst_centroid)")
+    ed.add_argument("--annotation", required=True, nargs="+", metavar="ANN", help=f"its annotation: {ANNOTATION_HELP}")
     ed.add_argument("--layout", required=True,
                     help="the full edited layout (layout JSON), at the image's size and µm/px")
     ed.add_argument("--out", required=True, help="the bundle folder to write")
@@ -33,7 +34,7 @@ def add_edit_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_edit(args: argparse.Namespace) -> int:
-    from cosyn.data.formats.hovernet import read_hovernet_pair
+    from cosyn.editing.annotation import read_annotated_tile
     from cosyn.io.export import write_bundle
     from cosyn.io.fileio import check_writable
     from cosyn.model.pipeline import CoSynPipeline
@@ -44,11 +45,9 @@ def run_edit(args: argparse.Namespace) -> int:
     if out.exists() and not args.overwrite:
         raise FileExistsError(f"{out} exists; pass --overwrite to replace it, or choose another --out")
     check_writable(out.parent)
-    if Path(args.annotation).suffix.lower() != ".mat":
-        raise EditError(f"{args.annotation}: give the annotation as a HoVer-Net .mat")
     edited = Layout.load(args.layout)
     pipe = CoSynPipeline.from_pretrained(args.checkpoint)
-    tile = read_hovernet_pair(args.image, args.annotation, pipe.class_set, edited.mpp, edited.tissue)
+    tile = read_annotated_tile(args.image, args.annotation, pipe.class_set, edited.mpp, edited.tissue)
     mask = None
     if args.mask:
         try:
@@ -56,7 +55,7 @@ def run_edit(args: argparse.Namespace) -> int:
         except OSError as e:
             raise EditError(f"{args.mask}: not a readable image ({e})") from None
     triple = edit_tile(pipe, tile, edited, mask, settings)
-    triple.params["edit"] |= {"image": str(args.image), "annotation": str(args.annotation),
+    triple.params["edit"] |= {"image": str(args.image), "annotation": [str(a) for a in args.annotation],
                               "mask": str(args.mask) if args.mask else "margin around the changed centroids"}
     write_bundle(triple, out, overwrite=args.overwrite)
     e = triple.params["edit"]

@@ -125,6 +125,48 @@ def _features(data: Any, where: str) -> list[Any]:
 
 def _feature_points(feature: Any, at: str) -> list[tuple[float, float]]:
     """The nucleus positions a feature stands for, in QuPath's corner coordinates."""
+    kind, coords, nucleus = _geometry(feature, at)
+    try:
+        if kind == "Point":
+            return [_xy(coords)]
+        if kind == "MultiPoint":
+            return [_xy(c) for c in coords]
+        if not nucleus:
+            return []
+        if kind in ("Polygon", "MultiPolygon"):
+            return [_polygons_centroid(_outer_rings(kind, coords))]
+    except (TypeError, ValueError, IndexError):
+        raise LayoutError(f"{at}: malformed {kind} coordinates") from None
+    raise LayoutError(f"{at}: unsupported geometry type {kind!r} for a nucleus; use Point or Polygon")
+
+
+def nucleus_outlines(data: Any, classes: Classes, where: str = "geojson",
+                     default_class: str | None = None) -> list[tuple[list[np.ndarray], str]]:
+    """Each nucleus' outer rings ((N, 2) x, y in QuPath's corner coordinates) and class, from parsed
+    GeoJSON; region annotations are skipped. Editing a real tile needs every nucleus' extent, so a point
+    nucleus, which has none, is refused."""
+    class_set = _class_set(classes)
+    outlines = []
+    for i, feature in enumerate(_features(data, where)):
+        at = f"{where}: feature {i}"
+        kind, coords, nucleus = _geometry(feature, at)
+        if kind in ("Point", "MultiPoint"):
+            raise LayoutError(f"{at}: a point has no outline; editing a tile needs each nucleus as a polygon "
+                              "(QuPath detections or cells)")
+        if not nucleus:
+            continue
+        if kind not in ("Polygon", "MultiPolygon"):
+            raise LayoutError(f"{at}: unsupported geometry type {kind!r} for a nucleus outline; use Polygon")
+        try:
+            rings = _outer_rings(kind, coords)
+        except (TypeError, ValueError, IndexError):
+            raise LayoutError(f"{at}: malformed {kind} coordinates") from None
+        outlines.append((rings, _feature_class(feature, class_set, default_class, at)))
+    return outlines
+
+
+def _geometry(feature: Any, at: str) -> tuple[Any, Any, bool]:
+    """(type, coordinates, whether the feature is a nucleus object) of a feature's nucleus geometry."""
     if not isinstance(feature, dict) or not isinstance(feature.get("geometry"), dict):
         raise LayoutError(f"{at}: a Feature with a 'geometry' object is required")
     props = feature.get("properties") or {}
@@ -133,21 +175,14 @@ def _feature_points(feature: Any, at: str) -> list[tuple[float, float]]:
     geometry = feature.get("nucleusGeometry") or feature["geometry"]
     if not isinstance(geometry, dict):
         raise LayoutError(f"{at}: 'nucleusGeometry' must be a geometry object")
-    kind, coords = geometry.get("type"), geometry.get("coordinates")
-    try:
-        if kind == "Point":
-            return [_xy(coords)]
-        if kind == "MultiPoint":
-            return [_xy(c) for c in coords]
-        if props.get("objectType", props.get("object_type")) not in NUCLEUS_OBJECT_TYPES:
-            return []  # a region annotation, not a nucleus
-        if kind == "Polygon":
-            return [_polygons_centroid([coords])]
-        if kind == "MultiPolygon":
-            return [_polygons_centroid(coords)]
-    except (TypeError, ValueError, IndexError):
-        raise LayoutError(f"{at}: malformed {kind} coordinates") from None
-    raise LayoutError(f"{at}: unsupported geometry type {kind!r} for a nucleus; use Point or Polygon")
+    nucleus = props.get("objectType", props.get("object_type")) in NUCLEUS_OBJECT_TYPES
+    return geometry.get("type"), geometry.get("coordinates"), nucleus
+
+
+def _outer_rings(kind: str, coords: Any) -> list[np.ndarray]:
+    """The outer ring of each polygon (holes ignored: a nucleus has none)."""
+    polygons = [coords] if kind == "Polygon" else coords
+    return [np.array([_xy(c) for c in poly[0]], np.float64).reshape(-1, 2) for poly in polygons]
 
 
 def _xy(c: Any) -> tuple[float, float]:
@@ -157,10 +192,8 @@ def _xy(c: Any) -> tuple[float, float]:
     return x, y
 
 
-def _polygons_centroid(polygons: Any) -> tuple[float, float]:
-    """Area centroid of the outer rings (holes ignored: a nucleus has none); the vertex mean
-    when the area vanishes (a degenerate ring)."""
-    rings = [np.array([_xy(c) for c in poly[0]], np.float64) for poly in polygons]
+def _polygons_centroid(rings: list[np.ndarray]) -> tuple[float, float]:
+    """Area centroid of the rings; the vertex mean when the area vanishes (a degenerate ring)."""
     area, cx, cy = 0.0, 0.0, 0.0
     for r in rings:
         x, y = r[:, 0], r[:, 1]

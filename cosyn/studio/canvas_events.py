@@ -17,6 +17,7 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
+from cosyn.core.classes import ClassSet
 from cosyn.core.layout import Layout
 from cosyn.data.targets import layout_from_sample, structure_prompt
 from cosyn.studio import canvas as cv
@@ -27,6 +28,7 @@ from cosyn.studio.gallery import session_dir
 from cosyn.studio.models import ModelView, model_view
 from cosyn.studio.paths import confine
 from cosyn.studio.random_layout import random_layout, requested_count
+from cosyn.studio.real_tile import keep_tile, uploaded_tile
 from cosyn.studio.synthesize_tab import LAST_IMAGE, MAX_MIX, REAL_TILE, SynthesizeUI, Updates
 
 QUIET = {"show_progress": "hidden"}  # canvas edits are instant: no spinner flicker
@@ -165,20 +167,32 @@ def _wire_loaded_layouts(ctx: StudioContext, ui: SynthesizeUI, replaced: Replace
     cfg = ctx.config
     view, out = ui.view_inputs, ui.canvas_outputs
 
-    @readable
-    def on_dataset(canvas, folder, index, model, browser, background, last_image, edit_source, *v):
-        """The sample's layout on the canvas, over its real image, ready to be edited."""
-        path = confine(folder, cfg.dataset_roots, "dataset folder")
-        tile = sources.dataset_tile(path, int(index or 0))
-        copy = session_dir(cfg.outputs, browser) / "tiles" / f"{int(index or 0):04d}.png"
-        copy.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(tile.image).save(copy)
-        source = {"folder": str(path), "index": int(index or 0), "name": tile.name, "image": str(copy)}
-        view = replaced(canvas, layout_from_sample(tile), model, REAL_TILE, last_image, source, *v)
-        return {**view, ui.edit_source: source, ui.background: REAL_TILE}
+    def editing(canvas, tile, model, background, last_image, edit_source, auto_prompt, prompt, browser):
+        """The tile's layout on the canvas over its real image, the tile kept to be edited, and the brush
+        editor showing it (the arguments after `model`: view_inputs, then the browser id)."""
+        source = keep_tile(tile, session_dir(cfg.outputs, browser))
+        view = replaced(canvas, layout_from_sample(tile), model, REAL_TILE, last_image, source, auto_prompt, prompt)
+        return {**view, ui.edit_source: source, ui.background: REAL_TILE,
+                ui.brush: {"background": source["image"], "layers": [], "composite": None}}
 
-    ui.ds_btn.click(on_dataset, [ui.canvas_state, ui.ds_path, ui.ds_index, ui.model_dd, ui.browser_id, *view],
-                    [*out, ui.edit_source, ui.background])
+    tile_outputs = [*out, ui.edit_source, ui.background, ui.brush]
+
+    @readable
+    def on_dataset(canvas, folder, index, model, *v):
+        tile = sources.dataset_tile(confine(folder, cfg.dataset_roots, "dataset folder"), int(index or 0))
+        return editing(canvas, tile, model, *v)
+
+    ui.ds_btn.click(on_dataset, [ui.canvas_state, ui.ds_path, ui.ds_index, ui.model_dd, *view, ui.browser_id],
+                    tile_outputs)
+
+    @readable
+    def on_tile(canvas, image, annotation, model, *v):
+        current = cv.layout_of(canvas)
+        tile = uploaded_tile(image, annotation, current, ClassSet(tuple(current.classes)), cfg.max_upload_bytes)
+        return editing(canvas, tile, model, *v)
+
+    ui.tile_btn.click(on_tile, [ui.canvas_state, ui.tile_image, ui.tile_annotation, ui.model_dd, *view,
+                                ui.browser_id], tile_outputs)
 
     @readable
     def on_upload(canvas, file, cls, model, *v):

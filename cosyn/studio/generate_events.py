@@ -20,11 +20,11 @@ from cosyn.editing import edit_tile
 from cosyn.model.pipeline import SamplingCancelled, StepPreview
 from cosyn.model.settings import SamplingSettings
 from cosyn.studio import canvas as cv
-from cosyn.studio import gallery, sources
+from cosyn.studio import gallery
 from cosyn.studio.context import SAMPLING_GROUP, StudioContext
 from cosyn.studio.errors import readable
 from cosyn.studio.gallery import session_dir
-from cosyn.studio.paths import confine
+from cosyn.studio.real_tile import brush_mask, kept_tile
 from cosyn.studio.sampling import LONG_RUN_S, Request, Saved, duration
 from cosyn.studio.synthesize_tab import LAST_IMAGE, SynthesizeUI, Updates
 from cosyn.studio.views import Views, missed_line, preview_views, stages_line, triple_views
@@ -60,7 +60,7 @@ def _wire_generate(ctx: StudioContext, ui: SynthesizeUI) -> None:
 
     @readable
     def on_generate(canvas, prompt, model, steps, guidance, sampler, seed, n, refine, opacity, items, background,
-                    browser, confirmed, edit_mode, edit_source, request: gr.Request,
+                    browser, confirmed, edit_mode, edit_source, brush, request: gr.Request,
                     progress=gr.Progress()):  # noqa: B008 (how Gradio hands out a bar)
         if not model:
             raise gr.Error("No checkpoint is loaded: see the note at the top of the page.")
@@ -82,7 +82,7 @@ def _wire_generate(ctx: StudioContext, ui: SynthesizeUI) -> None:
         items = gallery.own_entries(items, folder)
         run = req.run(flag, folder, first_index=len(items) + 1, checkpoint=model)
         if edit_mode:
-            run = _edit_run(ctx, req, edit_source, flag, folder, len(items) + 1, model)
+            run = _edit_run(ctx, req, edit_source, brush, flag, folder, len(items) + 1, model)
         try:
             for item in run:
                 if isinstance(item, StepPreview):
@@ -104,7 +104,8 @@ def _wire_generate(ctx: StudioContext, ui: SynthesizeUI) -> None:
             ctx.cancels.end(request.session_hash, flag)
 
     inputs = [ui.canvas_state, ui.prompt, ui.model_dd, ui.steps, ui.guidance, ui.sampler, ui.seed, ui.n, ui.refine,
-              ui.opacity, ui.entries, ui.background, ui.browser_id, ui.confirmed, ui.edit_mode, ui.edit_source]
+              ui.opacity, ui.entries, ui.background, ui.browser_id, ui.confirmed, ui.edit_mode, ui.edit_source,
+              ui.brush]
     generating = ui.generate_btn.click(on_generate, inputs, outputs, concurrency_id=SAMPLING_GROUP, concurrency_limit=1,
                                        show_progress_on=[ui.status])
 
@@ -123,20 +124,20 @@ def _wire_cancel(ctx: StudioContext, ui: SynthesizeUI, generating: gr.events.Dep
     ui.cancel_btn.click(on_cancel, None, ui.status, cancels=[generating], queue=False)
 
 
-def _edit_run(ctx: StudioContext, req: Request, source: dict | None, cancel: threading.Event, folder: Path,
-              first_index: int, checkpoint: str) -> Iterator[StepPreview | Saved]:
-    """Like Request.run, for an edit of the loaded real tile: previews, then the edited tile saved."""
-    if not source:
-        raise gr.Error("Load a real tile first (a dataset sample, under layout sources), or untick Edit.")
-    tile = sources.dataset_tile(confine(source["folder"], ctx.config.dataset_roots, "dataset folder"),
-                                int(source["index"]))
+def _edit_run(ctx: StudioContext, req: Request, source: dict | None, brush: dict | None, cancel: threading.Event,
+              folder: Path, first_index: int, checkpoint: str) -> Iterator[StepPreview | Saved]:
+    """Like Request.run, for an edit of the loaded real tile (in the brushed region, if one is painted):
+    previews, then the edited tile saved."""
+    tile = kept_tile(source, ctx.config.outputs)
+    mask = brush_mask(brush, tile.image.shape[:2])
     last: list[StepPreview] = []
 
     def on_step(preview: StepPreview) -> bool:
         last[:] = [preview]
         return not cancel.is_set()
 
-    triple = edit_tile(req.pipe, tile, req.layout, settings=req.settings, on_step=on_step)
+    triple = edit_tile(req.pipe, tile, req.layout, mask, settings=req.settings, on_step=on_step)
+    triple.params["edit"]["region"] = "brushed" if mask is not None else "margin around the changed nuclei"
     yield from last  # the edit runs in this thread: its last preview, then the result
     yield Saved([triple], gallery.save_triples([triple], folder, first_index, checkpoint))
 

@@ -40,7 +40,7 @@ class SynthesizeUI:
     entries: gr.BrowserState  # this browser's gallery entries (gallery.Entry): they survive a reload
     shown: gr.State  # the entry in the result panels
     confirmed: gr.State  # the long request the user was warned about: Generate again starts it
-    edit_source: gr.State  # the real tile loaded from a dataset: {folder, index, name, image (a PNG copy)}
+    edit_source: gr.State  # the real tile to edit, kept by real_tile.keep_tile: {folder, name, image}
     notice: gr.Markdown
     canvas_img: gr.Image
     legend: gr.HTML
@@ -57,6 +57,9 @@ class SynthesizeUI:
     ds_path: gr.Textbox
     ds_index: gr.Number
     ds_btn: gr.Button
+    tile_image: gr.File
+    tile_annotation: gr.File
+    tile_btn: gr.Button
     upload: gr.File
     dl_format: gr.Dropdown
     dl_btn: gr.Button
@@ -77,6 +80,7 @@ class SynthesizeUI:
     n: gr.Slider
     refine: gr.Checkbox
     edit_mode: gr.Checkbox
+    brush: gr.ImageEditor  # the region to regenerate, painted over the loaded tile (optional)
     seed: gr.Number
     dice: gr.Button
     generate_btn: gr.Button
@@ -177,6 +181,14 @@ def _sources(ctx: StudioContext, c: dict, start: Layout) -> None:
         c["ds_path"] = gr.Textbox(label="Dataset folder on the server", info=f"inside: {roots}")
         c["ds_index"] = gr.Number(0, precision=0, minimum=0, label="Sample index")
         c["ds_btn"] = gr.Button("Load the sample's layout", elem_id="cosyn-ds-load")
+    with gr.Tab("Real tile"):
+        c["tile_image"] = gr.File(label="Tile image (PNG, JPEG or TIFF), at the canvas's µm/px",
+                                  file_types=[".png", ".jpg", ".jpeg", ".tif", ".tiff"], elem_id="cosyn-tile-image")
+        c["tile_annotation"] = gr.File(label="Its annotation: a HoVer-Net .mat, a QuPath GeoJSON of nucleus outlines, "
+                                             "or an instance map and a class map (two files, in that order)",
+                                       file_count="multiple", elem_id="cosyn-tile-annotation",
+                                       file_types=[".mat", ".geojson", ".json", ".png", ".tif", ".tiff"])
+        c["tile_btn"] = gr.Button("Load the tile to edit", elem_id="cosyn-tile-load")
     with gr.Tab("Upload / download"):
         c["upload"] = gr.File(label="Layout JSON, QuPath GeoJSON or HoVer-Net .mat",
                               file_types=[".json", ".geojson", ".mat"])
@@ -214,7 +226,15 @@ def _settings(ctx: StudioContext, c: dict, names: list[str], first: str | None, 
                                    "than the model")
     c["edit_mode"] = gr.Checkbox(False, label="Edit the loaded real tile", elem_id="cosyn-edit-mode",
                                  info="Generate regenerates only around the nuclei you added, removed, moved or "
-                                      "reclassified, and keeps the rest of the tile (load one as a dataset sample)")
+                                      "reclassified, and keeps the rest of the tile (load a dataset sample or a real "
+                                      "tile below the canvas first)")
+    with gr.Accordion("Region to regenerate (brush, optional)", open=False, elem_id="cosyn-brush-box"):
+        c["brush"] = gr.ImageEditor(label="Paint over the loaded tile where it may change; unpainted, the edit "
+                                          "regenerates a margin around the changed nuclei", type="numpy",
+                                    sources=[], transforms=[], layers=False, format="png", eraser=gr.Eraser(),
+                                    canvas_size=(START_SIDE, START_SIDE),
+                                    brush=gr.Brush(colors=["#00e5ff"], color_mode="fixed", default_size=12),
+                                    elem_id="cosyn-brush")
     with gr.Row():
         c["seed"] = gr.Number(0, precision=0, label="Seed", scale=3, elem_id="cosyn-seed")
         c["dice"] = gr.Button("⚄ Random seed", size="sm", scale=1)

@@ -18,6 +18,7 @@ from cosyn.io.fileio import atomic_dir, atomic_write
 from cosyn.io.state_io import load_state, save_state
 from cosyn.model.denoiser import JointDenoiser
 from cosyn.model.pipeline import CoSynPipeline, PipelineConfig
+from cosyn.training.adversarial import Adversary
 from cosyn.training.config import TrainingError
 
 
@@ -26,7 +27,7 @@ def checkpoint_dirs(run: Path) -> list[Path]:
 
 
 def save_checkpoint(run: Path, step: int, model: nn.Module, ema: EMAModel, optimizer: torch.optim.Optimizer,
-                    lr_sched: LRScheduler, keep: int) -> Path:
+                    lr_sched: LRScheduler, keep: int, adversary: Adversary | None = None) -> Path:
     """Everything needed to continue exactly, written to a temp folder and renamed into place,
     so a crash or a full disk never leaves a half checkpoint as the latest one."""
     root = run / "checkpoints"
@@ -40,6 +41,8 @@ def save_checkpoint(run: Path, step: int, model: nn.Module, ema: EMAModel, optim
             save_state(optimizer.state_dict(), tmp / "optim")
             (tmp / "trainer.json").write_text(json.dumps({"step": step, "lr_sched": lr_sched.state_dict(),
                                                           "torch_rng": torch.get_rng_state().tolist()}))
+            if adversary is not None:
+                adversary.save(tmp)
     except (OSError, SafetensorError) as e:  # safetensors reports ENOSPC/EFBIG as its own error
         prev = checkpoint_dirs(run)
         raise TrainingError(f"could not write checkpoint at step {step} in {root} ({e}); "
@@ -50,13 +53,15 @@ def save_checkpoint(run: Path, step: int, model: nn.Module, ema: EMAModel, optim
 
 
 def load_checkpoint(ckpt: Path, model: nn.Module, ema: EMAModel, optimizer: torch.optim.Optimizer,
-                    lr_sched: LRScheduler) -> int:
+                    lr_sched: LRScheduler, adversary: Adversary | None = None) -> int:
     model.load_state_dict(load_file(ckpt / "model.safetensors"))
     ema.load_state_dict(load_state(ckpt / "ema"))
     optimizer.load_state_dict(load_state(ckpt / "optim"))
     meta = json.loads((ckpt / "trainer.json").read_text())
     lr_sched.load_state_dict(meta["lr_sched"])
     torch.set_rng_state(torch.tensor(meta["torch_rng"], dtype=torch.uint8))
+    if adversary is not None:
+        adversary.load(ckpt)
     return int(meta["step"])
 
 

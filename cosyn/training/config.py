@@ -54,6 +54,10 @@ class TrainConfig:
     denoiser: dict[str, Any] = field(default_factory=dict)
     refiner_steps: int = 0  # then train the refiner stage this long (0: none; a fine-tune keeps --init's)
     refiner: dict[str, Any] = field(default_factory=dict)  # further RefinerTrainConfig options
+    # adversarial fine-tuning of x̂0 at t < adv_max_t (cosyn.training.adversarial); 0: off
+    adv_weight: float = 0.0
+    adv_max_t: int = 250
+    adv_lr: float = 2e-4
 
     def __post_init__(self) -> None:
         _check_types(self)
@@ -62,6 +66,9 @@ class TrainConfig:
         bad += [f"{k}={getattr(self, k)}" for k in ("lr", "mpp") if not float(getattr(self, k)) > 0]
         bad += [f"{k}={getattr(self, k)}" for k in ("text_drop", "point_drop", "val_fraction", "max_bad_fraction")
                 if not 0 <= float(getattr(self, k)) < 1]
+        if self.adv_weight < 0 or not 1 <= self.adv_max_t <= 1000 or not self.adv_lr > 0:
+            bad.append(f"adv_weight={self.adv_weight} must be >= 0, adv_max_t={self.adv_max_t} within 1..1000, "
+                       f"adv_lr={self.adv_lr} > 0")
         if self.refiner_steps < 0:
             bad.append(f"refiner_steps={self.refiner_steps} must be >= 0")
         if self.preview_every < 0 or self.warmup < 0 or self.workers < 0 or self.time_limit < 0:

@@ -118,7 +118,7 @@ def _step(s: Session, batch: dict[str, Any], step: int) -> dict[str, torch.Tenso
     prompts = ["" if d else p for p, d in zip(batch["prompt"], drop.tolist(), strict=True)]
     text, mask = s.text_encoder.encode(prompts)
     with acc.autocast():
-        losses = joint_loss(s.model, batch, text, mask, s.noise_sched, s.categorical, cfg, gen)
+        losses = joint_loss(s.model, batch, text, mask, s.noise_sched, s.categorical, cfg, gen, s.adversary)
     if not torch.isfinite(losses["loss"]):
         prev = checkpoint_dirs(s.run)
         raise TrainingError(f"loss became {losses['loss'].item()} at step {step}; stopped. Last good "
@@ -189,7 +189,8 @@ def _save(s: Session, step: int, stopping: bool) -> None:
     if step % cfg.save_every == 0 or step == cfg.steps or stopping:
         acc.wait_for_everyone()
         if acc.is_main_process:
-            save_checkpoint(s.run, step, acc.unwrap_model(s.model), s.ema, s.optimizer, s.lr_sched, cfg.keep)
+            save_checkpoint(s.run, step, acc.unwrap_model(s.model), s.ema, s.optimizer, s.lr_sched, cfg.keep,
+                            s.adversary)
             s.status.update(last_checkpoint=step)
     if acc.is_main_process and cfg.preview_every and (step % cfg.preview_every == 0 or step == cfg.steps):
         path = s.previews.render(ema_model(acc.unwrap_model(s.model), s.ema), step, cfg.preview_steps)

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
+from cosyn.core.classes import ClassSet
 from cosyn.data.formats.common import (
     _MAP_EXT,
     PathLike,
@@ -44,6 +45,13 @@ def read_folder(root: PathLike, split: str | None = None) -> SampleSequence:
         )
         rows += [(*t, meta) for t in triples]
     return _sequence(root, [r[0].stem for r in rows], lambda i: _load_folder(*rows[i]))
+
+
+def read_maps_pair(image_file: PathLike, inst_file: PathLike, class_file: PathLike, classes: ClassSet,
+                   mpp: float | None, tissue: str | None = None) -> Sample:
+    """One image with its instance map and class map (PNG or TIFF), as this format stores them."""
+    return _load_folder(Path(image_file), Path(inst_file), Path(class_file),
+                        _Meta(classes=classes, mpp=mpp, tissue=tissue))
 
 
 def _load_folder(image_file: Path, inst_file: Path, class_file: Path, meta: _Meta) -> Sample:
