@@ -92,6 +92,24 @@ def test_resume_continues_exactly(tmp_path):
         [m["loss"] for m in _metrics(tmp_path / "straight")], rel=1e-4)
 
 
+def test_adversarial_fine_tune_trains_its_judge_and_resumes_exactly(tmp_path):
+    data = _dataset(tmp_path / "data")
+    adv = {"adv_weight": 0.1, "adv_max_t": 300}
+    train(_cfg(data, tmp_path / "straight", steps=6, **adv))
+    train(_cfg(data, tmp_path / "split", steps=3, **adv))
+    train(_cfg(data, tmp_path / "split", steps=6, **adv), resume=True)
+    straight, split = (checkpoint_dirs(tmp_path / run)[-1] for run in ("straight", "split"))
+    for name in ("model.safetensors", "discriminator.safetensors"):
+        a, b = load_file(straight / name), load_file(split / name)
+        assert all(np.allclose(a[k].numpy(), b[k].numpy(), atol=1e-6) for k in a), name
+    rows = _metrics(tmp_path / "split")
+    assert all({"adv", "judge"} <= set(m) for m in rows)
+    assert [m["loss"] for m in rows] == pytest.approx([m["loss"] for m in _metrics(tmp_path / "straight")], rel=1e-4)
+    first = load_file(checkpoint_dirs(tmp_path / "split")[0] / "discriminator.safetensors")
+    last = load_file(split / "discriminator.safetensors")
+    assert any(not np.allclose(first[k].numpy(), last[k].numpy()) for k in first)  # the judge learns
+
+
 def test_kill_9_then_resume_loses_at_most_one_interval(tmp_path):
     data, run = _dataset(tmp_path / "data"), tmp_path / "run"
     args = ["train", "--data", str(data), "--out", str(run), "--crop", "32", "--batch", "2", "--mpp", "0.25",
@@ -301,6 +319,8 @@ def test_bad_training_options_are_refused_before_starting():
         TrainConfig(data="x", save_every=0)
     with pytest.raises(ValueError, match="text_drop=1.5"):
         TrainConfig(data="x", text_drop=1.5)
+    with pytest.raises(ValueError, match="adv_max_t=0 within 1..1000"):
+        TrainConfig(data="x", adv_max_t=0)
 
 
 @pytest.mark.parametrize(("options", "named"), [
