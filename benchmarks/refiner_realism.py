@@ -81,6 +81,12 @@ def stain_matched(image: np.ndarray, target: tuple[np.ndarray, np.ndarray]) -> n
     return cv2.cvtColor(np.clip(out, 0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB)
 
 
+def sharpened(image: np.ndarray, sigma: float, amount: float) -> np.ndarray:
+    """Unsharp masking, as slide scanners sharpen what they acquire: image + amount × (image − blur)."""
+    f = image.astype(np.float32)
+    return np.clip(f + amount * (f - cv2.GaussianBlur(f, (0, 0), sigma)), 0, 255).round().astype(np.uint8)
+
+
 def refined(ref: Refiner, base: dict, k: int, seed: int) -> dict:
     up = bicubic(base, k)
     pts = point_map(base["xy"] * 2, base["class_ids"], *up["class_map"].shape)
@@ -144,6 +150,8 @@ def main() -> None:
     ap.add_argument("--no-base", action="store_true", help="skip the base-model row (judged in an earlier run)")
     ap.add_argument("--stain-match", action="store_true",
                     help="also judge the base with Reinhard colour transfer to the training tiles' stain")
+    ap.add_argument("--sharpen", action="append", default=[], metavar="SIGMA:AMOUNT",
+                    help="also judge the base, bicubic x2, then unsharp-masked (repeatable)")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -191,6 +199,11 @@ def main() -> None:
         target = lab_stats([s.image for s in train])
         variants["base, bicubic x2, Reinhard to the training stain"] = \
             lambda b, i: {**bicubic(b, k), "image": stain_matched(bicubic(b, k)["image"], target)}
+    for spec in args.sharpen:
+        sigma, amount = (float(v) for v in spec.split(":"))
+        variants[f"base, bicubic x2, unsharp mask sigma {sigma:g} px amount {amount:g}"] = \
+            lambda b, i, sigma=sigma, amount=amount: {**bicubic(b, k), "image": sharpened(bicubic(b, k)["image"],
+                                                                                         sigma, amount)}
     for spec in args.refiner:
         name, folder = spec.split("=", 1)
         ref = Refiner.from_pretrained(folder)

@@ -1,7 +1,7 @@
 """`cosyn augment`: a synthetic dataset, in the folder format `prepare` writes.
 
-Tiles come at the model's mpp; when the checkpoint has a refiner stage and the real tiles are
-finer than the model, at the real tiles' mpp (the refiner's output), unless `--no-refine`.
+Tiles come at the real tiles' mpp when those are finer than the model (the second stage's output: the
+checkpoint's refiner, or bicubic upsampling), unless `--no-refine`; otherwise at the model's mpp.
 
 Layouts come from the real tiles of a dataset (the training split by default, so a synthetic set
 never carries validation layouts into training), perturbed per tile:
@@ -347,11 +347,11 @@ def augment(cfg: AugmentConfig, pipe: CoSynPipeline | None = None, rank: int | N
 
 
 def output_mpp(pipe: CoSynPipeline, jobs: Sequence[Job], refine: bool) -> float:
-    """The one mpp every tile comes at (classes.json holds one); a refiner bringing tiles to their layouts'
-    differing resolutions would make a mixed folder, refused."""
+    """The one mpp every tile comes at (classes.json holds one); a second stage bringing tiles to their
+    layouts' differing resolutions would make a mixed folder, refused."""
     mpps = {round(pipe.output_mpp(j.layout, refine), 9) for j in jobs} or {pipe.config.mpp}
     if len(mpps) > 1:
-        raise AugmentError(f"the refiner would write tiles at {sorted(mpps)} µm/px, the real tiles' mixed "
+        raise AugmentError(f"the second stage would write tiles at {sorted(mpps)} µm/px, the real tiles' mixed "
                            "resolutions; pass --no-refine for tiles at the model's mpp")
     return mpps.pop()
 

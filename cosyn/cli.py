@@ -237,7 +237,8 @@ def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--guidance", type=float, default=2.0)
     p.add_argument("--sampler", default="dpm++", help="ddim, dpm++ or unipc")
     p.add_argument("--no-refine", dest="no_refine", action="store_true",
-                   help="skip the checkpoint's refiner stage: triples stay at the base model's µm/px")
+                   help="skip the second stage (the checkpoint's refiner, or bicubic upsampling without one): "
+                        "triples stay at the base model's µm/px")
 
 
 def _add_sample(sub: Subparsers) -> None:

@@ -22,6 +22,7 @@ def test_default_checkpoint_is_small_loads_and_samples_the_example_layout():
     assert pipe.config.classes == CONSEP.to_list() and pipe.config.mpp == 0.5
     layout = Layout.load(Path(__file__).resolve().parents[1] / "assets" / "layouts" / "colon_gland_epithelial.json")
     tr = pipe.sample(layout, steps=4, seed=0)[0]
-    assert tr.image.shape == (128, 128, 3)
+    assert tr.image.shape == (256, 256, 3) and tr.layout.mpp == 0.25  # drawn at 40x, delivered at 40x
+    assert tr.params["stages"] == ["base", "upsampler"]
     assert tr.params["missed_centroids"] <= 0.2 * tr.params["centroids"]  # the labels follow the layout
     assert np.unique(tr.class_map).size > 1

@@ -12,6 +12,7 @@ from tiny import text_encoder, tiny_pipeline
 from cosyn.core.layout import Layout, LayoutError, Point
 from cosyn.model.pipeline import CheckpointError, CoSynPipeline, SamplingCancelled, read_pipeline_config
 from cosyn.model.settings import SamplingSettings
+from cosyn.refiner.tensors import bicubic, from_unit, to_unit
 
 
 @pytest.fixture(scope="module")
@@ -70,11 +71,25 @@ def test_on_step_previews_and_cancel(pipe):
 def test_layout_at_other_mpp_is_resampled_to_model_mpp(pipe):
     native = _layout(width=128, height=128, mpp=0.25,
                      points=[Point(20, 24, "epithelial"), Point(100, 60, "spindle")])
-    tr = pipe.sample(native, steps=2)[0]
+    tr = pipe.sample(native, steps=2, refine=False)[0]
     assert tr.image.shape == (64, 64, 3)
     assert tr.layout.mpp == 0.5
     assert np.allclose(tr.layout.xy(), [[9.75, 11.75], [49.75, 29.75]])  # scaled about pixel centres
     assert tr.params["layout_mpp"] == 0.25 and tr.params["model_mpp"] == 0.5
+
+
+def test_without_a_refiner_the_upsampler_brings_the_triple_to_the_layouts_mpp(pipe):
+    native = _layout(width=128, height=128, mpp=0.25,
+                     points=[Point(20, 24, "epithelial"), Point(100, 60, "spindle")])
+    base = pipe.sample(native, steps=2, seed=4, refine=False)[0]
+    up = pipe.sample(native, steps=2, seed=4)[0]
+    assert pipe.refiner is None and pipe.output_mpp(native) == 0.25
+    assert up.image.shape == (128, 128, 3) and up.layout.mpp == 0.25 and up.params["stages"] == ["base", "upsampler"]
+    assert np.allclose(up.layout.xy(), native.xy())
+    # the same base triple, enlarged: the image bicubic, the labels following the base's
+    assert np.array_equal(up.image, from_unit(bicubic(to_unit([base.image]), 2))[0])
+    assert (up.class_map[::2, ::2] == base.class_map).mean() > 0.9
+    assert set(up.inst_classes.values()) <= set(base.inst_classes.values()) | {0}
 
 
 def test_canvas_rounds_to_stride(pipe):

@@ -163,12 +163,12 @@ def test_api_generate_returns_a_valid_bundle(studio, tmp_path):
     with zipfile.ZipFile(zip_path) as zf:
         zf.extractall(tmp_path)
     bundle = tmp_path / summary["bundles"][0]
-    out = Layout.load(bundle / "layout.json")  # sampled at the model's 1 µm/px: a quarter of the canvas side
-    assert (out.width, out.height, out.mpp, len(out.points)) == (64, 64, 1.0, len(layout.points))
+    out = Layout.load(bundle / "layout.json")  # sampled at the model's 1 µm/px, upsampled to the canvas's
+    assert (out.width, out.height, out.mpp, len(out.points)) == (256, 256, 0.25, len(layout.points))
     inst = tifffile.imread(bundle / "inst.tif")
-    assert inst.dtype == np.int32 and inst.shape == (64, 64)
+    assert inst.dtype == np.int32 and inst.shape == (256, 256)
     assert np.load(bundle / "inst.npy").dtype == np.int32
-    assert Image.open(bundle / "image.png").size == (64, 64)
+    assert Image.open(bundle / "image.png").size == (256, 256)
     params = json.loads((bundle / "params.json").read_text())
     assert (params["seed"], params["steps"], params["sampler"], params["layout_mpp"]) == (3, 2, "ddim", 0.25)
     assert read_bundle(bundle).inst_map.max() >= 1

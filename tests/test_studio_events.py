@@ -45,7 +45,7 @@ def _event(demo, name: str):
 
 
 def _generate(demo, model: str, refine: bool, browser: str = "", confirmed: str | None = None, canvas=None,
-              edit_source: dict | None = None) -> list[dict]:
+              edit_source: dict | None = None, brush: dict | None = None) -> list[dict]:
     # a 64² canvas at 0.25 µm/px: the 0.5 µm/px models sample it at 32²
     layout = Layout(64, 64, CLASSES, [Point(20, 20, "epithelial"), Point(44, 40, "inflammatory")], 0.25, "colon")
     canvas = canvas or cv.new_canvas(layout)
@@ -55,7 +55,7 @@ def _generate(demo, model: str, refine: bool, browser: str = "", confirmed: str 
         session = SimpleNamespace(session_hash=f"{model}-{refine}")  # a bundle folder of its own
         updates = list(event.fn(canvas, "", model, 2, 2.0, "ddim", 3, 1, refine, 0.5, [], "neutral",
                                 browser or f"{model}-{refine}", confirmed, edit_source is not None, edit_source,
-                                request=session, progress=lambda *a, **k: None))
+                                brush, request=session, progress=lambda *a, **k: None))
     for u in updates:
         convert_component_dict_to_list(list(event.outputs), u)  # raises for a key that is not an output
     return updates
@@ -64,7 +64,8 @@ def _generate(demo, model: str, refine: bool, browser: str = "", confirmed: str 
 @pytest.mark.parametrize(("model", "refine", "side", "stages"), [
     ("refined", True, 64, "base + refiner at 0.25 µm/px"),
     ("refined", False, 32, "base at 0.5 µm/px"),
-    ("default", True, 32, "base at 0.5 µm/px"),  # no refiner: the checkbox changes nothing
+    ("default", True, 64, "base + upsampler at 0.25 µm/px"),  # no refiner: bicubic to the canvas's µm/px
+    ("default", False, 32, "base at 0.5 µm/px"),
 ])
 def test_generate_says_which_stages_ran_and_shows_the_triple_at_its_size(demo, model, refine, side, stages):
     *previews, done = _generate(demo, model, refine)
@@ -202,8 +203,8 @@ def test_the_studio_edits_a_loaded_real_tile_and_keeps_the_rest(demo):
     from cosyn.studio.synthesize_tab import REAL_TILE
 
     start = cv.new_canvas(Layout(64, 64, CLASSES, [], 0.25, "colon"))
-    loaded = _event(demo, "on_dataset").fn(start, str(demo.cosyn_tiles), 0, "default", "editor", "neutral", None,
-                                           None, True, "")
+    loaded = _event(demo, "on_dataset").fn(start, str(demo.cosyn_tiles), 0, "default", "neutral", None, None, True,
+                                           "", "editor")
     assert REAL_TILE in [v for v in loaded.values() if isinstance(v, str)]  # the real tile under the points
     source = next(v for v in loaded.values() if isinstance(v, dict) and "folder" in v)
     canvas = next(v for v in loaded.values() if isinstance(v, dict) and "undo" in v)

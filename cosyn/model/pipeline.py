@@ -37,7 +37,7 @@ from cosyn.model.diffusion.gaussian import (
 from cosyn.model.instances import cut_instances
 from cosyn.model.settings import SamplingSettings
 from cosyn.model.text import DEFAULT_TEXT_ENCODER, TextEncoder
-from cosyn.refiner.stage import Refiner, RefinerError, check_follows, save_refiner
+from cosyn.refiner.stage import Refiner, RefinerError, Upsampler, check_follows, save_refiner
 
 if TYPE_CHECKING:  # editing builds on the pipeline; the pipeline only holds its region fixed
     from cosyn.editing.known import KnownRegion
@@ -276,8 +276,8 @@ class CoSynPipeline:
     ) -> list[Triple]:
         """Triples for `layout`, sampled as `settings` say; keyword `fields` (steps=, seed=, refine=, ...)
         replace single settings, validated the same way. The base model samples at its own µm/px; when
-        the layout is finer (a 40x canvas for a 20x model) and the checkpoint has a refiner, the refiner
-        brings each triple to the layout's µm/px (`refine=False` skips it and returns the base triple).
+        the layout is finer (a 40x canvas for a 20x model) the second stage (`second_stage`) brings each
+        triple to the layout's µm/px (`refine=False` skips it and returns the base triple).
         `known` holds part of the canvas fixed to a real triple (editing: cosyn.editing)."""
         settings = settings or SamplingSettings()
         if fields:
@@ -299,19 +299,23 @@ class CoSynPipeline:
         base = [self._to_triple(canvas, img, d, lab, {**params, "index": i})
                 for i, (img, d, lab) in enumerate(zip(model_to_image(x_img), model_to_dist(x_dist), labels,
                                                       strict=True))]
-        if not (settings.refine and self.refines(layout)):
+        stage = self.second_stage(layout) if settings.refine else None
+        if stage is None:
             return base
-        refined = [self.refiner.refine_triple(t, seed=seed * 1009 + i) for i, t in enumerate(base)]
+        refined = [stage.refine_triple(t, seed=seed * 1009 + i) for i, t in enumerate(base)]
         return [t if abs(t.layout.mpp - layout.mpp) < 1e-9 else at_mpp(t, layout.mpp) for t in refined]
 
     def output_mpp(self, layout: Layout, refine: bool = True) -> float:
         """The µm/px of the triples that sampling `layout` returns."""
-        return layout.mpp if refine and self.refines(layout) else self.config.mpp
+        return layout.mpp if refine and self.second_stage(layout) is not None else self.config.mpp
 
-    def refines(self, layout: Layout) -> bool:
-        """Whether sampling `layout` runs the refiner: the checkpoint has one and the layout is finer than the
-        base model's µm/px."""
-        return self.refiner is not None and layout.mpp is not None and layout.mpp < self.config.mpp - 1e-9
+    def second_stage(self, layout: Layout) -> Refiner | Upsampler | None:
+        """What brings the base triples to `layout`'s µm/px when it is finer than the model's (a 40x canvas
+        for a 20x model): the checkpoint's refiner, or without one the upsampler; None otherwise."""
+        if layout.mpp is None or layout.mpp >= self.config.mpp - 1e-9:
+            return None
+        scale = max(1, round(self.config.mpp / layout.mpp))  # at_mpp then resamples what an integer misses
+        return self.refiner or Upsampler(self.config.denoiser.num_classes, self.config.mpp, scale)
 
     def _denoise(self, canvas: Layout, prompt: str, settings: SamplingSettings, on_step: Callable | None,
                  preview_every: int, bf16: bool,

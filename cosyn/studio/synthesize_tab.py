@@ -219,11 +219,11 @@ def _settings(ctx: StudioContext, c: dict, names: list[str], first: str | None, 
     with gr.Row():
         c["sampler"] = gr.Dropdown(sorted(SAMPLERS), value="dpm++", label="Sampler")
         c["n"] = gr.Slider(1, MAX_N, value=1, step=1, label="Batch count")
-    # only a checkpoint with a refiner stage and a canvas finer than the model make this matter: off, or
-    # without one, the result comes at the model's µm/px (the status line says which stages ran)
-    c["refine"] = gr.Checkbox(True, label="Refine to the canvas's µm/px", elem_id="cosyn-refine",
-                              info="runs the model's refiner stage, if it has one, when the canvas is finer "
-                                   "than the model")
+    # only a canvas finer than the model makes this matter: off, the result comes at the model's µm/px
+    # (the status line says which stages ran)
+    c["refine"] = gr.Checkbox(True, label="Bring to the canvas's µm/px", elem_id="cosyn-refine",
+                              info="when the canvas is finer than the model: the model's refiner stage, or "
+                                   "bicubic upsampling if it has none")
     c["edit_mode"] = gr.Checkbox(False, label="Edit the loaded real tile", elem_id="cosyn-edit-mode",
                                  info="Generate regenerates only around the nuclei you added, removed, moved or "
                                       "reclassified, and keeps the rest of the tile (load a dataset sample or a real "
