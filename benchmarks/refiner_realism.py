@@ -43,7 +43,8 @@ BASE_ROW = "base, bicubic x2"
 TRAIN_PATCHES = (0, 10)  # of each training source's 16 patches: apart on the tile
 
 
-def base_outputs(pipe: CoSynPipeline, tiles: Sequence[Sample], out: Path, steps: int, seed0: int) -> list[dict]:
+def base_outputs(pipe: CoSynPipeline, tiles: Sequence[Sample], out: Path, steps: int, seed0: int,
+                 guidance: float = 2.0) -> list[dict]:
     """The base model's triple for each tile's own layout, cached as OUT/<tile>.npz."""
     out.mkdir(parents=True, exist_ok=True)
     result = []
@@ -52,7 +53,7 @@ def base_outputs(pipe: CoSynPipeline, tiles: Sequence[Sample], out: Path, steps:
         if not path.is_file():
             layout = Layout.from_arrays(s.width, s.height, s.classes, s.centroids, s.inst_classes, mpp=s.mpp,
                                         tissue=s.tissue)
-            t = pipe.sample(layout, steps=steps, seed=seed0 + i, refine=False)[0]
+            t = pipe.sample(layout, steps=steps, guidance=guidance, seed=seed0 + i, refine=False)[0]
             np.savez(path, image=t.image, dist=t.dist_map, class_map=t.class_map, xy=t.layout.xy(),
                      class_ids=t.layout.class_ids())
             print(f"base {i + 1}/{len(tiles)} {s.name}", flush=True)
@@ -145,6 +146,8 @@ def main() -> None:
     ap.add_argument("--refiner", action="append", default=[], help="NAME=FOLDER, repeatable")
     ap.add_argument("--out", default="runs/realism")
     ap.add_argument("--steps", type=int, default=25)
+    ap.add_argument("--guidance", type=float, default=2.0, help="of the base model's sampling (a new --out for "
+                                                                   "another value: base outputs are cached there)")
     ap.add_argument("--c2st-steps", type=int, default=500)
     ap.add_argument("--no-controls", action="store_true", help="skip the real-vs-real and blurred-real rows")
     ap.add_argument("--no-base", action="store_true", help="skip the base-model row (judged in an earlier run)")
@@ -162,8 +165,8 @@ def main() -> None:
     train = [samples[i] for i in train_idx if int(samples[i].name.rsplit("_", 1)[1]) in TRAIN_PATCHES]
     pipe = CoSynPipeline.from_pretrained(args.checkpoint)
     k = pipe.config.denoiser.num_classes
-    base_val = base_outputs(pipe, val, out / "base_val", args.steps, 0)
-    base_train = base_outputs(pipe, train, out / "base_train", args.steps, 1000)
+    base_val = base_outputs(pipe, val, out / "base_val", args.steps, 0, args.guidance)
+    base_train = base_outputs(pipe, train, out / "base_train", args.steps, 1000, args.guidance)
     real_masks = [s.inst_map > 0 for s in val]
     judge = Judge([s.image for s in train], [s.image for s in val], real_masks,
                   C2STConfig(crop=64, steps=args.c2st_steps))
@@ -171,7 +174,7 @@ def main() -> None:
     # rows judged in an earlier run (--no-base, --no-controls) stay in the report
     report: dict = json.loads(path.read_text()) if path.is_file() else {"refine_seconds_per_256px_median": {}}
     report |= {"validation tiles": len(val), "validation sources": sorted({s.source for s in val}),
-               "judge training tiles": len(train)}
+               "judge training tiles": len(train), "base sampling": {"steps": args.steps, "guidance": args.guidance}}
 
     def record(name: str, result: dict) -> None:
         report[name] = result
