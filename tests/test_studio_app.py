@@ -276,6 +276,20 @@ def _click_canvas(page, x: float, y: float, side: int = 256) -> None:
                      top + (h - nh * scale) / 2 + (dy + 0.5) * scale)
 
 
+def _edit_and_export(page) -> tuple[np.ndarray, dict]:
+    """Tick Edit, Generate, export the result: its image and params.json."""
+    page.locator("#cosyn-edit-mode input").check()
+    page.locator("#cosyn-generate").click()
+    _wait_text(page, "#cosyn-status", "Done")
+    page.locator("#cosyn-export-selected").click()
+    link = page.locator("#cosyn-export-file a").first
+    link.wait_for()
+    archive = zipfile.ZipFile(io.BytesIO(page.request.get(link.get_attribute("href")).body()))
+    (image_name,) = [n for n in archive.namelist() if n.endswith("/image.png")]
+    edited = np.asarray(Image.open(io.BytesIO(archive.read(image_name))).convert("RGB"))
+    return edited, json.loads(archive.read(image_name.replace("image.png", "params.json")))
+
+
 def _layout_points(page) -> list[dict]:
     page.get_by_text("Layout sources").click()
     page.get_by_role("tab", name="JSON").click()
@@ -409,16 +423,7 @@ def test_browser_edit_a_real_tile_keeps_it_outside_the_edit(studio, browser):
     page.locator("#cosyn-class").get_by_label("inflammatory").check()
     _click_canvas(page, 40.0, 52.0, side=64)  # below the tile's discs
     _wait_text(page, "#cosyn-legend", f"total: {len(tile.inst_ids) + 1}")
-    page.locator("#cosyn-edit-mode input").check()
-    page.locator("#cosyn-generate").click()
-    _wait_text(page, "#cosyn-status", "Done")
-    page.locator("#cosyn-export-selected").click()
-    link = page.locator("#cosyn-export-file a").first
-    link.wait_for()
-    archive = zipfile.ZipFile(io.BytesIO(page.request.get(link.get_attribute("href")).body()))
-    (image_name,) = [n for n in archive.namelist() if n.endswith("/image.png")]
-    edited = np.asarray(Image.open(io.BytesIO(archive.read(image_name))).convert("RGB"))
-    params = json.loads(archive.read(image_name.replace("image.png", "params.json")))
+    edited, params = _edit_and_export(page)
     yy, xx = np.indices(tile.image.shape[:2])
     outside = (xx - 40) ** 2 + (yy - 52) ** 2 > (8 / 0.25 + 2) ** 2
     assert params["edit"]["new_instances"] >= 0 and params["edit"]["source_tile"] == tile.name
@@ -459,16 +464,7 @@ def test_browser_edit_an_uploaded_tile_only_where_the_brush_painted(studio, brow
     page.mouse.move(*at(56, 32), steps=12)
     page.mouse.up()
     page.screenshot(path=str(shots / "studio_brush.png"), full_page=True)
-    page.locator("#cosyn-edit-mode input").check()
-    page.locator("#cosyn-generate").click()
-    _wait_text(page, "#cosyn-status", "Done")
-    page.locator("#cosyn-export-selected").click()
-    link = page.locator("#cosyn-export-file a").first
-    link.wait_for()
-    archive = zipfile.ZipFile(io.BytesIO(page.request.get(link.get_attribute("href")).body()))
-    (image_name,) = [n for n in archive.namelist() if n.endswith("/image.png")]
-    edited = np.asarray(Image.open(io.BytesIO(archive.read(image_name))).convert("RGB"))
-    params = json.loads(archive.read(image_name.replace("image.png", "params.json")))
+    edited, params = _edit_and_export(page)
     assert params["edit"]["region"] == "brushed" and params["edit"]["source_tile"] == "my tile"
     assert 0 < params["edit"]["region_pixels"] < 64 * 64 / 2
     changed_rows = np.nonzero((edited != tile.image).any((1, 2)))[0]
