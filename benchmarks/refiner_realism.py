@@ -36,7 +36,7 @@ from cosyn.evaluation.realism import inception_features, kernel_inception_distan
 from cosyn.evaluation.texture import hematoxylin_distance, laplacian_ratio
 from cosyn.model.instances import cut_instances
 from cosyn.model.pipeline import CoSynPipeline
-from cosyn.refiner.stage import Refiner
+from cosyn.refiner.stage import Refiner, unsharp_mask
 from cosyn.refiner.tensors import from_unit, to_unit, upsampled_inputs
 
 BASE_ROW = "base, bicubic x2"
@@ -80,12 +80,6 @@ def stain_matched(image: np.ndarray, target: tuple[np.ndarray, np.ndarray]) -> n
     mean, std = lab.reshape(-1, 3).mean(0), lab.reshape(-1, 3).std(0) + 1e-6
     out = (lab - mean) / std * target[1] + target[0]
     return cv2.cvtColor(np.clip(out, 0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB)
-
-
-def sharpened(image: np.ndarray, sigma: float, amount: float) -> np.ndarray:
-    """Unsharp masking, as slide scanners sharpen what they acquire: image + amount × (image − blur)."""
-    f = image.astype(np.float32)
-    return np.clip(f + amount * (f - cv2.GaussianBlur(f, (0, 0), sigma)), 0, 255).round().astype(np.uint8)
 
 
 def refined(ref: Refiner, base: dict, k: int, seed: int) -> dict:
@@ -205,7 +199,7 @@ def main() -> None:
     for spec in args.sharpen:
         sigma, amount = (float(v) for v in spec.split(":"))
         variants[f"base, bicubic x2, unsharp mask sigma {sigma:g} px amount {amount:g}"] = \
-            lambda b, i, sigma=sigma, amount=amount: {**bicubic(b, k), "image": sharpened(bicubic(b, k)["image"],
+            lambda b, i, sigma=sigma, amount=amount: {**bicubic(b, k), "image": unsharp_mask(bicubic(b, k)["image"],
                                                                                          sigma, amount)}
     for spec in args.refiner:
         name, folder = spec.split("=", 1)

@@ -194,3 +194,15 @@ def test_a_damaged_refiner_file_is_refused(tmp_path):
     weights.write_bytes(bytes(data))
     with pytest.raises(RefinerError, match="differs .* damaged or was replaced"):
         Refiner.from_pretrained(tmp_path / "r")
+
+
+def test_the_unsharp_mask_sharpens_without_shifting_the_colour():
+    from cosyn.evaluation.texture import laplacian_variance
+    from cosyn.refiner.stage import unsharp_mask
+
+    tile = disc_sample(n=9, size=(64, 64), radius=5).image
+    soft = cv2.GaussianBlur(tile, (0, 0), 1.5)
+    sharp = unsharp_mask(soft, 1.0, 0.5)
+    assert laplacian_variance(sharp) > 1.2 * laplacian_variance(soft)
+    assert np.abs(sharp.astype(float).mean((0, 1)) - soft.astype(float).mean((0, 1))).max() < 1.0
+    assert np.array_equal(unsharp_mask(soft, 1.0, 0.0), soft)

@@ -9,6 +9,7 @@ import json
 import math
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from safetensors import SafetensorError
@@ -23,6 +24,9 @@ from cosyn.refiner.tensors import bicubic, from_unit, to_unit, upsampled_inputs
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+# The Upsampler's unsharp mask, chosen on the realism yardstick for a 2x step (docs/model.md, "Refiner");
+# sigma in output pixels, scaled with the step.
+SHARPEN_SIGMA, SHARPEN_AMOUNT = 1.0, 0.5
 RESIDUAL_SCALE = 0.25  # the diffusion formulation's residuals, scaled to about unit variance
 DIFFUSION_STEPS = 4
 
@@ -107,13 +111,18 @@ class Refiner:
 
 
 class Upsampler:
-    """The second stage of a checkpoint without a refiner: bicubic image, smooth labels and distance.
+    """The second stage of a checkpoint without a refiner: the image bicubic then unsharp-masked, labels
+    and distance smooth.
 
     Measured against the real CoNSeP validation tiles at 0.25 µm/px it is the best second stage we have
-    (docs/model.md, "Refiner"): every learned refiner so far left a trace a classifier finds."""
+    (docs/model.md, "Refiner"): every learned refiner so far left a trace a classifier finds, while the
+    unsharp mask (as slide scanners apply) brings the Laplacian-variance ratio from 0.62 to 0.84 and
+    leaves the classifier's AUC where bicubic alone has it."""
 
-    def __init__(self, num_classes: int, base_mpp: float, scale: int = 2) -> None:
+    def __init__(self, num_classes: int, base_mpp: float, scale: int = 2, sharpen_sigma: float = SHARPEN_SIGMA,
+                 sharpen_amount: float = SHARPEN_AMOUNT) -> None:
         self.num_classes, self.base_mpp, self.scale = num_classes, float(base_mpp), scale
+        self.sharpen_sigma, self.sharpen_amount = sharpen_sigma, sharpen_amount
 
     @property
     def output_mpp(self) -> float:
@@ -122,7 +131,15 @@ class Upsampler:
     def refine_triple(self, base: Triple, seed: int = 0) -> Triple:
         """`seed` is unused (nothing here is random); it keeps the Refiner's signature."""
         image = from_unit(bicubic(to_unit([base.image]), self.scale))[0]
+        if self.sharpen_amount:
+            image = unsharp_mask(image, self.sharpen_sigma * self.scale / 2, self.sharpen_amount)
         return upsampled_triple(base, self.scale, self.num_classes, image, {"stages": ["base", "upsampler"]})
+
+
+def unsharp_mask(image: np.ndarray, sigma: float, amount: float) -> np.ndarray:
+    """image + amount × (image − Gaussian blur of σ px), uint8 in and out."""
+    f = image.astype(np.float32)
+    return np.clip(f + amount * (f - cv2.GaussianBlur(f, (0, 0), sigma)), 0, 255).round().astype(np.uint8)
 
 
 def upsampled_triple(base: Triple, scale: int, num_classes: int, image: np.ndarray, params: dict) -> Triple:
