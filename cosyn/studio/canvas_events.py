@@ -167,9 +167,10 @@ def _wire_loaded_layouts(ctx: StudioContext, ui: SynthesizeUI, replaced: Replace
     cfg = ctx.config
     view, out = ui.view_inputs, ui.canvas_outputs
 
-    def editing(canvas, tile, model, background, last_image, edit_source, auto_prompt, prompt, browser):
+    def editing(canvas, tile, model, _background, last_image, _edit_source, auto_prompt, prompt, browser):
         """The tile's layout on the canvas over its real image, the tile kept to be edited, and the brush
-        editor showing it (the arguments after `model`: view_inputs, then the browser id)."""
+        editor showing it (the arguments after `model`: view_inputs, then the browser id; the background
+        and the loaded tile are the ones this sets)."""
         source = keep_tile(tile, session_dir(cfg.outputs, browser))
         view = replaced(canvas, layout_from_sample(tile), model, REAL_TILE, last_image, source, auto_prompt, prompt)
         return {**view, ui.edit_source: source, ui.background: REAL_TILE,
