@@ -206,3 +206,20 @@ def test_the_unsharp_mask_sharpens_without_shifting_the_colour():
     assert laplacian_variance(sharp) > 1.2 * laplacian_variance(soft)
     assert np.abs(sharp.astype(float).mean((0, 1)) - soft.astype(float).mean((0, 1))).max() < 1.0
     assert np.array_equal(unsharp_mask(soft, 1.0, 0.0), soft)
+
+
+def test_a_highpass_residual_adds_detail_but_cannot_move_colour_or_layout():
+    from cosyn.refiner.network import gaussian_blur
+
+    torch.manual_seed(0)
+    net = RefinerNet(RefinerConfig(widths=(8, 16), residual_highpass=2.0))
+    torch.nn.init.normal_(net.out.weight, std=0.5)  # a trained refiner's output, not the untrained zero
+    torch.nn.init.normal_(net.out.bias, std=0.5)
+    with torch.no_grad():
+        residual = net(torch.randn(2, net.cfg.in_channels, 64, 64))
+    assert residual.std() > 0.01
+    assert residual.mean((2, 3)).abs().max() < 0.05 * residual.std()  # no colour shift
+    coarse = gaussian_blur(residual, 6.0)[..., 16:48, 16:48]  # what varies over 6 px and more, away from borders
+    assert coarse.std() < 0.15 * residual.std()
+    with pytest.raises(ValueError, match="only the gan formulation"):
+        RefinerConfig(formulation="diffusion", residual_highpass=2.0)

@@ -12,6 +12,7 @@ Output: a residual added to the upsampled image, so an untrained refiner is the 
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -33,6 +34,9 @@ class RefinerConfig:
     point_sigma: float = 4.0  # 2 px at the base model's 0.5 µm/px is 4 px at 0.25
     scale: int = 2  # output px per base px
     formulation: str = "gan"
+    # > 0: the residual loses what a Gaussian of this σ (output px) keeps, so the refiner can add detail but
+    # not move colour or content (docs/model.md, "Refiner": the first refiners' trace was low-frequency)
+    residual_highpass: float = 0.0
 
     def __post_init__(self) -> None:
         self.widths = tuple(int(w) for w in self.widths)
@@ -40,6 +44,9 @@ class RefinerConfig:
             raise ValueError(f"formulation {self.formulation!r} is not one of {FORMULATIONS}")
         if self.num_classes < 2 or not self.widths or self.scale < 1:
             raise ValueError("refiner needs num_classes >= 2, at least one width and scale >= 1")
+        if not 0 <= self.residual_highpass <= 16 or (self.residual_highpass and self.formulation != "gan"):
+            raise ValueError(f"residual_highpass {self.residual_highpass} must lie in 0..16 px, and only the gan "
+                             "formulation predicts an image residual it can filter")
 
     @property
     def stride(self) -> int:
@@ -101,10 +108,24 @@ class RefinerNet(nn.Module):
         for up, dec in zip(self.up, self.dec, strict=True):
             h = up(F.interpolate(h, scale_factor=2.0, mode="nearest"))
             h = dec(torch.cat([F.leaky_relu(h, 0.2), skips.pop()], 1))
-        return self.out(F.leaky_relu(h, 0.2))
+        residual = self.out(F.leaky_relu(h, 0.2))
+        if self.cfg.residual_highpass:
+            residual = residual - gaussian_blur(residual, self.cfg.residual_highpass)
+        return residual
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """(B, C, H, W) blurred channel by channel with a separable Gaussian of `sigma` px (borders reflected)."""
+    radius = max(1, math.ceil(3 * sigma))
+    taps = torch.exp(-0.5 * (torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device) / sigma) ** 2)
+    taps = taps / taps.sum()
+    c = x.shape[1]
+    x = F.pad(x, (radius, radius, radius, radius), mode="reflect")
+    x = F.conv2d(x, taps.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return F.conv2d(x, taps.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
 
 
 def conditioning(image_up: torch.Tensor, dist_up: torch.Tensor, label_probs: torch.Tensor,

@@ -43,6 +43,7 @@ class RefinerTrainConfig:
     base_mpp: float = 0.5
     scale: int = 2
     widths: tuple[int, ...] = (32, 64, 96)
+    residual_highpass: float = 0.0  # RefinerConfig's: > 0 keeps the refiner to detail finer than this σ
     w_lowpass: float = 10.0
     lowpass_pool: int = 4  # the colour/layout loss compares (pool × pool)-averaged images
     w_l1: float = 1.0
@@ -151,7 +152,8 @@ class _Nets:
 
     @classmethod
     def build(cls, cfg: RefinerTrainConfig, k: int) -> _Nets:
-        rcfg = RefinerConfig(num_classes=k, widths=cfg.widths, scale=cfg.scale, formulation=cfg.formulation)
+        rcfg = RefinerConfig(num_classes=k, widths=cfg.widths, scale=cfg.scale, formulation=cfg.formulation,
+                             residual_highpass=cfg.residual_highpass)
         torch.manual_seed(cfg.seed)
         g, d = RefinerNet(rcfg), PatchDiscriminator(k)
         ema = RefinerNet(rcfg).requires_grad_(False)
