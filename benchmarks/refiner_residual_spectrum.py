@@ -3,10 +3,10 @@
     python benchmarks/refiner_residual_spectrum.py --refiner runs/gan_d/refiner [--tiles 16]
 
 On the cached base outputs of `refiner_realism.py` (OUT/base_val): the refiner's residual (refined minus
-bicubic ×2) and real detail (a real validation tile minus its 0.5 µm/px version upsampled bicubically),
-their mean power spectra (grey level) averaged over rings of equal radius, and the mean colour of the
-residual. A refiner that only adds texture has its energy where real detail has it (high radii) and no
-colour shift.
+bicubic ×2) and real detail (a real validation tile minus its 0.5 µm/px version upsampled bicubically).
+For each, the mean power spectrum (grey level), averaged over rings of equal radius; also the network's
+residual before the image is clipped to 0..255, and the residual's mean colour. A refiner that only adds
+texture has its energy where real detail has it (high radii) and no colour shift.
 """
 
 from __future__ import annotations
@@ -47,15 +47,18 @@ def main() -> None:
     samples = read_dataset(args.data)
     _, val_idx = split_by_source(samples, 0.15, 0)
     reals = [samples[i] for i in val_idx[:args.tiles]]
+    raw: list[np.ndarray] = []  # the network's residual before the image is clipped to 0..255
+    ref.net.register_forward_hook(lambda _m, _i, out: raw.append(out[0].permute(1, 2, 0).float().numpy() * 127.5))
     residuals = [refined(ref, b, k, i)["image"].astype(np.float32) - bicubic(b, k)["image"].astype(np.float32)
                  for i, b in enumerate(bases)]
     detail = [s.image.astype(np.float32) - cv2.resize(resample_sample(s, 0.5).image, (s.width, s.height),
                                                       interpolation=cv2.INTER_CUBIC).astype(np.float32)
               for s in reals]
-    p_ref, p_real = radial_power(residuals), radial_power(detail)
+    p_ref, p_raw, p_real = radial_power(residuals), radial_power(raw), radial_power(detail)
     print(json.dumps({
         "refiner": args.refiner, "tiles": len(bases),
         "power_ratio_refiner_to_real_detail_by_radius": {r: round(float(p_ref[r] / p_real[r]), 3) for r in RADII},
+        "the_same_before_clipping": {r: round(float(p_raw[r] / p_real[r]), 3) for r in RADII},
         "residual_mean_rgb": [round(float(v), 2) for v in np.mean([r.mean((0, 1)) for r in residuals], 0)],
     }, indent=1))
 
