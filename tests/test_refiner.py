@@ -223,3 +223,13 @@ def test_a_highpass_residual_adds_detail_but_cannot_move_colour_or_layout():
     assert coarse.std() < 0.15 * residual.std()
     with pytest.raises(ValueError, match="only the gan formulation"):
         RefinerConfig(formulation="diffusion", residual_highpass=2.0)
+
+
+def test_the_upsampler_at_scale_one_changes_no_pixel():
+    from cosyn.data.targets import triple_from_sample
+    from cosyn.refiner.stage import Upsampler
+
+    base = triple_from_sample(disc_sample(n=9, size=(64, 64), radius=5))
+    same = Upsampler(len(CONSEP.names), scale=1).refine_triple(base)
+    assert np.array_equal(same.image, base.image) and np.array_equal(same.class_map, base.class_map)
+    assert same.params["stages"] == ["base", "upsampler"] and same.layout.mpp == base.layout.mpp

@@ -315,7 +315,7 @@ class CoSynPipeline:
         if layout.mpp is None or layout.mpp >= self.config.mpp - 1e-9:
             return None
         scale = max(1, round(self.config.mpp / layout.mpp))  # at_mpp then resamples what an integer misses
-        return self.refiner or Upsampler(self.config.denoiser.num_classes, self.config.mpp, scale)
+        return self.refiner or Upsampler(self.config.denoiser.num_classes, scale)
 
     def _denoise(self, canvas: Layout, prompt: str, settings: SamplingSettings, on_step: Callable | None,
                  preview_every: int, bf16: bool,

@@ -35,7 +35,8 @@ class RefinerConfig:
     scale: int = 2  # output px per base px
     formulation: str = "gan"
     # > 0: the residual loses what a Gaussian of this σ (output px) keeps, so the refiner can add detail but
-    # not move colour or content (docs/model.md, "Refiner": the first refiners' trace was low-frequency)
+    # not move colour or coarse content (docs/model.md, "Refiner": the first refiners repainted content at
+    # 16-64 px and added little below 4 px)
     residual_highpass: float = 0.0
 
     def __post_init__(self) -> None:
@@ -115,6 +116,11 @@ class RefinerNet(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+def hinge_d(d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
+    """The discriminator's hinge loss (SPADE): real scores pushed above 1, fake below -1."""
+    return F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:

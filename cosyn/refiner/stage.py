@@ -20,7 +20,7 @@ from cosyn.data.targets import point_map
 from cosyn.io.fileio import ChecksumError, atomic_dir, record_checksum, verified_sha256
 from cosyn.model.instances import cut_instances
 from cosyn.refiner.network import RefinerConfig, RefinerNet, conditioning
-from cosyn.refiner.tensors import bicubic, from_unit, to_unit, upsampled_inputs
+from cosyn.refiner.tensors import bicubic, from_unit, to_unit, upsampled_inputs, upsampled_labels
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -119,20 +119,15 @@ class Upsampler:
     unsharp mask (as slide scanners apply) brings the Laplacian-variance ratio from 0.62 to 0.84 and
     leaves the classifier's AUC where bicubic alone has it."""
 
-    def __init__(self, num_classes: int, base_mpp: float, scale: int = 2, sharpen_sigma: float = SHARPEN_SIGMA,
-                 sharpen_amount: float = SHARPEN_AMOUNT) -> None:
-        self.num_classes, self.base_mpp, self.scale = num_classes, float(base_mpp), scale
-        self.sharpen_sigma, self.sharpen_amount = sharpen_sigma, sharpen_amount
-
-    @property
-    def output_mpp(self) -> float:
-        return self.base_mpp / self.scale
+    def __init__(self, num_classes: int, scale: int = 2) -> None:
+        self.num_classes, self.scale = num_classes, scale
 
     def refine_triple(self, base: Triple, seed: int = 0) -> Triple:
-        """`seed` is unused (nothing here is random); it keeps the Refiner's signature."""
+        """`seed` is unused (nothing here is random); it keeps the Refiner's signature. At scale 1 nothing is
+        interpolated, so nothing is sharpened either."""
         image = from_unit(bicubic(to_unit([base.image]), self.scale))[0]
-        if self.sharpen_amount:
-            image = unsharp_mask(image, self.sharpen_sigma * self.scale / 2, self.sharpen_amount)
+        if self.scale > 1:
+            image = unsharp_mask(image, SHARPEN_SIGMA * self.scale / 2, SHARPEN_AMOUNT)
         return upsampled_triple(base, self.scale, self.num_classes, image, {"stages": ["base", "upsampler"]})
 
 
@@ -148,8 +143,8 @@ def upsampled_triple(base: Triple, scale: int, num_classes: int, image: np.ndarr
     instances cut again at the new resolution from the same centroids."""
     h, w = (scale * v for v in base.class_map.shape)
     layout = base.layout.rescaled(w, h, base.layout.mpp / scale)
-    _, dist, probs = upsampled_inputs(to_unit([base.image]), torch.from_numpy(base.dist_map)[None, None],
-                                      torch.from_numpy(base.class_map)[None], num_classes, scale)
+    dist, probs = upsampled_labels(torch.from_numpy(base.dist_map)[None, None],
+                                   torch.from_numpy(base.class_map)[None], num_classes, scale)
     dist_map, class_map = dist[0, 0].clamp(0, 1).numpy(), probs[0].argmax(0).byte().numpy()
     cut = cut_instances(dist_map, class_map, layout.xy(), layout.class_ids())
     params = {**base.params, **params, "output_mpp": layout.mpp, "missed_centroids": len(cut.missed),

@@ -30,9 +30,13 @@ def upsampled_inputs(image_lo: torch.Tensor, dist_lo: torch.Tensor, class_lo: to
                      scale: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Base image (B,3,h,w in [-1,1]), distance (B,1,h,w) and class ids (B,h,w) → their smooth upsamplings:
     bicubic image, bilinear distance, bilinear one-hot label (probabilities, not nearest-neighbour blocks)."""
-    size = (image_lo.shape[2] * scale, image_lo.shape[3] * scale)
-    image = bicubic(image_lo, scale)
+    return (bicubic(image_lo, scale), *upsampled_labels(dist_lo, class_lo, num_classes, scale))
+
+
+def upsampled_labels(dist_lo: torch.Tensor, class_lo: torch.Tensor, num_classes: int,
+                     scale: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Distance (B,1,h,w) and class ids (B,h,w) → bilinear distance and bilinear one-hot probabilities."""
+    size = (dist_lo.shape[2] * scale, dist_lo.shape[3] * scale)
     dist = F.interpolate(dist_lo, size=size, mode="bilinear", align_corners=False)
     onehot = F.one_hot(class_lo.long(), num_classes).permute(0, 3, 1, 2).float()
-    probs = F.interpolate(onehot, size=size, mode="bilinear", align_corners=False)
-    return image, dist, probs
+    return dist, F.interpolate(onehot, size=size, mode="bilinear", align_corners=False)

@@ -26,7 +26,7 @@ from cosyn.data.formats import read_dataset
 from cosyn.io.fileio import atomic_dir, dataclass_from_dict
 from cosyn.io.state_io import load_state, save_state
 from cosyn.refiner.data import Degradation, RefinerTile, batch_tensors, crop_pair, refiner_tile
-from cosyn.refiner.network import PatchDiscriminator, RefinerConfig, RefinerNet, conditioning
+from cosyn.refiner.network import PatchDiscriminator, RefinerConfig, RefinerNet, conditioning, hinge_d
 from cosyn.refiner.stage import RESIDUAL_SCALE, Refiner, RefinerError, save_refiner
 
 
@@ -91,10 +91,6 @@ def load_tiles(cfg: RefinerTrainConfig) -> tuple[list[RefinerTile], int, list[st
                                f"output of {output_mpp:g} µm/px; train it on the data at its native resolution")
         tiles.append(refiner_tile(s, cfg.base_mpp, cfg.scale))
     return tiles, len(samples[0].classes.names), list(samples[0].classes.names)
-
-
-def hinge_d(d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
-    return F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()
 
 
 def gan_step(g: RefinerNet, d: PatchDiscriminator, opt_g, opt_d, b: dict, cfg: RefinerTrainConfig,

@@ -15,11 +15,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from cosyn.io.state_io import load_state, save_state
-from cosyn.refiner.network import PatchDiscriminator
+from cosyn.refiner.network import PatchDiscriminator, hinge_d
 
 WEIGHTS = "discriminator.safetensors"
 OPTIMIZER = "optim_d"
@@ -41,7 +40,7 @@ class Adversary:
         "is this the tissue these labels describe", not only "is this tissue"."""
         d_real = self.net(real, dist, label_probs)[-1].float()
         d_fake = self.net(fake.detach(), dist, label_probs)[-1].float()
-        loss_d = F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()
+        loss_d = hinge_d(d_real, d_fake)
         self.optimizer.zero_grad(set_to_none=True)
         loss_d.backward()
         self.optimizer.step()
