@@ -1,0 +1,209 @@
+"""The texture stage: a base triple at the model's µm/px → a triple at the bank's, whose every pixel is real
+tissue from the training tiles.
+
+1. Pick a source slide like the layout (class mix, density, colour): one slide's stain for the whole tile.
+2. Quilt the background from that slide, guided by the base image's low frequencies brought to its colours
+   and by where nuclei will go (quilt.py).
+3. Paste a real nucleus of the requested class at every centroid, sized and turned like the base's nucleus
+   there (paste.py); real nuclei the quilt carried along elsewhere are inpainted away, so no nucleus is
+   in the image without one in the labels.
+4. Instances are the pasted masks; class and distance maps follow from them.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+from skimage.measure import label as connected
+
+from cosyn.core.instances import paint_classes
+from cosyn.core.maps import distance_map
+from cosyn.core.resample import at_mpp, resample_image, resample_instances
+from cosyn.core.triple import Triple
+from cosyn.io.fileio import record_checksum, verified_sha256
+from cosyn.stages.texture.bank import BANK_NAME, BankError, TextureBank, load_bank
+from cosyn.stages.texture.catalogue import Nuclei, PatchIndex, nuclei_of, patch_index
+from cosyn.stages.texture.fill import fill_holes
+from cosyn.stages.texture.paste import blend, choose, footprint, oriented, targets_from_base
+from cosyn.stages.texture.quilt import QuiltWeights, quilt
+
+
+@dataclass
+class TextureSettings:
+    patch: int = 32  # px at the bank's µm/px
+    overlap: int = 8
+    stride: int = 8  # between indexed patch positions
+    nucleus_weight: float = 1.0  # of the nucleus-layout part of a patch key against its colour part
+    slides: int = 3  # the seed picks the source slide among this many best matches
+    weights: QuiltWeights = field(default_factory=QuiltWeights)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TextureSettings:
+        d = dict(d)
+        weights = QuiltWeights(**d.pop("weights", {}))
+        return cls(**d, weights=weights)
+
+
+class TextureStage:
+    name = "texture"
+
+    def __init__(self, bank: TextureBank, settings: TextureSettings | None = None, sha256: str = "",
+                 bank_path: Path | None = None) -> None:
+        self.bank, self.settings = bank, settings or TextureSettings()
+        self._sha256, self._bank_path = sha256, bank_path
+        self.nuclei: Nuclei = nuclei_of(bank)
+        self._slides = bank.sources()
+        self._slide_tiles = {s: [i for i, t in enumerate(bank.tiles) if t.source == s] for s in self._slides}
+        self._slide_profiles = np.stack([self._profile_of_slide(s) for s in self._slides])
+        self._indexes: dict[str, PatchIndex] = {}
+
+    @property
+    def sha256(self) -> str:
+        return self._sha256
+
+    def to_mpp(self, triple: Triple, mpp: float, seed: int) -> Triple:
+        base_mpp = triple.layout.mpp or triple.params.get("model_mpp")
+        if not base_mpp:
+            raise ValueError("the base triple has no µm/px to compose from")
+        scale = base_mpp / self.bank.mpp
+        h, w = (max(1, round(v * scale)) for v in triple.class_map.shape)
+        layout = triple.layout.rescaled(w, h, self.bank.mpp)
+        rng = np.random.default_rng(seed)
+        image, inst_map, source = self.compose(triple.image, resample_instances(triple.inst_map, h, w),
+                                               layout.xy(), layout.class_ids(), rng)
+        inst_classes = {k + 1: int(c) for k, c in enumerate(layout.class_ids()) if (inst_map == k + 1).any()}
+        missed = [k for k in range(len(layout.points)) if k + 1 not in inst_classes]
+        params = {**triple.params, "stages": ["base", self.name], "second_stage_sha256": self.sha256,
+                  "output_mpp": self.bank.mpp, "missed_centroids": len(missed), "missed_indices": missed,
+                  "largest_copy_um": largest_copy(source) * self.bank.mpp}
+        out = Triple(image, paint_classes(inst_map, inst_classes), inst_map, distance_map(inst_map), inst_classes,
+                     layout, params)
+        return out if abs(mpp - self.bank.mpp) < 1e-9 else at_mpp(out, mpp)
+
+    def compose(self, base_image: np.ndarray, inst_up: np.ndarray, points_xy: np.ndarray, point_classes: np.ndarray,
+                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(image uint8, instance map, source map) at `inst_up`'s size from the base image (any size) and the
+        base instances upsampled to the output; instance k + 1 is the nucleus of point k."""
+        h, w = inst_up.shape
+        slide = self._pick_slide(base_image, point_classes, h * w, rng)
+        guide = reinhard(resample_image(base_image, h, w), self._slide_stats(slide))
+        targets = targets_from_base(points_xy, point_classes, inst_up, self.nuclei)
+        where = np.zeros((h, w), bool)
+        for t in targets:
+            where[min(int(t.y), h - 1), min(int(t.x), w - 1)] = True
+        target_nuclei = (inst_up > 0) | cv2.dilate(where.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)
+        s = self.settings
+        background = quilt(self.bank, self._index(slide), guide, target_nuclei, s.overlap, rng, s.weights,
+                           s.nucleus_weight)
+        allowed = np.isin(self.nuclei.tile, self._slide_tiles[slide])
+        blurred = cv2.GaussianBlur(background.image, (0, 0), 3.0)
+        pastes = [oriented(self.bank, self.nuclei, choose(t, self.nuclei, allowed, blurred, rng), t, rng)
+                  for t in targets]
+        image = self._without_stray_nuclei(background.image, background.nuclei, pastes, slide, rng)
+        inst_map = np.zeros((h, w), np.int32)
+        source = background.source.copy()
+        order = np.argsort([-p.nucleus.sum() for p in pastes], kind="stable")  # small nuclei last, on top
+        for k in order:
+            blend(image, inst_map, pastes[k], int(k) + 1)
+            out_win, crop_win = footprint(pastes[k], (h, w))
+            source[out_win] = np.where(pastes[k].nucleus[crop_win], -(int(k) + 2), source[out_win])
+        return np.clip(image, 0, 255).round().astype(np.uint8), inst_map, source
+
+    def save(self, folder: Path) -> dict:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        if self._bank_path is None:
+            raise BankError("this texture stage was not loaded from a bank file; save its bank with save_bank first")
+        shutil.copyfile(self._bank_path, folder / BANK_NAME)
+        record_checksum(folder / BANK_NAME)
+        return {"name": self.name, "settings": asdict(self.settings)}
+
+    def _without_stray_nuclei(self, image: np.ndarray, stray: np.ndarray, pastes: list, slide: str,
+                              rng: np.random.Generator) -> np.ndarray:
+        """Replace the real nuclei the quilt brought along with nucleus-free tissue of the slide, except under
+        where nuclei are about to be pasted."""
+        covered = np.zeros(stray.shape, bool)
+        for p in pastes:
+            out_win, crop_win = footprint(p, stray.shape)
+            covered[out_win] |= cv2.dilate(p.nucleus[crop_win].astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+        holes = (cv2.dilate(stray.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0) & ~covered
+        return fill_holes(image, holes, self.bank, self._slide_tiles[slide], rng)
+
+    def _index(self, slide: str) -> PatchIndex:
+        if slide not in self._indexes:
+            s = self.settings
+            self._indexes[slide] = patch_index(self.bank, self._slide_tiles[slide], s.patch, s.stride, s.nucleus_weight)
+        return self._indexes[slide]
+
+    def _profile_of_slide(self, slide: str) -> np.ndarray:
+        """Class mix (fractions), log density and mean colour of a slide's nuclei and tissue."""
+        tiles = [self.bank.tiles[i] for i in self._slide_tiles[slide]]
+        return profile([c for t in tiles for c in t.inst_classes.values() if c > 0],
+                       sum(t.inst_map.size for t in tiles) / len(tiles), len(tiles),
+                       np.mean([t.image.reshape(-1, 3).mean(0) for t in tiles], 0), len(self.bank.classes))
+
+    def _pick_slide(self, base_image: np.ndarray, point_classes: np.ndarray, area: int,
+                    rng: np.random.Generator) -> str:
+        want = profile([int(c) for c in point_classes if c > 0], area, 1, base_image.reshape(-1, 3).mean(0),
+                       len(self.bank.classes))
+        cost = np.abs(self._slide_profiles - want)
+        cost[:, -3:] *= 0.2  # the base's colours are the least trustworthy part of it
+        best = np.argsort(cost.sum(1))[:self.settings.slides]
+        return self._slides[int(rng.choice(best))]
+
+    def _slide_stats(self, slide: str) -> tuple[np.ndarray, np.ndarray]:
+        lab = np.concatenate([lab_of(self.bank.tiles[i].image).reshape(-1, 3) for i in self._slide_tiles[slide]])
+        return lab.mean(0), lab.std(0)
+
+
+def profile(classes: list[int], area_per_tile: float, n_tiles: int, mean_rgb: np.ndarray, n_classes: int) -> np.ndarray:
+    counts = np.bincount(np.asarray(classes, np.int64), minlength=n_classes)[1:].astype(np.float64)
+    fractions = counts / max(counts.sum(), 1)
+    density = np.log1p(counts.sum() / n_tiles / area_per_tile * 1e4)  # nuclei per 10⁴ px
+    return np.concatenate([fractions, [density], np.asarray(mean_rgb, np.float64) / 255])
+
+
+def lab_of(image: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(image.astype(np.float32) / 255, cv2.COLOR_RGB2LAB)
+
+
+def reinhard(image: np.ndarray, stats: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """`image` with the mean and spread of its L*a*b* channels matched to `stats` (Reinhard et al. 2001)."""
+    lab = lab_of(image)
+    mean, std = lab.reshape(-1, 3).mean(0), lab.reshape(-1, 3).std(0) + 1e-6
+    matched = (lab - mean) / std * stats[1] + stats[0]
+    rgb = cv2.cvtColor(matched.astype(np.float32), cv2.COLOR_LAB2RGB)
+    return np.clip(rgb * 255, 0, 255).round().astype(np.uint8)
+
+
+def largest_copy(source: np.ndarray) -> int:
+    """Side in px of the largest connected region copied unchanged from one place of one training tile (the
+    square root of its area; pasted nuclei and quilt patches each count as their own copies)."""
+    regions = connected(source - source.min() + 1, background=0, connectivity=1)
+    sizes = np.bincount(regions.ravel())[1:]
+    return int(np.sqrt(sizes.max())) if len(sizes) else 0
+
+
+def load(stage_folder: Path, spec: dict, context: object) -> TextureStage:
+    """The registry's loader: the bank in `stage_folder`, checked against its checksum and the base model's classes."""
+    path = Path(stage_folder) / BANK_NAME
+    try:
+        sha = verified_sha256(path)
+    except FileNotFoundError:
+        raise BankError(f"{path}: missing; the texture stage keeps its bank in {BANK_NAME}") from None
+    except ValueError as e:
+        raise BankError(str(e)) from None
+    bank = load_bank(path)
+    classes = list(getattr(context, "classes", bank.classes))
+    if bank.classes != classes:
+        raise BankError(f"{path}: bank of classes {bank.classes}, but the model's are {classes}")
+    try:
+        settings = TextureSettings.from_dict(spec.get("settings", {}))
+    except TypeError as e:
+        raise BankError(f"{Path(stage_folder).parent / 'config.json'}: bad texture settings ({e})") from None
+    return TextureStage(bank, settings, sha, path)
+

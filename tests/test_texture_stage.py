@@ -1,0 +1,159 @@
+"""The texture stage: its bank on disk, the quilt's seams, and the promise that every requested centroid
+becomes a real nucleus of its class whose pixels are exactly its label."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from cosyn.core.layout import Layout, Point
+from cosyn.core.triple import Triple
+from cosyn.stages.base import SecondStage, StageContext
+from cosyn.stages.texture import bank as bank_module
+from cosyn.stages.texture import (
+    BankError,
+    TextureBank,
+    TextureStage,
+    largest_copy,
+    load,
+    load_bank,
+    save_bank,
+)
+from cosyn.stages.texture.bank import BankTile
+from cosyn.stages.texture.quilt import min_cut
+
+CLASSES = ["background", "other", "inflammatory", "epithelial", "spindle"]
+PINK, PURPLE = np.array([235, 185, 205]), np.array([80, 50, 130])
+
+
+def synthetic_tile(rng: np.random.Generator, name: str, source: str, size: int = 96) -> BankTile:
+    """Pink tissue with fine texture and dark purple elliptic nuclei of every class, annotated exactly."""
+    noise = cv2.GaussianBlur(rng.normal(0, 12, (size, size, 3)).astype(np.float32), (0, 0), 1.0)
+    image = PINK + noise
+    inst = np.zeros((size, size), np.int32)
+    classes = {}
+    for i in range(1, 41):  # dense, as epithelium: the quilt cannot avoid carrying nuclei along
+        cx, cy = rng.integers(8, size - 8, 2)
+        axes = (int(rng.integers(3, 7)), int(rng.integers(2, 4)))
+        mask = cv2.ellipse(np.zeros((size, size), np.uint8), (int(cx), int(cy)), axes, float(rng.uniform(0, 180)),
+                           0, 360, 1, -1).astype(bool) & (inst == 0)
+        inst[mask] = i
+        classes[i] = 1 + (i % 4)
+    image[inst > 0] = PURPLE + noise[inst > 0]
+    return BankTile(name, source, np.clip(image, 0, 255).astype(np.uint8), inst, classes)
+
+
+@pytest.fixture(scope="module")
+def bank_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    rng = np.random.default_rng(0)
+    tiles = [synthetic_tile(rng, f"t{i}", f"slide{i % 2}") for i in range(6)]
+    path = tmp_path_factory.mktemp("bank") / "texture_bank.safetensors"
+    save_bank(TextureBank(tiles, 0.25, CLASSES, "synthetic test tiles"), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def stage(bank_file: Path) -> TextureStage:
+    return TextureStage(load_bank(bank_file), bank_path=bank_file)
+
+
+def base_triple(points: list[tuple[float, float, str]], size: int = 48) -> Triple:
+    """A base triple at 0.5 µm/px with a round blob under each point, as the base model draws them."""
+    layout = Layout(size, size, CLASSES, [Point(x, y, c) for x, y, c in points], mpp=0.5, tissue="colon")
+    inst = np.zeros((size, size), np.int32)
+    for k, (x, y, _) in enumerate(points, start=1):
+        cv2.circle(inst, (int(x), int(y)), 3, k, -1)
+    classes = {k: CLASSES.index(c) for k, (_, _, c) in enumerate(points, start=1)}
+    class_map = np.vectorize(lambda i: classes.get(i, 0))(inst).astype(np.uint8)
+    image = np.full((size, size, 3), 200, np.uint8)
+    image[inst > 0] = 90
+    return Triple(image, class_map, inst, (inst > 0).astype(np.float32), classes, layout, {"model_mpp": 0.5})
+
+
+POINTS = [(10.0, 12.0, "epithelial"), (30.0, 10.0, "inflammatory"), (20.0, 30.0, "spindle"), (38.0, 38.0, "other"),
+          (8.0, 40.0, "epithelial")]
+
+
+def test_bank_round_trip_keeps_annotations_exactly(bank_file: Path) -> None:
+    bank = load_bank(bank_file)
+    again = [synthetic_tile(np.random.default_rng(0), "x", "y")]  # the first tile, regenerated
+    assert [t.name for t in bank.tiles] == [f"t{i}" for i in range(6)]
+    assert bank.sources() == ["slide0", "slide1"] and bank.mpp == 0.25 and bank.classes == CLASSES
+    assert bank.provenance == "synthetic test tiles"
+    np.testing.assert_array_equal(bank.tiles[0].inst_map, again[0].inst_map)
+    assert bank.tiles[0].inst_classes == again[0].inst_classes
+    assert np.abs(bank.tiles[0].image.astype(int) - again[0].image).mean() < 3  # JPEG at quality 95
+
+
+def test_bank_errors_name_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"\x00" * 64)
+    with pytest.raises(BankError, match="junk.safetensors"):
+        load_bank(junk)
+    with pytest.raises(BankError, match="missing"):
+        load_bank(tmp_path / "absent.safetensors")
+    monkeypatch.setattr(bank_module, "MAX_BANK_BYTES", 1000)
+    tile = synthetic_tile(np.random.default_rng(1), "t", "s")
+    with pytest.raises(BankError, match="over the"):
+        save_bank(TextureBank([tile], 0.25, CLASSES), tmp_path / "big.safetensors")
+    assert not (tmp_path / "big.safetensors").exists()
+
+
+def test_every_centroid_becomes_a_nucleus_of_its_class(stage: TextureStage) -> None:
+    out = stage.to_mpp(base_triple(POINTS), 0.25, seed=3)
+    assert out.image.shape == (96, 96, 3) and out.layout.mpp == 0.25 and out.params["stages"] == ["base", "texture"]
+    for k, (x, y, cls) in enumerate(POINTS, start=1):
+        assert out.inst_map[int(2 * y), int(2 * x)] == k, f"point {k} is not inside its own nucleus"
+        assert out.inst_classes[k] == CLASSES.index(cls)
+    assert out.params["missed_centroids"] == 0
+    painted = np.vectorize(lambda i: out.inst_classes.get(i, 0))(out.inst_map)
+    np.testing.assert_array_equal(out.class_map, painted)
+    np.testing.assert_array_equal(out.dist_map > 0, out.inst_map > 0)
+
+
+def test_labels_and_image_agree(stage: TextureStage) -> None:
+    """Nucleus pixels are the bank's dark nuclei; outside the labels, no nucleus colour survives (the quilt's
+    own nuclei are filled with nucleus-free tissue)."""
+    out = stage.to_mpp(base_triple(POINTS), 0.25, seed=4)
+    darkness = out.image.astype(np.float32).mean(-1)
+    nucleus = out.inst_map > 0
+    near = cv2.dilate(nucleus.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
+    assert darkness[nucleus].mean() < darkness[~near].mean() - 60
+    stray = (darkness < (PURPLE.mean() + PINK.mean()) / 2) & ~near
+    assert stray.mean() < 0.01, f"{stray.mean():.3f} of the background looks like nucleus"
+
+
+def test_same_seed_same_triple_other_seed_other_tissue(stage: TextureStage) -> None:
+    a, b = (stage.to_mpp(base_triple(POINTS), 0.25, seed=7) for _ in range(2))
+    np.testing.assert_array_equal(a.image, b.image)
+    c = stage.to_mpp(base_triple(POINTS), 0.25, seed=8)
+    assert not np.array_equal(a.image, c.image)
+
+
+def test_saved_stage_loads_through_the_registry_contract(stage: TextureStage, tmp_path: Path) -> None:
+    spec = stage.save(tmp_path / "second_stage")
+    assert spec["name"] == "texture"
+    loaded = load(tmp_path / "second_stage", spec, StageContext(CLASSES, 0.5, len(CLASSES)))
+    assert isinstance(loaded, SecondStage) and len(loaded.sha256) == 64
+    with pytest.raises(BankError, match="classes"):
+        load(tmp_path / "second_stage", spec, StageContext(CLASSES[:3], 0.5, 3))
+    (tmp_path / "second_stage" / "texture_bank.safetensors").write_bytes(b"changed")
+    with pytest.raises(BankError, match="texture_bank.safetensors"):
+        load(tmp_path / "second_stage", spec, StageContext(CLASSES, 0.5, len(CLASSES)))
+
+
+def test_min_cut_follows_the_cheapest_seam() -> None:
+    error = np.ones((6, 5))
+    path = [1, 2, 2, 3, 2, 1]
+    error[np.arange(6), path] = 0
+    assert min_cut(error).tolist() == path
+
+
+def test_largest_copy_measures_the_biggest_region() -> None:
+    source = np.zeros((20, 20), np.int64)
+    source[:10, :10] = 5  # 100 px copied with one shift
+    source[10:, :] = np.arange(200).reshape(10, 20)  # every pixel its own copy
+    assert largest_copy(source) == 10
