@@ -85,7 +85,7 @@ def test_bank_round_trip_keeps_annotations_exactly(bank_file: Path) -> None:
     assert bank.provenance == "synthetic test tiles"
     np.testing.assert_array_equal(bank.tiles[0].inst_map, again[0].inst_map)
     assert bank.tiles[0].inst_classes == again[0].inst_classes
-    assert np.abs(bank.tiles[0].image.astype(int) - again[0].image).mean() < 3  # JPEG at quality 95
+    assert np.abs(bank.tiles[0].image.astype(int) - again[0].image).mean() < 5  # JPEG q95 of per-pixel noise
 
 
 def test_bank_errors_name_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
