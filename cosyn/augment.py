@@ -1,7 +1,7 @@
 """`cosyn augment`: a synthetic dataset, in the folder format `prepare` writes.
 
-Tiles come at the real tiles' mpp when those are finer than the model (the second stage's output: the
-checkpoint's refiner, or bicubic upsampling), unless `--no-refine`; otherwise at the model's mpp.
+Tiles come at the real tiles' mpp when those are finer than the model (the second stage's output: by
+default the Upsampler, bicubic and sharpened), unless `--no-refine`; otherwise at the model's mpp.
 
 Layouts come from the real tiles of a dataset (the training split by default, so a synthetic set
 never carries validation layouts into training), perturbed per tile:
@@ -267,7 +267,7 @@ def generate(pipe: CoSynPipeline, jobs: Sequence[Job], out: str | Path, sampling
              world: int = 1, progress: bool = True, desc: str = "augment") -> dict[str, int]:
     """Generate this rank's share of `jobs` into `out`, skipping finished tiles, one triple per job with the
     job's seed (`sampling`'s own seed and n are not used). Tiles are written at the mpp of the triple:
-    the model's, or the layout's when the refiner ran."""
+    the model's, or the layout's when the second stage ran."""
     out = Path(out)
     mine = [j for j in jobs if j.index % world == rank]
     todo = [j for j in mine if not tile_done(out, j.name)]
@@ -312,16 +312,15 @@ class AugmentConfig:
     perturbation: Perturbation | None = None
     sampling: SamplingSettings | None = None
 
-    def settings(self, checkpoint_sha256: str, has_refiner: bool = False) -> dict[str, Any]:
+    def settings(self, checkpoint_sha256: str) -> dict[str, Any]:
         """What makes a tile what it is: everything but N and the output folder. Of the sampling
-        settings, seed and n come from the jobs, and refine only counts for a checkpoint with a refiner
-        (so folders written before it existed stay resumable)."""
+        settings, seed and n come from the jobs, and refine does not count (folders written before it
+        existed stay resumable)."""
         d = asdict(self)
         for key in ("n", "out", "checkpoint"):
             d.pop(key)
         if d["sampling"] is not None:
-            kept = ("steps", "guidance", "sampler", "refine") if has_refiner else ("steps", "guidance", "sampler")
-            d["sampling"] = {k: d["sampling"][k] for k in kept}
+            d["sampling"] = {k: d["sampling"][k] for k in ("steps", "guidance", "sampler")}
         return {**d, "data": str(Path(self.data).resolve()), "checkpoint_sha256": checkpoint_sha256}
 
 
@@ -338,7 +337,7 @@ def augment(cfg: AugmentConfig, pipe: CoSynPipeline | None = None, rank: int | N
     if classes.names != pipe.class_set.names:
         raise AugmentError(f"{cfg.data} has classes {classes.to_list()}, the model {pipe.class_set.to_list()}")
     out = Path(cfg.out)
-    check_run_settings(out, cfg.settings(pipe.sha256, pipe.refiner is not None))
+    check_run_settings(out, cfg.settings(pipe.sha256))
     jobs = plan_jobs(tiles, cfg.n, cfg.seed, cfg.random_layouts, cfg.perturbation, pipe.config.mpp)
     tissues = {t.layout.tissue for t in tiles}
     write_classes_json(out, jobs, classes, output_mpp(pipe, jobs, cfg.sampling.refine),

@@ -1,5 +1,4 @@
-"""`python -m cosyn <command>`: prepare, train, train-refiner, export-checkpoint, prompt-cache, sample, augment,
-evaluate, edit."""
+"""`python -m cosyn <command>`: prepare, train, export-checkpoint, prompt-cache, sample, augment, evaluate, edit."""
 
 from __future__ import annotations
 
@@ -36,7 +35,7 @@ def _train(args: argparse.Namespace) -> int:
         except json.JSONDecodeError as e:
             raise ValueError(f"{args.config}: not valid JSON ({e})") from None
     for key in ("data", "out", "init", "steps", "batch", "lr", "crop", "mpp", "threads", "format", "seed",
-                "save_every", "preview_every", "refiner_steps"):
+                "save_every", "preview_every"):
         value = getattr(args, key)
         if value is not None:
             opts[key] = value
@@ -50,31 +49,6 @@ def _train(args: argparse.Namespace) -> int:
         raise SystemExit("train: --data is required (or --resume an existing --out run)")
     run = train(cfg, resume=args.resume)
     print(f"run folder: {run}")
-    return 0
-
-
-def _train_refiner(args: argparse.Namespace) -> int:
-    from cosyn.model.pipeline import REFINER_DIR, read_pipeline_config
-    from cosyn.refiner.stage import Refiner, check_follows, save_refiner
-    from cosyn.refiner.training import RefinerTrainConfig, train_refiner
-
-    base = read_pipeline_config(args.checkpoint)
-    opts: dict = {"base_mpp": base.mpp}
-    if args.config:
-        try:
-            opts.update(json.loads(Path(args.config).read_text()))
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{args.config}: not valid JSON ({e})") from None
-    for key in ("data", "out", "steps", "threads", "time_limit", "formulation"):
-        if getattr(args, key) is not None:
-            opts[key] = getattr(args, key)
-    folder = train_refiner(RefinerTrainConfig.from_dict(opts))
-    refiner = Refiner.from_pretrained(folder)
-    check_follows(refiner, list(base.classes), base.mpp, folder)
-    if args.install:
-        save_refiner(refiner, Path(args.checkpoint) / REFINER_DIR)
-        print(f"installed the refiner as {Path(args.checkpoint) / REFINER_DIR}")
-    print(f"refiner: {folder}")
     return 0
 
 
@@ -106,7 +80,7 @@ def _sample(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from cosyn.core.layout import Layout
-    from cosyn.core.triple import at_mpp
+    from cosyn.core.resample import at_mpp
     from cosyn.io.export import check_formats, write_bundle
     from cosyn.io.fileio import check_writable
     from cosyn.model.pipeline import CoSynPipeline, crowding_warnings
@@ -189,27 +163,10 @@ def _add_train(sub: Subparsers) -> None:
     tr.add_argument("--seed", type=int)
     tr.add_argument("--save-every", dest="save_every", type=int)
     tr.add_argument("--preview-every", dest="preview_every", type=int)
-    tr.add_argument("--refiner-steps", dest="refiner_steps", type=int,
-                    help="then train the refiner stage this many steps (options: \"refiner\" in --config)")
     tr.add_argument("--config", help="JSON file of TrainConfig options; flags override it")
     tr.add_argument("--resume", action="store_true")
     tr.add_argument("--fp32", action="store_true", help="disable bf16 autocast")
     tr.set_defaults(func=_train)
-
-
-def _add_train_refiner(sub: Subparsers) -> None:
-    rf = sub.add_parser("train-refiner", help="train (or resume: run it again) the refiner stage of a checkpoint")
-    rf.add_argument("--checkpoint", required=True, help="the base model the refiner will follow")
-    rf.add_argument("--data", required=True, help="real tiles at their native µm/px (any `prepare` format)")
-    rf.add_argument("--out", required=True, help="run folder; an existing one is resumed")
-    rf.add_argument("--config", help="JSON file of RefinerTrainConfig options; flags override it")
-    rf.add_argument("--formulation", choices=["gan", "diffusion"])
-    rf.add_argument("--steps", type=int)
-    rf.add_argument("--time-limit", dest="time_limit", type=_positive(float), help="minutes")
-    rf.add_argument("--threads", type=int)
-    rf.add_argument("--install", action="store_true",
-                    help="when done, write the refiner into CHECKPOINT/refiner (replacing one there)")
-    rf.set_defaults(func=_train_refiner)
 
 
 def _add_export(sub: Subparsers) -> None:
@@ -237,7 +194,7 @@ def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--guidance", type=float, default=2.0)
     p.add_argument("--sampler", default="dpm++", help="ddim, dpm++ or unipc")
     p.add_argument("--no-refine", dest="no_refine", action="store_true",
-                   help="skip the second stage (the checkpoint's refiner, or bicubic upsampling without one): "
+                   help="skip the second stage (the checkpoint's, by default the Upsampler: bicubic and sharpened): "
                         "triples stay at the base model's µm/px")
 
 
@@ -261,7 +218,7 @@ def _add_sample(sub: Subparsers) -> None:
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cosyn", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
-    for add in (_add_prepare, _add_train, _add_train_refiner, _add_export, _add_prompt_cache, _add_sample):
+    for add in (_add_prepare, _add_train, _add_export, _add_prompt_cache, _add_sample):
         add(sub)
     # augment and evaluate import torch and diffusers to build their parsers: only pay for that when one
     # of them is the command (`cosyn --help` stays instant; `cosyn augment --help` shows every option).
@@ -278,12 +235,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(argv).parse_args(argv)
     from cosyn.data.sample import DataError
     from cosyn.model.pipeline import CheckpointError
-    from cosyn.refiner.stage import RefinerError
     from cosyn.training.config import TrainingError
 
     try:
         return args.func(args)
-    except (DataError, LayoutError, CheckpointError, RefinerError, TrainingError, OSError, ValueError) as e:
+    except (DataError, LayoutError, CheckpointError, TrainingError, OSError, ValueError) as e:
         # OSError names the file (missing, unreadable, disk full); ValueError covers a bad --config JSON
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -93,7 +93,7 @@ def test_augment_writes_a_readable_folder_and_resumes(checkpoint, pipe, data, tm
     train_sources = {f"synthetic-{t.source}" for t in _train_tiles(data)}
     assert sorted(tiles.names) == [f"syn_{i:06d}" for i in range(5)]
     for s in tiles:
-        # at the real tiles' 0.25 µm/px (the model's 0.5, upsampled: it has no refiner), as the issue asks
+        # at the real tiles' 0.25 µm/px (the model's 0.5, upsampled), as the issue asks
         assert s.mpp == 0.25 and s.classes == CONSEP and s.image.shape == (64, 64, 3)
         assert s.inst_map.dtype == np.int32
         # the label is the instances painted in their classes
@@ -121,20 +121,17 @@ def test_augment_writes_a_readable_folder_and_resumes(checkpoint, pipe, data, tm
         augment(_cfg(checkpoint, data, out, 7, seed=1), pipe=pipe, rank=0, world=1, progress=False)
 
 
-def test_with_a_refiner_tiles_come_at_the_real_tiles_mpp_unless_refine_is_off(data, tmp_path):
-    from tiny import tiny_pipeline_with_refiner
-
-    pipe = tiny_pipeline_with_refiner()  # 0.5 → 0.25 µm/px; the real tiles are 64² at 0.25
+def test_tiles_come_at_the_real_tiles_mpp_unless_refine_is_off(pipe, data, tmp_path):
+    # the model at 0.5 µm/px, the real tiles 64² at 0.25
     for refine, mpp, side in ((True, 0.25, 64), (False, 0.5, 32)):
         out = tmp_path / f"refine-{refine}"
         cfg = AugmentConfig(checkpoint="unused", data=str(data), out=str(out), n=2,
                             sampling=FAST.with_(refine=refine))
         augment(cfg, pipe=pipe, rank=0, world=1, progress=False)
         assert json.loads((out / "classes.json").read_text())["mpp"] == mpp
-        assert json.loads((out / "generation.json").read_text())["sampling"]["refine"] is refine
         for s in read_dataset(out, "folder"):
             assert s.mpp == mpp and s.image.shape == (side, side, 3) and s.inst_map.shape == (side, side)
-            assert read_meta(out, s.name)["params"]["stages"] == (["base", "refiner"] if refine else ["base"])
+            assert read_meta(out, s.name)["params"]["stages"] == (["base", "upsampler"] if refine else ["base"])
 
 
 def test_random_layouts_mode(checkpoint, pipe, data, tmp_path):

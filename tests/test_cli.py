@@ -12,7 +12,7 @@ import pytest
 import scipy.io
 from conftest import SHARED_DATA
 from PIL import Image
-from tiny import tiny_pipeline, tiny_pipeline_with_refiner
+from tiny import tiny_pipeline
 
 from cosyn.core.layout import Layout, Point
 
@@ -136,7 +136,7 @@ def test_sample_refuses_bad_options_before_sampling_and_keeps_existing_bundles(t
 
 
 def test_no_refine_writes_the_base_model_resolution(tmp_path):
-    tiny_pipeline_with_refiner().save_pretrained(tmp_path / "ck")
+    tiny_pipeline().save_pretrained(tmp_path / "ck")  # 0.5 µm/px: the Upsampler brings it to 0.25
     layout = Layout(64, 64, ["background", "other", "inflammatory", "epithelial", "spindle"],
                     [Point(10, 10, "epithelial"), Point(40, 45, "inflammatory")], mpp=0.25, tissue="colon")
     layout.save(tmp_path / "l.json")
@@ -145,8 +145,8 @@ def test_no_refine_writes_the_base_model_resolution(tmp_path):
     refined = _run(*base, "--out", str(tmp_path / "refined"))
     plain = _run(*base, "--no-refine", "--out", str(tmp_path / "plain"))
     assert refined.returncode == 0 and plain.returncode == 0, refined.stderr[-2000:] + plain.stderr[-2000:]
-    assert "base + refiner at 0.25 µm/px" in refined.stdout and "base at 0.5 µm/px" in plain.stdout
-    for name, side, mpp, stages in (("refined", 64, 0.25, ["base", "refiner"]), ("plain", 32, 0.5, ["base"])):
+    assert "base + upsampler at 0.25 µm/px" in refined.stdout and "base at 0.5 µm/px" in plain.stdout
+    for name, side, mpp, stages in (("refined", 64, 0.25, ["base", "upsampler"]), ("plain", 32, 0.5, ["base"])):
         bundle = tmp_path / name / "000"
         assert Image.open(bundle / "image.png").size == (side, side)
         assert Layout.load(bundle / "layout.json").mpp == mpp

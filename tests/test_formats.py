@@ -10,10 +10,11 @@ from conftest import SHARED_DATA
 from PIL import Image
 
 from cosyn.core.classes import CONIC, CONSEP, PANNUKE, TISSUES, ClassSet
+from cosyn.core.instances import instance_table
 from cosyn.data.formats import FORMATS, detect_format, read_dataset, write_dataset, write_folder
 from cosyn.data.prepare import prepare
 from cosyn.data.report import Validator, validate
-from cosyn.data.sample import DataError, Sample, instance_table
+from cosyn.data.sample import DataError, Sample
 
 CLASSES_OF = {"consep": CONSEP, "hovernet": CONSEP, "folder": CONSEP, "pannuke": PANNUKE, "conic": CONIC}
 

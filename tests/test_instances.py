@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from cosyn.model.instances import cut_instances
+from cosyn.core.instances import cut_instances
 
 
 def disc_scene(shape, centres, radii, classes):

@@ -5,11 +5,11 @@ import pytest
 import scipy.io
 
 from cosyn.core.classes import CONSEP, PANNUKE
+from cosyn.core.instances import cut_instances
 from cosyn.core.layout import Layout, LayoutError, Point
 from cosyn.core.triple import Triple
 from cosyn.io.export import write_bundle
 from cosyn.io.layout_io import layout_from_geojson, layout_to_geojson, load_any, save_any
-from cosyn.model.instances import cut_instances
 
 
 def sample_layout() -> Layout:

@@ -25,7 +25,7 @@ import tifffile
 from PIL import Image
 from test_studio_jobs import TINY_OPTIONS
 from test_train import _dataset
-from tiny import tiny_pipeline, tiny_pipeline_with_refiner
+from tiny import tiny_pipeline
 
 from cosyn.core.layout import Layout
 from cosyn.io.export import read_bundle
@@ -56,7 +56,7 @@ def studio(tmp_path_factory):
         pipe = tiny_pipeline()
         pipe.config.mpp = 1.0  # a 256 px canvas at 0.25 µm/px samples at 64 px: a second or two per run
         pipe.save_pretrained(checkpoints / "default")
-        tiny_pipeline_with_refiner(mpp=1.0).save_pretrained(checkpoints / "refined")  # 1 → 0.5 µm/px
+        tiny_pipeline(seed=1, mpp=1.0).save_pretrained(checkpoints / "second")
         (checkpoints / "default" / "MODEL_CARD.md").write_text("# Tiny model\n\n![the grid](grid.png)\n")
         Image.fromarray(np.full((40, 120, 3), (200, 80, 160), np.uint8)).save(checkpoints / "default" / "grid.png")
     data = _dataset(tmp / "data" / "tiles")
@@ -175,22 +175,22 @@ def test_api_generate_returns_a_valid_bundle(studio, tmp_path):
     assert "centroids" in summary["missed"][0]
 
 
-def test_api_refine_runs_or_skips_the_refiner_stage(studio, tmp_path):
+def test_api_refine_runs_or_skips_the_second_stage(studio, tmp_path):
     from gradio_client import Client
 
     client = Client(studio.url, verbose=False)
     sides = {}
     for refine in (True, False):
-        zip_path, summary = client.predict(layout_json=EXAMPLE.read_text(), steps=1, seed=1, checkpoint="refined",
+        zip_path, summary = client.predict(layout_json=EXAMPLE.read_text(), steps=1, seed=1, checkpoint="second",
                                            refine=refine, api_name="/generate")
         with zipfile.ZipFile(zip_path) as zf:
             zf.extractall(tmp_path / str(refine))
         bundle = tmp_path / str(refine) / summary["bundles"][0]
         sides[refine] = Image.open(bundle / "image.png").size
         stages = json.loads((bundle / "params.json").read_text())["stages"]
-        assert stages == (["base", "refiner"] if refine else ["base"])
-        assert summary["stages"] == (["base + refiner at 0.25 µm/px"] if refine else ["base at 1 µm/px"])
-    # the 256² canvas at 0.25 µm/px: refined to it, or left at the base model's 1 µm/px
+        assert stages == (["base", "upsampler"] if refine else ["base"])
+        assert summary["stages"] == (["base + upsampler at 0.25 µm/px"] if refine else ["base at 1 µm/px"])
+    # the 256² canvas at 0.25 µm/px: upsampled to it, or left at the base model's 1 µm/px
     assert sides == {True: (256, 256), False: (64, 64)}
 
 

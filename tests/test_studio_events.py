@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from conftest import disc_sample
 from gradio.blocks import convert_component_dict_to_list
-from tiny import text_encoder, tiny_pipeline, tiny_pipeline_with_refiner
+from tiny import text_encoder, tiny_pipeline
 
 from cosyn.core.layout import Layout, Point
 from cosyn.data.formats import write_dataset
@@ -30,7 +30,7 @@ CLASSES = ["background", "other", "inflammatory", "epithelial", "spindle"]
 def demo(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("events")
     tiny_pipeline().save_pretrained(tmp / "checkpoints" / "default")
-    tiny_pipeline_with_refiner().save_pretrained(tmp / "checkpoints" / "refined")
+    tiny_pipeline(seed=1).save_pretrained(tmp / "checkpoints" / "second")
     write_dataset([disc_sample(n=6, size=(64, 64), radius=5, seed=3)], tmp / "data" / "tiles", "folder")
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(models, "TextEncoder", lambda name: text_encoder())
@@ -62,9 +62,7 @@ def _generate(demo, model: str, refine: bool, browser: str = "", confirmed: str 
 
 
 @pytest.mark.parametrize(("model", "refine", "side", "stages"), [
-    ("refined", True, 64, "base + refiner at 0.25 µm/px"),
-    ("refined", False, 32, "base at 0.5 µm/px"),
-    ("default", True, 64, "base + upsampler at 0.25 µm/px"),  # no refiner: bicubic to the canvas's µm/px
+    ("default", True, 64, "base + upsampler at 0.25 µm/px"),  # bicubic and sharpened to the canvas's µm/px
     ("default", False, 32, "base at 0.5 µm/px"),
 ])
 def test_generate_says_which_stages_ran_and_shows_the_triple_at_its_size(demo, model, refine, side, stages):
@@ -99,9 +97,9 @@ def test_choosing_a_model_and_clicking_the_canvas_update_by_name(demo):
     layout = Layout(64, 64, CLASSES, [Point(20, 20, "epithelial")], 0.25, "colon")
     view = ("neutral", None, None, True, "")  # background, last image, loaded tile, auto prompt, prompt
     load = next(f for f in demo.fns.values() if f.name == "on_model" and "load" in str(f.targets))
-    updates = load.fn("refined", cv.new_canvas(layout), *view)
+    updates = load.fn("second", cv.new_canvas(layout), *view)
     ordered = convert_component_dict_to_list(list(load.outputs), updates)
-    assert "Ready: model `refined`." in ordered and len(updates) == len(load.outputs)  # the model sets them all
+    assert "Ready: model `second`." in ordered and len(updates) == len(load.outputs)  # the model sets them all
     click = _event(demo, "on_click")
     zoom = cv.display_zoom(64, 64)
     after = click.fn(cv.new_canvas(layout), "spindle", *view, evt=SimpleNamespace(index=(40 * zoom, 40 * zoom)))
@@ -118,7 +116,7 @@ def test_the_train_tabs_live_view_sends_only_what_changed(demo):
     dropdowns = [v for v in first.values() if hasattr(v, "choices")]
     assert len(dropdowns) == 2  # the Synthesize tab's model list and the base model list both learn of them
     seen = next(v for v in first.values() if isinstance(v, dict) and "models" in v)
-    assert seen["models"] == ["default", "refined"]
+    assert seen["models"] == ["default", "second"]
     again = tick.fn(seen)
     assert len(again) == 3  # job line, log, what was seen: the model lists did not change
 
@@ -192,7 +190,7 @@ def test_a_long_run_shows_its_estimate_and_starts_only_on_a_second_click(demo, m
     *_, done = _generate(demo, "default", False, browser="long", confirmed=key)
     assert done[_status(demo)].startswith("Done: 1 result")
     # a different request is estimated afresh
-    (warned_again,) = _generate(demo, "refined", False, browser="long", confirmed=key)
+    (warned_again,) = _generate(demo, "second", False, browser="long", confirmed=key)
     assert "Click Generate again" in warned_again[_status(demo)]
 
 

@@ -174,12 +174,3 @@ def test_the_live_view_keeps_its_preview_through_a_half_written_png_and_skips_an
     tick = live_update(ctx, tick.seen)  # next tick: both arrive
     assert list(tick.plot["step"]) == [1, 2] and tick.picture.shape == (8, 8, 3)
     assert tick.seen["preview"].endswith("step_0000004.png")
-
-
-def test_the_train_tab_says_when_the_refiner_stage_is_training():
-    from cosyn.studio.jobs import JobView
-    from cosyn.studio.train_events import job_markdown
-
-    assert "· step 3 / 10" in job_markdown(JobView(run="runs/r", state="running", step=3, total=10))
-    assert "refiner step 3 / 10" in job_markdown(JobView(run="runs/r", state="running", step=3, total=10,
-                                                         stage="refiner"))

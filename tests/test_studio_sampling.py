@@ -150,13 +150,13 @@ def test_session_bundles_zip_with_every_format(pipe, tmp_path):
 
 
 def test_a_refined_triple_is_shown_at_its_own_size(tmp_path):
-    from tiny import tiny_pipeline_with_refiner
+    from tiny import tiny_pipeline
 
-    pipe = tiny_pipeline_with_refiner()
+    pipe = tiny_pipeline()
     fine = Layout(64, 64, CONSEP.to_list(), _layout().points, 0.25, "colon")  # the model samples it at 32²
     *_, refined = Request(pipe, fine, None, SamplingSettings(steps=1)).run(threading.Event(), tmp_path, 1, "r")
     base = pipe.sample(fine, steps=1, refine=False)[0]
-    assert stages_line(refined.triples[0]) == "base + refiner at 0.25 µm/px"
+    assert stages_line(refined.triples[0]) == "base + upsampler at 0.25 µm/px"
     assert stages_line(base) == "base at 0.5 µm/px"
     for t, side in ((refined.triples[0], 64), (gallery.load(refined.entries[0]), 64), (base, 32)):
         v = triple_views(t, 0.5)

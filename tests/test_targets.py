@@ -11,14 +11,10 @@ from conftest import disc_sample
 
 from cosyn.core.classes import CONSEP
 from cosyn.core.layout import Layout, Point
-from cosyn.core.resize import nearest_resize
+from cosyn.core.maps import distance_map, point_map
+from cosyn.core.resample import resample_instances
 from cosyn.data.dataset import CropDataset, PositionSampler, dihedral, prepare_tile, split_by_source
-from cosyn.data.targets import (
-    distance_map,
-    layout_from_sample,
-    point_map,
-    structure_prompt,
-)
+from cosyn.data.targets import layout_from_sample, structure_prompt
 from cosyn.model.points import point_heatmaps
 
 NAMES = CONSEP.to_list()
@@ -93,9 +89,9 @@ def test_prepare_tile_rescales_to_target_mpp():
     assert np.all(t.class_map[rows, cols] == t.points[rows, cols])  # each point lands on its own nucleus
 
 
-def test_nearest_resize_keeps_large_ids():
+def test_resampled_instances_keep_large_ids():
     arr = np.full((4, 4), 2**20 + 3, np.int32)
-    assert nearest_resize(arr, 2, 2).max() == 2**20 + 3
+    assert resample_instances(arr, 2, 2).max() == 2**20 + 3
 
 
 def test_crop_dataset_applies_one_transform_to_all_targets_and_is_seeded():

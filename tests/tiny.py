@@ -19,31 +19,11 @@ def text_encoder() -> TextEncoder:
     return TextEncoder()
 
 
-def tiny_pipeline(seed: int = 0, classes: list[str] | None = None) -> CoSynPipeline:
+def tiny_pipeline(seed: int = 0, classes: list[str] | None = None, mpp: float = 0.5) -> CoSynPipeline:
+    """A random-weight pipeline at `mpp` µm/px; a finer layout goes through the default second stage."""
     import torch
 
     torch.manual_seed(seed)
     names = classes or CONSEP.to_list()
-    cfg = PipelineConfig(DenoiserConfig(num_classes=len(names), **TINY_DENOISER), names, mpp=0.5)
+    cfg = PipelineConfig(DenoiserConfig(num_classes=len(names), **TINY_DENOISER), names, mpp=mpp)
     return CoSynPipeline(JointDenoiser(cfg.denoiser), cfg, text_encoder())
-
-
-TINY_REFINER = {"widths": (8, 16), "blocks": 1}
-
-
-def tiny_pipeline_with_refiner(seed: int = 0, mpp: float = 0.5) -> CoSynPipeline:
-    """`tiny_pipeline()` at `mpp` with a random-weight refiner stage (mpp → mpp / 2); its weights are moved
-    off the untrained identity so that a refined image differs from an upsampled base one."""
-    import torch
-
-    from cosyn.refiner.network import RefinerConfig, RefinerNet
-    from cosyn.refiner.stage import Refiner
-
-    pipe = tiny_pipeline(seed)
-    pipe.config.mpp = mpp
-    torch.manual_seed(seed)
-    net = RefinerNet(RefinerConfig(**TINY_REFINER))
-    for p in net.parameters():
-        p.data.normal_(0, 0.05)
-    pipe.refiner = Refiner(net, list(pipe.config.classes), pipe.config.mpp)
-    return pipe

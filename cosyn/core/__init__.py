@@ -9,7 +9,10 @@ from cosyn._lazy import lazy_exports
 __all__, __getattr__ = lazy_exports(__name__, {
     "ClassSet": "classes", "CONSEP": "classes", "PANNUKE": "classes", "CONIC": "classes",
     "Layout": "layout", "LayoutError": "layout", "Point": "layout",
-    "Triple": "triple", "at_mpp": "triple",
-    "area_resize": "resize", "linear_resize": "resize", "nearest_resize": "resize",
+    "Triple": "triple",
+    "at_mpp": "resample", "resample_image": "resample", "resample_labels": "resample",
+    "resample_distance": "resample", "resample_instances": "resample",
+    "cut_instances": "instances", "instance_table": "instances", "paint_classes": "instances",
+    "point_map": "maps", "distance_map": "maps",
     "label_to_rgb": "visual", "instance_contours": "visual", "draw_points": "visual", "grid": "visual",
 })

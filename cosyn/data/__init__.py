@@ -6,7 +6,7 @@ from cosyn._lazy import lazy_exports
 __all__, __getattr__ = lazy_exports(__name__, {
     "Sample": "sample", "DataError": "sample",
     "read_dataset": "formats", "write_dataset": "formats", "detect_format": "formats",
-    "point_map": "targets", "distance_map": "targets", "structure_prompt": "targets",
+    "structure_prompt": "targets",
     "layout_from_sample": "targets",
     "CropDataset": "dataset", "resample_sample": "dataset", "split_by_source": "dataset",
     "prepare": "prepare", "Report": "report", "Validator": "report", "validate": "report",

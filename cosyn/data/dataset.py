@@ -15,10 +15,12 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from cosyn.core.classes import ClassSet
+from cosyn.core.instances import instance_table
 from cosyn.core.layout import Layout
-from cosyn.core.resize import area_resize, nearest_resize
-from cosyn.data.sample import Sample, instance_table
-from cosyn.data.targets import distance_map, point_map, structure_prompt
+from cosyn.core.maps import distance_map, point_map
+from cosyn.core.resample import resample_image, resample_instances, resample_labels
+from cosyn.data.sample import Sample
+from cosyn.data.targets import structure_prompt
 
 
 @dataclass
@@ -35,7 +37,8 @@ class PreparedTile:
 
 
 def resample_sample(sample: Sample, mpp: float) -> Sample:
-    """`sample` at `mpp` µm/px (area-resized image, nearest maps), its instance table recomputed.
+    """`sample` at `mpp` µm/px (cosyn.core.resample's rules; the annotated instances nearest), its instance
+    table recomputed.
 
     The table is rebuilt from the resampled maps (majority class of each instance's pixels), so a
     nucleus that vanishes at the coarser scale leaves no centroid behind and every class agrees
@@ -43,10 +46,10 @@ def resample_sample(sample: Sample, mpp: float) -> Sample:
     """
     factor = 1.0 if sample.mpp is None else sample.mpp / mpp
     h, w = max(1, round(sample.height * factor)), max(1, round(sample.width * factor))
-    inst = nearest_resize(sample.inst_map, h, w)
-    cls = nearest_resize(sample.class_map, h, w).astype(np.uint8)
+    inst = resample_instances(sample.inst_map, h, w)
+    cls = resample_labels(sample.class_map, h, w).astype(np.uint8)
     ids, centroids, classes = instance_table(inst, cls)
-    return Sample(sample.name, area_resize(sample.image, h, w), inst, cls, ids, centroids, classes,
+    return Sample(sample.name, resample_image(sample.image, h, w), inst, cls, ids, centroids, classes,
                   sample.classes, sample.tissue, mpp, sample.source)
 
 

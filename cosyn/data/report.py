@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from cosyn.core.classes import ClassSet
-from cosyn.data.sample import Sample, instance_table
+from cosyn.core.instances import instance_table
+from cosyn.data.sample import Sample
 
 _CENTROID_TOLERANCE_PX = 0.5
 _EXAMPLES = 3  # ids quoted per problem line

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cosyn.core.classes import ClassSet
+from cosyn.core.instances import instance_table, paint_classes
 from cosyn.core.triple import Triple
 
 
@@ -46,40 +47,6 @@ class Sample:
     @property
     def width(self) -> int:
         return int(self.image.shape[1])
-
-
-def instance_table(
-    inst_map: np.ndarray, class_map: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Ids, centroids (x, y) and majority classes of the instances of `inst_map`.
-
-    Vectorised over all instances with bincount, so tiles with tens of thousands of
-    nuclei stay fast; ids may exceed 65535.
-    """
-    flat = inst_map.ravel().astype(np.int64)
-    ids, inverse = np.unique(flat, return_inverse=True)
-    keep = ids != 0
-    n_all = len(ids)
-    counts = np.bincount(inverse, minlength=n_all).astype(np.float64)
-    rows, cols = np.indices(inst_map.shape)
-    sum_x = np.bincount(inverse, weights=cols.ravel(), minlength=n_all)
-    sum_y = np.bincount(inverse, weights=rows.ravel(), minlength=n_all)
-    centroids = np.stack([sum_x / np.maximum(counts, 1), sum_y / np.maximum(counts, 1)], axis=1)
-    n_cls = int(class_map.max()) + 1 if class_map.size else 1
-    joint = np.bincount(inverse * n_cls + class_map.ravel().astype(np.int64), minlength=n_all * n_cls)
-    joint = joint.reshape(n_all, n_cls)
-    fg = joint[:, 1:] if n_cls > 1 else np.zeros((n_all, 0))
-    majority = (np.argmax(fg, axis=1) + 1) if fg.shape[1] else np.zeros(n_all, dtype=np.int64)
-    majority = np.where(fg.sum(axis=1) > 0, majority, 0) if fg.shape[1] else majority
-    return ids[keep].astype(np.int32), centroids[keep], majority[keep].astype(np.int32)
-
-
-def paint_classes(inst_map: np.ndarray, inst_classes: dict[int, int]) -> np.ndarray:
-    """(H, W) uint8 class map in which every instance carries its one class; 0 elsewhere."""
-    lut = np.zeros(int(inst_map.max(initial=0)) + 1, np.uint8)
-    for i, c in inst_classes.items():
-        lut[int(i)] = c
-    return lut[inst_map]
 
 
 def sample_from_triple(triple: Triple, name: str, source: str, classes: ClassSet, mpp: float) -> Sample:

@@ -3,8 +3,8 @@
 1. The region: the user's mask, or discs of `margin_um` around every centroid the edit changed (old and
    new positions), grown to whole real nuclei, so no nucleus is cut in two.
 2. The base model samples the edited layout with everything outside the region held to the real tile
-   (KnownRegion), at its own µm/px; the refiner, when the checkpoint has one, brings it back to the
-   tile's µm/px.
+   (KnownRegion), at its own µm/px; the triple is then resampled once to the tile's canvas
+   (cosyn.core.resample.at_mpp).
 3. Composite at the tile's resolution: outside the region the image, labels, instances and distance
    map are the tile's own, byte for byte; inside, the generated ones, the image blended over a
    `feather_px` band just inside the border; new instances take ids above the tile's.
@@ -19,11 +19,12 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from cosyn.core.layout import Layout, LayoutError
-from cosyn.core.resize import area_resize, linear_resize, nearest_resize
-from cosyn.core.triple import Triple, at_mpp
+from cosyn.core.maps import distance_map
+from cosyn.core.resample import at_mpp, resample_distance, resample_image, resample_labels
+from cosyn.core.triple import Triple
 from cosyn.data.dataset import resample_sample
 from cosyn.data.sample import Sample
-from cosyn.data.targets import distance_map, layout_from_sample
+from cosyn.data.targets import layout_from_sample
 from cosyn.editing.known import KnownRegion
 from cosyn.model.pipeline import CoSynPipeline
 from cosyn.model.settings import SamplingSettings
@@ -95,17 +96,11 @@ def _sample_with_context(pipe: CoSynPipeline, tile: Sample, edited: Layout, mask
     h, w = canvas.height, canvas.width
     lo = resample_sample(tile, pipe.config.mpp)
     known = KnownRegion.from_arrays(
-        area_resize(lo.image, h, w), linear_resize(distance_map(lo.inst_map), h, w),
-        nearest_resize(lo.class_map, h, w), area_resize(mask.astype(np.float32), h, w) > 0)
+        resample_image(lo.image, h, w), resample_distance(distance_map(lo.inst_map), h, w),
+        resample_labels(lo.class_map, h, w), resample_image(mask.astype(np.float32), h, w) > 0)
     triple = pipe.sample(edited, settings=settings.with_(n=1), known=known, on_step=on_step)[0]
-    if triple.image.shape[:2] != (tile.height, tile.width):
-        triple = at_mpp(triple, tile.mpp)
-    if triple.image.shape[:2] != (tile.height, tile.width):  # rounding of the canvas to the UNet stride
-        triple.image = area_resize(triple.image, tile.height, tile.width)
-        triple.class_map = nearest_resize(triple.class_map, tile.height, tile.width)
-        triple.inst_map = nearest_resize(triple.inst_map, tile.height, tile.width)
-        triple.dist_map = linear_resize(triple.dist_map, tile.height, tile.width)
-    return triple
+    # once, to the tile's own canvas (the model's canvas is rounded to the UNet stride)
+    return at_mpp(triple, tile.mpp, size=(tile.height, tile.width))
 
 
 def composite(tile: Sample, generated: Triple, mask: np.ndarray, edited: Layout, feather_px: int = 3) -> Triple:

@@ -40,9 +40,9 @@ from skimage.measure import find_contours
 from skimage.segmentation import relabel_sequential
 
 import cosyn
+from cosyn.core.instances import instance_table
 from cosyn.core.layout import Layout
 from cosyn.core.triple import Triple
-from cosyn.data.sample import instance_table
 from cosyn.io.fileio import atomic_dir
 
 FORMATS = ("png", "npy", "mat", "geojson", "coco")

@@ -6,7 +6,6 @@
 - text, text_cache: the prompt encoder and its precomputed cache
 - pipeline: CoSynPipeline, the sampling loop and the checkpoint folder format
 - settings: SamplingSettings, what one sampling call is asked to do, validated once
-- instances: the instance map cut from the sampled label and distance maps
 """
 
 from cosyn._lazy import lazy_exports
@@ -17,5 +16,4 @@ __all__, __getattr__ = lazy_exports(__name__, {
     "TextEncoder": "text", "PromptCache": "text_cache",
     "CoSynPipeline": "pipeline", "PipelineConfig": "pipeline", "CheckpointError": "pipeline",
     "SamplingCancelled": "pipeline", "SamplingSettings": "settings",
-    "cut_instances": "instances",
 })

@@ -20,9 +20,11 @@ from safetensors.torch import load_file, save_file
 
 from cosyn import __version__
 from cosyn.core.classes import ClassSet
+from cosyn.core.instances import cut_instances
 from cosyn.core.layout import Layout, LayoutError
-from cosyn.core.triple import Triple, at_mpp
-from cosyn.data.targets import point_map, structure_prompt
+from cosyn.core.maps import point_map
+from cosyn.core.triple import Triple
+from cosyn.data.targets import structure_prompt
 from cosyn.io.fileio import ChecksumError, atomic_dir, record_checksum, verified_sha256
 from cosyn.model.denoiser import DenoiserConfig, JointDenoiser
 from cosyn.model.diffusion.categorical import MultinomialDiffusion, index_to_log_onehot, log_onehot_to_index
@@ -34,17 +36,18 @@ from cosyn.model.diffusion.gaussian import (
     sampling_scheduler,
     training_scheduler,
 )
-from cosyn.model.instances import cut_instances
 from cosyn.model.settings import SamplingSettings
 from cosyn.model.text import DEFAULT_TEXT_ENCODER, TextEncoder
-from cosyn.refiner.stage import Refiner, RefinerError, Upsampler, check_follows, save_refiner
+from cosyn.stages.base import SecondStage, StageContext, StageError
+from cosyn.stages.registry import STAGE_DIR, default_stage, load_stage
 
 if TYPE_CHECKING:  # editing builds on the pipeline; the pipeline only holds its region fixed
     from cosyn.editing.known import KnownRegion
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
-REFINER_DIR = "refiner"  # the optional second stage, a folder of its own inside the checkpoint
+# where the learned refiner (removed; see git history) kept its weights: a checkpoint holding it is refused
+REFINER_DIR = "refiner"
 FORMAT_VERSION = 1
 
 
@@ -66,6 +69,7 @@ class PipelineConfig:
     text_encoder: str = DEFAULT_TEXT_ENCODER
     schedule: dict[str, Any] | None = None
     max_canvas: int = 1024
+    second_stage: dict[str, Any] | None = None  # the stage's spec (cosyn.stages); None: the default
     version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
@@ -96,6 +100,7 @@ class PipelineConfig:
             "text_encoder": self.text_encoder,
             "schedule": self.schedule,
             "max_canvas": self.max_canvas,
+            **({} if self.second_stage is None else {"second_stage": self.second_stage}),
         }
 
     @classmethod
@@ -141,16 +146,19 @@ def read_pipeline_config(folder: str | Path) -> PipelineConfig:
         raise CheckpointError(f"{path}: invalid config ({e})") from None
 
 
-def _load_refiner(folder: Path, config: PipelineConfig) -> Refiner | None:
-    """The checkpoint's refiner stage, if it has one, checked against the base model it follows."""
-    if not (folder / REFINER_DIR).exists():
-        return None
+def _load_stage(folder: Path, config: PipelineConfig) -> SecondStage:
+    """The second stage the checkpoint's config.json names (cosyn.stages), with its files."""
+    if (folder / REFINER_DIR).exists():
+        raise CheckpointError(f"{folder / REFINER_DIR}: this checkpoint holds a learned refiner, which CoSyn no longer "
+                              "runs (the Upsampler measured better); remove the folder to use the base model")
     try:
-        refiner = Refiner.from_pretrained(folder / REFINER_DIR)
-        check_follows(refiner, list(config.classes), config.mpp, folder / REFINER_DIR)
-    except RefinerError as e:
+        return load_stage(folder, config.second_stage, stage_context(config))
+    except StageError as e:
         raise CheckpointError(str(e)) from None
-    return refiner
+
+
+def stage_context(config: PipelineConfig) -> StageContext:
+    return StageContext(list(config.classes), config.mpp, config.denoiser.num_classes)
 
 
 @dataclass
@@ -166,13 +174,14 @@ class StepPreview:
 
 class CoSynPipeline:
     def __init__(self, model: JointDenoiser, config: PipelineConfig, text_encoder: TextEncoder | None = None,
-                 sha256: str = "", refiner: Refiner | None = None) -> None:
+                 sha256: str = "", second_stage: SecondStage | None = None) -> None:
         # channels_last: 2.98 vs 3.77 s per 256² triple with bf16 on 2 CPU cores (benchmarks/sample_precision.py)
         self.model = model.eval().to(memory_format=torch.channels_last)
         self.config = config
         self._text = text_encoder
         self.sha256 = sha256
-        self.refiner = refiner
+        # what brings base triples to a finer µm/px; settable, so a benchmark can swap stages
+        self.second_stage = second_stage or default_stage(stage_context(config))
         self.class_set = ClassSet(tuple(config.classes))
         self.categorical = MultinomialDiffusion(
             training_scheduler(config.schedule).alphas_cumprod, config.denoiser.num_classes
@@ -220,7 +229,7 @@ class CoSynPipeline:
             )
         model.load_state_dict({k: v.float() for k, v in state.items()})
         return cls(model.to(device), config, text_encoder, sha256=sha256,
-                   refiner=_load_refiner(folder, config))
+                   second_stage=_load_stage(folder, config))
 
     def save_pretrained(self, folder: str | Path, dtype: torch.dtype = torch.float32,
                         extras: Callable[[Path], None] | None = None) -> None:
@@ -228,13 +237,15 @@ class CoSynPipeline:
         held would describe another model) and atomically; `extras(new_folder)` may add files, such
         as a model card, before the new folder takes the old one's place."""
         with atomic_dir(Path(folder)) as tmp:
+            (tmp / STAGE_DIR).mkdir()
+            self.config.second_stage = self.second_stage.save(tmp / STAGE_DIR)
+            if not any((tmp / STAGE_DIR).iterdir()):
+                (tmp / STAGE_DIR).rmdir()  # a stage without files (the Upsampler) leaves no folder
             (tmp / CONFIG_NAME).write_text(json.dumps(self.config.to_dict(), indent=1))
             state = {k: v.detach().to("cpu", dtype).contiguous() for k, v in self.model.state_dict().items()}
             save_file(state, tmp / WEIGHTS_NAME, metadata={"format": "pt"})
             (tmp / WEIGHTS_NAME).chmod(0o644)
             record_checksum(tmp / WEIGHTS_NAME)
-            if self.refiner is not None:
-                save_refiner(self.refiner, tmp / REFINER_DIR)
             if extras is not None:
                 extras(tmp)
 
@@ -276,8 +287,8 @@ class CoSynPipeline:
     ) -> list[Triple]:
         """Triples for `layout`, sampled as `settings` say; keyword `fields` (steps=, seed=, refine=, ...)
         replace single settings, validated the same way. The base model samples at its own µm/px; when
-        the layout is finer (a 40x canvas for a 20x model) the second stage (`second_stage`) brings each
-        triple to the layout's µm/px (`refine=False` skips it and returns the base triple).
+        the layout is finer (a 40x canvas for a 20x model) the second stage (`second_stage`, cosyn.stages)
+        brings each triple to the layout's µm/px (`refine=False` skips it and returns the base triple).
         `known` holds part of the canvas fixed to a real triple (editing: cosyn.editing)."""
         settings = settings or SamplingSettings()
         if fields:
@@ -299,23 +310,24 @@ class CoSynPipeline:
         base = [self._to_triple(canvas, img, d, lab, {**params, "index": i})
                 for i, (img, d, lab) in enumerate(zip(model_to_image(x_img), model_to_dist(x_dist), labels,
                                                       strict=True))]
-        stage = self.second_stage(layout) if settings.refine else None
-        if stage is None:
+        if not (settings.refine and self.stage_runs(layout)):
             return base
-        refined = [stage.refine_triple(t, seed=seed * 1009 + i) for i, t in enumerate(base)]
-        return [t if abs(t.layout.mpp - layout.mpp) < 1e-9 else at_mpp(t, layout.mpp) for t in refined]
+        return [self._second_stage(t, layout.mpp, seed * 1009 + i) for i, t in enumerate(base)]
 
     def output_mpp(self, layout: Layout, refine: bool = True) -> float:
         """The µm/px of the triples that sampling `layout` returns."""
-        return layout.mpp if refine and self.second_stage(layout) is not None else self.config.mpp
+        return layout.mpp if refine and self.stage_runs(layout) else self.config.mpp
 
-    def second_stage(self, layout: Layout) -> Refiner | Upsampler | None:
-        """What brings the base triples to `layout`'s µm/px when it is finer than the model's (a 40x canvas
-        for a 20x model): the checkpoint's refiner, or without one the upsampler; None otherwise."""
-        if layout.mpp is None or layout.mpp >= self.config.mpp - 1e-9:
-            return None
-        scale = max(1, round(self.config.mpp / layout.mpp))  # at_mpp then resamples what an integer misses
-        return self.refiner or Upsampler(self.config.denoiser.num_classes, scale)
+    def stage_runs(self, layout: Layout) -> bool:
+        """Whether the second stage brings the base triples to `layout`'s µm/px: when it is finer than the
+        model's (a 40x canvas for a 20x model)."""
+        return layout.mpp is not None and layout.mpp < self.config.mpp - 1e-9
+
+    def _second_stage(self, base: Triple, mpp: float, seed: int) -> Triple:
+        out = self.second_stage.to_mpp(base, mpp, seed)
+        if self.second_stage.sha256:
+            out.params["second_stage_sha256"] = self.second_stage.sha256
+        return out
 
     def _denoise(self, canvas: Layout, prompt: str, settings: SamplingSettings, on_step: Callable | None,
                  preview_every: int, bf16: bool,

@@ -1,7 +1,6 @@
 """Point conditioning as the denoiser sees it: class-wise Gaussian heatmaps of a point map.
 
-Part of the model (the denoiser and the refiner both compute it on the fly), so the model needs
-nothing from the data package (its scipy and prompt vocabulary)."""
+Part of the model (the denoiser computes it on the fly from the point map of cosyn.core.maps)."""
 
 from __future__ import annotations
 

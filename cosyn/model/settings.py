@@ -49,8 +49,9 @@ class SamplingSettings:
     - sampler: one of gaussian.SAMPLERS (ddim, dpm++, unipc)
     - seed: the noise seed, a 64-bit integer
     - n: triples per call, 1..64
-    - refine: run the checkpoint's refiner stage when the layout is finer than the base model
-      (no effect on a checkpoint without one; see CoSynPipeline.refines)
+    - refine: run the checkpoint's second stage (cosyn.stages; by default the Upsampler) when the layout
+      is finer than the base model, so the triples come at the layout's µm/px (CoSynPipeline.stage_runs);
+      off, they stay at the model's
 
     Values are normalised on construction (an integral float becomes an int), so what is recorded
     in a triple's params is what was sampled.

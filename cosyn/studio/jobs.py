@@ -78,7 +78,6 @@ class JobView:
     export_name: str = ""
     exported: str | None = None
     alive: bool = False
-    stage: str = "base"  # the base model, then (with refiner_steps) its refiner
 
     @property
     def active(self) -> bool:
@@ -146,7 +145,7 @@ class JobManager:
         return JobView(run=rec["run"], state=state, step=int(status.get("step", 0)),
                        total=int(status.get("total", 0)), eta_s=status.get("eta_s"), loss=status.get("loss"),
                        error=error or rec.get("export_error"), export_name=rec.get("export_name", ""),
-                       exported=rec.get("exported"), alive=alive, stage=status.get("stage", "base"))
+                       exported=rec.get("exported"), alive=alive)
 
     # -- control ------------------------------------------------------------------------------------
     def start(self, spec: JobSpec) -> JobView:

@@ -18,7 +18,7 @@ import numpy as np
 
 from cosyn.core.classes import ClassSet
 from cosyn.core.layout import Layout
-from cosyn.core.resize import nearest_resize
+from cosyn.core.resample import resample_labels
 from cosyn.data.formats import read_folder, write_folder
 from cosyn.data.sample import DataError, Sample
 from cosyn.editing.annotation import read_annotated_tile
@@ -71,5 +71,5 @@ def brush_mask(editor: dict[str, Any] | None, shape: tuple[int, int]) -> np.ndar
         return None
     mask = np.logical_or.reduce(painted)
     if mask.shape != shape:
-        mask = nearest_resize(mask.astype(np.uint8), *shape) > 0
+        mask = resample_labels(mask.astype(np.uint8), *shape) > 0
     return mask

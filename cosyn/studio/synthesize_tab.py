@@ -222,8 +222,8 @@ def _settings(ctx: StudioContext, c: dict, names: list[str], first: str | None, 
     # only a canvas finer than the model makes this matter: off, the result comes at the model's µm/px
     # (the status line says which stages ran)
     c["refine"] = gr.Checkbox(True, label="Bring to the canvas's µm/px", elem_id="cosyn-refine",
-                              info="when the canvas is finer than the model: the model's refiner stage, or "
-                                   "bicubic upsampling and sharpening if it has none")
+                              info="when the canvas is finer than the model: the model's second stage "
+                                   "(by default bicubic upsampling and sharpening)")
     c["edit_mode"] = gr.Checkbox(False, label="Edit the loaded real tile", elem_id="cosyn-edit-mode",
                                  info="Generate regenerates only around the nuclei you added, removed, moved or "
                                       "reclassified, and keeps the rest of the tile (load a dataset sample or a real "

@@ -42,7 +42,7 @@ def job_markdown(view: JobView | None) -> str:
         return "No training job yet."
     parts = [f"**Run** `{Path(view.run).name}`", f"**{view.state}**"]
     if view.total:
-        parts.append(f"{'refiner ' if view.stage == 'refiner' else ''}step {view.step} / {view.total}")
+        parts.append(f"step {view.step} / {view.total}")
     if view.loss is not None:
         parts.append(f"loss {view.loss:.4f}")
     if view.active and view.eta_s is not None:

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from cosyn.core.classes import ClassSet
+from cosyn.core.instances import cut_instances
 from cosyn.core.layout import Layout
 from cosyn.core.triple import Triple
 from cosyn.core.visual import instance_contours, overlay_label
-from cosyn.model.instances import cut_instances
 from cosyn.model.pipeline import StepPreview
 
 
@@ -58,7 +58,7 @@ def missed_line(params: dict) -> str:
 
 
 def stages_line(t: Triple) -> str:
-    """Which stages made the triple and at what resolution, e.g. "base + refiner at 0.25 µm/px"."""
+    """Which stages made the triple and at what resolution, e.g. "base + upsampler at 0.25 µm/px"."""
     stages = " + ".join(t.params.get("stages", ["base"]))
     mpp = t.layout.mpp or t.params.get("model_mpp")
     return f"{stages} at {mpp:g} µm/px" if mpp else stages

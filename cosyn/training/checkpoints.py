@@ -18,7 +18,6 @@ from cosyn.io.fileio import atomic_dir, atomic_write
 from cosyn.io.state_io import load_state, save_state
 from cosyn.model.denoiser import JointDenoiser
 from cosyn.model.pipeline import CoSynPipeline, PipelineConfig
-from cosyn.training.adversarial import Adversary
 from cosyn.training.config import TrainingError
 
 
@@ -27,7 +26,7 @@ def checkpoint_dirs(run: Path) -> list[Path]:
 
 
 def save_checkpoint(run: Path, step: int, model: nn.Module, ema: EMAModel, optimizer: torch.optim.Optimizer,
-                    lr_sched: LRScheduler, keep: int, adversary: Adversary | None = None) -> Path:
+                    lr_sched: LRScheduler, keep: int) -> Path:
     """Everything needed to continue exactly, written to a temp folder and renamed into place,
     so a crash or a full disk never leaves a half checkpoint as the latest one."""
     root = run / "checkpoints"
@@ -41,8 +40,6 @@ def save_checkpoint(run: Path, step: int, model: nn.Module, ema: EMAModel, optim
             save_state(optimizer.state_dict(), tmp / "optim")
             (tmp / "trainer.json").write_text(json.dumps({"step": step, "lr_sched": lr_sched.state_dict(),
                                                           "torch_rng": torch.get_rng_state().tolist()}))
-            if adversary is not None:
-                adversary.save(tmp)
     except (OSError, SafetensorError) as e:  # safetensors reports ENOSPC/EFBIG as its own error
         prev = checkpoint_dirs(run)
         raise TrainingError(f"could not write checkpoint at step {step} in {root} ({e}); "
@@ -53,15 +50,13 @@ def save_checkpoint(run: Path, step: int, model: nn.Module, ema: EMAModel, optim
 
 
 def load_checkpoint(ckpt: Path, model: nn.Module, ema: EMAModel, optimizer: torch.optim.Optimizer,
-                    lr_sched: LRScheduler, adversary: Adversary | None = None) -> int:
+                    lr_sched: LRScheduler) -> int:
     model.load_state_dict(load_file(ckpt / "model.safetensors"))
     ema.load_state_dict(load_state(ckpt / "ema"))
     optimizer.load_state_dict(load_state(ckpt / "optim"))
     meta = json.loads((ckpt / "trainer.json").read_text())
     lr_sched.load_state_dict(meta["lr_sched"])
     torch.set_rng_state(torch.tensor(meta["torch_rng"], dtype=torch.uint8))
-    if adversary is not None:
-        adversary.load(ckpt)
     return int(meta["step"])
 
 
@@ -98,7 +93,6 @@ def export_checkpoint(run: str | Path, out: str | Path, dtype: torch.dtype = tor
 
     An existing `out` (its weights, card and evaluation) is replaced whole, only with `overwrite`."""
     from cosyn.training.model_card import model_card_text
-    from cosyn.training.refiner_stage import refiner_for_export
 
     run, out = Path(run), Path(out)
     if out.exists() and not overwrite:
@@ -115,6 +109,6 @@ def export_checkpoint(run: str | Path, out: str | Path, dtype: torch.dtype = tor
     ema.copy_to(model.parameters())
     step = json.loads((ckpts[-1] / "trainer.json").read_text())["step"]
     card = model_card_text(out, run, step, meta)
-    pipe = CoSynPipeline(model, pcfg, refiner=refiner_for_export(run, meta, pcfg))
+    pipe = CoSynPipeline(model, pcfg)
     pipe.save_pretrained(out, dtype=dtype, extras=lambda tmp: (tmp / "MODEL_CARD.md").write_text(card))
     return out

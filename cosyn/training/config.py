@@ -52,12 +52,6 @@ class TrainConfig:
     time_limit: float = 0.0
     text_cache: str | None = None
     denoiser: dict[str, Any] = field(default_factory=dict)
-    refiner_steps: int = 0  # then train the refiner stage this long (0: none; a fine-tune keeps --init's)
-    refiner: dict[str, Any] = field(default_factory=dict)  # further RefinerTrainConfig options
-    # adversarial fine-tuning of x̂0 at t < adv_max_t (cosyn.training.adversarial); 0: off
-    adv_weight: float = 0.0
-    adv_max_t: int = 250
-    adv_lr: float = 2e-4
 
     def __post_init__(self) -> None:
         _check_types(self)
@@ -66,11 +60,6 @@ class TrainConfig:
         bad += [f"{k}={getattr(self, k)}" for k in ("lr", "mpp") if not float(getattr(self, k)) > 0]
         bad += [f"{k}={getattr(self, k)}" for k in ("text_drop", "point_drop", "val_fraction", "max_bad_fraction")
                 if not 0 <= float(getattr(self, k)) < 1]
-        if self.adv_weight < 0 or not 1 <= self.adv_max_t <= 1000 or not self.adv_lr > 0:
-            bad.append(f"adv_weight={self.adv_weight} must be >= 0, adv_max_t={self.adv_max_t} within 1..1000, "
-                       f"adv_lr={self.adv_lr} > 0")
-        if self.refiner_steps < 0:
-            bad.append(f"refiner_steps={self.refiner_steps} must be >= 0")
         if self.preview_every < 0 or self.warmup < 0 or self.workers < 0 or self.time_limit < 0:
             bad.append(f"preview_every={self.preview_every}, warmup={self.warmup}, workers={self.workers}, "
                        f"time_limit={self.time_limit} must be >= 0")
@@ -96,8 +85,7 @@ def _check_types(cfg: TrainConfig) -> None:
             bad.append(f"{f.name}={v!r} must be a finite number")
         elif f.type in ("str", "str | None") and not isinstance(v, str) and v is not None:
             bad.append(f"{f.name}={v!r} must be text")
-    for key in ("denoiser", "refiner"):
-        if not isinstance(getattr(cfg, key), dict):
-            bad.append(f"{key}={getattr(cfg, key)!r} must be an object of {key} options")
+    if not isinstance(cfg.denoiser, dict):
+        bad.append(f"denoiser={cfg.denoiser!r} must be an object of denoiser options")
     if bad:
         raise ValueError(f"invalid training options: {'; '.join(bad)}")

@@ -11,22 +11,17 @@ from torch import nn
 
 from cosyn.model.diffusion.categorical import MultinomialDiffusion, index_to_log_onehot
 from cosyn.model.diffusion.gaussian import dist_to_model, image_to_model, min_snr_weight
-from cosyn.training.adversarial import Adversary
 from cosyn.training.config import TrainConfig
 
 
 def joint_loss(model: nn.Module, batch: dict, text: torch.Tensor, mask: torch.Tensor, noise_sched: DDPMScheduler,
-               categorical: MultinomialDiffusion, cfg: TrainConfig, gen: torch.Generator,
-               adversary: Adversary | None = None) -> dict[str, torch.Tensor]:
+               categorical: MultinomialDiffusion, cfg: TrainConfig, gen: torch.Generator) -> dict[str, torch.Tensor]:
     # Everything random is drawn on the model's device with `gen` (a generator on that device):
     # on a GPU the noising of a large batch would otherwise cost more than the step itself.
     dev = next(model.parameters()).device
     x0 = torch.cat([image_to_model(batch["image"].to(dev)), dist_to_model(batch["dist"].to(dev))], 1)
     b, k = x0.shape[0], categorical.num_classes
     t = torch.randint(0, noise_sched.config.num_train_timesteps, (b,), generator=gen, device=dev)
-    judged = max(b // 2, 1) if adversary is not None else 0
-    if judged:  # the first half of the batch at the low noise the judge looks at
-        t[:judged] = torch.randint(0, adversary.max_t, (judged,), generator=gen, device=dev)
     noise = torch.randn(x0.shape, generator=gen, device=dev)
     x_t = noise_sched.add_noise(x0, noise, t)
     target = noise_sched.get_velocity(x0, noise, t)
@@ -42,11 +37,4 @@ def joint_loss(model: nn.Module, batch: dict, text: torch.Tensor, mask: torch.Te
     dist = (F.mse_loss(out.v_dist.float(), target[:, 3:], reduction="none").mean((1, 2, 3)) * w).mean()
     label = categorical.loss(out.label_logits.float(), log_x0, log_xt, t, ce_weight=cfg.ce_weight).mean()
     total = cfg.w_image * img + cfg.w_dist * dist + cfg.w_label * label
-    losses = {"image": img, "dist": dist, "label": label}
-    if judged:
-        a = noise_sched.alphas_cumprod.to(dev)[t[:judged]].view(-1, 1, 1, 1)
-        x0_image = a.sqrt() * x_t[:judged, :3] - (1 - a).sqrt() * out.v_image[:judged].float()  # v-prediction
-        adv, losses["judge"] = adversary.judge(x0_image, x0[:judged, :3], x0[:judged, 3:], log_x0[:judged].exp())
-        losses["adv"] = adv
-        total = total + cfg.adv_weight * adv
-    return {"loss": total, **losses}
+    return {"loss": total, "image": img, "dist": dist, "label": label}

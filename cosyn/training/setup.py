@@ -28,7 +28,6 @@ from cosyn.model.diffusion.gaussian import training_scheduler
 from cosyn.model.pipeline import CoSynPipeline, PipelineConfig
 from cosyn.model.text import TextEncoder
 from cosyn.model.text_cache import PromptCache, all_structure_prompts
-from cosyn.training.adversarial import Adversary
 from cosyn.training.checkpoints import checkpoint_dirs, load_checkpoint, truncate_metrics
 from cosyn.training.class_mapping import remap_classes
 from cosyn.training.config import Log, TrainConfig, TrainingError
@@ -144,7 +143,6 @@ class Session:
     loader: DataLoader | None = None
     text_encoder: TextEncoder | PromptCache | None = None
     previews: PreviewMaker | None = None  # the main process's only
-    adversary: Adversary | None = None  # with cfg.adv_weight > 0
 
     @property
     def config_file(self) -> Path:
@@ -181,11 +179,6 @@ def set_up(cfg: TrainConfig, resume: bool, run: Path, acc: Accelerator, log: Log
         noise_sched=noise_sched,
         categorical=MultinomialDiffusion(noise_sched.alphas_cumprod, pcfg.denoiser.num_classes),
     )
-    if cfg.adv_weight > 0:
-        if acc.num_processes > 1:
-            raise TrainingError("adversarial fine-tuning (adv_weight > 0) runs in one process; launch without "
-                                "--num_processes")
-        session.adversary = Adversary(pcfg.denoiser.num_classes, cfg.adv_max_t, cfg.adv_lr, acc.device)
     session.record_config()
     session.start = resume_from(session, ckpts, resume)
     session.model, session.optimizer = acc.prepare(session.model, session.optimizer)
@@ -211,8 +204,7 @@ def resume_from(session: Session, ckpts: list[Path], resume: bool) -> int:
         if resume:
             log("no checkpoint to resume from: starting at step 0")
         return 0
-    start = load_checkpoint(ckpts[-1], session.model, session.ema, session.optimizer, session.lr_sched,
-                            session.adversary)
+    start = load_checkpoint(ckpts[-1], session.model, session.ema, session.optimizer, session.lr_sched)
     session.schedule.total = session.cfg.steps  # a resume may extend --steps
     if session.acc.is_main_process:
         truncate_metrics(run / "metrics.jsonl", start)

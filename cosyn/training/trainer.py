@@ -6,7 +6,6 @@ One command for 1 CPU process or `accelerate launch --num_processes N`. Run fold
     RUN/metrics.jsonl      one line per `log_every` steps
     RUN/previews/step_XXXXXXX.png
     RUN/status.json        polled by the studio
-    RUN/refiner/           the refiner stage, when `refiner_steps` asks for one (after the base)
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -26,7 +24,6 @@ from tqdm import tqdm
 from cosyn.training.checkpoints import checkpoint_dirs, ema_model, save_checkpoint
 from cosyn.training.config import TrainConfig, TrainingError
 from cosyn.training.loss import joint_loss
-from cosyn.training.refiner_stage import train_refiner_stage
 from cosyn.training.schedule import TimeBudget, slowest_rank
 from cosyn.training.setup import Session, set_up
 from cosyn.training.status import StatusFile
@@ -56,23 +53,12 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     stop = StopFlag()
     try:
         status.update(state="loading", step=0, total=cfg.steps, pid=os.getpid())
-        run = _loop(set_up(cfg, resume, run, acc, log, status), stop)
-        if cfg.refiner_steps and acc.is_main_process and status.data.get("state") == "finished":
-            _refiner_stage(cfg, run, status, log)
-        return run
+        return _loop(set_up(cfg, resume, run, acc, log, status), stop)
     except Exception as e:
         status.update(state="failed", last_error=str(e))
         raise
     finally:
         stop.restore()
-
-
-def _refiner_stage(cfg: TrainConfig, run: Path, status: StatusFile, log: Callable[[str], None]) -> None:
-    """The second stage, after the base model finished: its refiner, resumed if it was begun."""
-    log(f"training the refiner stage: {cfg.refiner_steps} steps into {run / 'refiner'}")
-    status.update(state="running", stage="refiner", step=0, total=cfg.refiner_steps, eta_s=None)
-    train_refiner_stage(cfg, run, lambda step, total: status.update(step=step, total=total))
-    status.update(state="finished", stage="refiner", step=cfg.refiner_steps, eta_s=0)
 
 
 def _loop(s: Session, stop: StopFlag) -> Path:
@@ -118,7 +104,7 @@ def _step(s: Session, batch: dict[str, Any], step: int) -> dict[str, torch.Tenso
     prompts = ["" if d else p for p, d in zip(batch["prompt"], drop.tolist(), strict=True)]
     text, mask = s.text_encoder.encode(prompts)
     with acc.autocast():
-        losses = joint_loss(s.model, batch, text, mask, s.noise_sched, s.categorical, cfg, gen, s.adversary)
+        losses = joint_loss(s.model, batch, text, mask, s.noise_sched, s.categorical, cfg, gen)
     if not torch.isfinite(losses["loss"]):
         prev = checkpoint_dirs(s.run)
         raise TrainingError(f"loss became {losses['loss'].item()} at step {step}; stopped. Last good "
@@ -189,8 +175,7 @@ def _save(s: Session, step: int, stopping: bool) -> None:
     if step % cfg.save_every == 0 or step == cfg.steps or stopping:
         acc.wait_for_everyone()
         if acc.is_main_process:
-            save_checkpoint(s.run, step, acc.unwrap_model(s.model), s.ema, s.optimizer, s.lr_sched, cfg.keep,
-                            s.adversary)
+            save_checkpoint(s.run, step, acc.unwrap_model(s.model), s.ema, s.optimizer, s.lr_sched, cfg.keep)
             s.status.update(last_checkpoint=step)
     if acc.is_main_process and cfg.preview_every and (step % cfg.preview_every == 0 or step == cfg.steps):
         path = s.previews.render(ema_model(acc.unwrap_model(s.model), s.ema), step, cfg.preview_steps)

@@ -23,7 +23,8 @@ import tifffile
 from PIL import Image
 
 from cosyn.core.classes import CONSEP, ClassSet
-from cosyn.data.sample import DataError, Sample, instance_table
+from cosyn.core.instances import instance_table
+from cosyn.data.sample import DataError, Sample
 
 _IMAGE_EXT = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 _MAP_EXT = (".tif", ".tiff", ".png")

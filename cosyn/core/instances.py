@@ -1,4 +1,5 @@
-"""Instance maps from a generated (distance map, label map) pair, seeded by the layout's centroids.
+"""Instance maps and their tables: the table (ids, centroids, majority classes) of any instance map, and
+the instances cut from a generated (distance map, label map) pair, seeded by the layout's centroids.
 
 CoSyn's point-guided watershed: every layout centroid is a marker, the landscape is the
 negated distance map, and the flood is confined to the nucleus foreground. It beats
@@ -34,12 +35,45 @@ from scipy import ndimage as ndi
 from skimage.feature import peak_local_max
 from skimage.segmentation import watershed
 
-from cosyn.data.sample import instance_table
-
 FG_THRESHOLD = 0.3
 SNAP_RADIUS = 2.0
 PEAK_MIN_DISTANCE = 3
 MIN_UNPROMPTED_AREA = 8
+
+
+def instance_table(
+    inst_map: np.ndarray, class_map: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Ids, centroids (x, y) and majority classes of the instances of `inst_map`.
+
+    Vectorised over all instances with bincount, so tiles with tens of thousands of
+    nuclei stay fast; ids may exceed 65535.
+    """
+    flat = inst_map.ravel().astype(np.int64)
+    ids, inverse = np.unique(flat, return_inverse=True)
+    keep = ids != 0
+    n_all = len(ids)
+    counts = np.bincount(inverse, minlength=n_all).astype(np.float64)
+    rows, cols = np.indices(inst_map.shape)
+    sum_x = np.bincount(inverse, weights=cols.ravel(), minlength=n_all)
+    sum_y = np.bincount(inverse, weights=rows.ravel(), minlength=n_all)
+    centroids = np.stack([sum_x / np.maximum(counts, 1), sum_y / np.maximum(counts, 1)], axis=1)
+    n_cls = int(class_map.max()) + 1 if class_map.size else 1
+    joint = np.bincount(inverse * n_cls + class_map.ravel().astype(np.int64), minlength=n_all * n_cls)
+    joint = joint.reshape(n_all, n_cls)
+    fg = joint[:, 1:] if n_cls > 1 else np.zeros((n_all, 0))
+    majority = (np.argmax(fg, axis=1) + 1) if fg.shape[1] else np.zeros(n_all, dtype=np.int64)
+    majority = np.where(fg.sum(axis=1) > 0, majority, 0) if fg.shape[1] else majority
+    return ids[keep].astype(np.int32), centroids[keep], majority[keep].astype(np.int32)
+
+
+def paint_classes(inst_map: np.ndarray, inst_classes: dict[int, int]) -> np.ndarray:
+    """(H, W) uint8 class map in which every instance carries its one class; 0 elsewhere."""
+    lut = np.zeros(int(inst_map.max(initial=0)) + 1, np.uint8)
+    for i, c in inst_classes.items():
+        lut[int(i)] = c
+    return lut[inst_map]
+
 
 
 @dataclass
