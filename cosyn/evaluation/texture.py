@@ -1,5 +1,6 @@
-"""Texture statistics, generated vs real: sharpness (Laplacian variance) and the hematoxylin
-intensity inside nuclei (colour deconvolution, Ruifrok & Johnston, via scikit-image's rgb2hed)."""
+"""Texture statistics, generated vs real: sharpness (Laplacian variance), the hematoxylin intensity
+inside nuclei, and how well the hematoxylin sits where the labels put nuclei (colour deconvolution,
+Ruifrok & Johnston, via scikit-image's rgb2hed)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import cv2
 import numpy as np
 from scipy.stats import wasserstein_distance
 from skimage.color import rgb2hed
+
+from cosyn.evaluation.c2st import roc_auc
 
 
 def laplacian_variance(image: np.ndarray) -> float:
@@ -36,3 +39,20 @@ def hematoxylin_distance(generated: Sequence[np.ndarray], generated_masks: Seque
     if not len(g) or not len(r):
         raise ValueError("no nucleus pixels to compare")
     return float(wasserstein_distance(g, r))
+
+
+def hematoxylin_auc(image: np.ndarray, nucleus_mask: np.ndarray) -> float:
+    """Label–image agreement of one tile: the ROC AUC of the hematoxylin optical density for nucleus
+    pixels against all other pixels (1: every nucleus pixel is darker in hematoxylin than every other
+    pixel; 0.5: the labels say nothing about where the stain is). nan for a tile without both."""
+    mask = np.asarray(nucleus_mask, bool)
+    if mask.all() or not mask.any():
+        return float("nan")
+    return roc_auc(mask.ravel(), rgb2hed(image)[..., 0].ravel())
+
+
+def median_hematoxylin_auc(images: Sequence[np.ndarray], nucleus_masks: Sequence[np.ndarray]) -> float:
+    """The median over tiles of `hematoxylin_auc` (tiles without nuclei are left out)."""
+    values = [hematoxylin_auc(im, m) for im, m in zip(images, nucleus_masks, strict=True)]
+    finite = [v for v in values if np.isfinite(v)]
+    return float(np.median(finite)) if finite else float("nan")

@@ -20,6 +20,7 @@ from cosyn.evaluation.evaluate.sections.realism import realism
 from cosyn.evaluation.evaluate.sections.speed import time_sampling
 from cosyn.evaluation.evaluate.segmenters import real_segmenter
 from cosyn.evaluation.evaluate.tiles import generated_tiles, load_real, native_tile
+from cosyn.evaluation.judge import JUDGE_MPP
 from cosyn.io.export import json_safe
 from cosyn.model.pipeline import CoSynPipeline
 
@@ -56,7 +57,8 @@ def evaluate(cfg: EvalConfig, pipe: CoSynPipeline | None = None) -> dict[str, An
     if "consistency" in cfg.sections:
         report["consistency"] = consistency(real_segmenter(cfg, out, real, mpp), gens, real)
     if "realism" in cfg.sections:
-        report["realism"] = realism(gens, real, mpp, cfg.seed, out, c2st_cfg=cfg.c2st)
+        report["realism"] = realism(gens, real, mpp, cfg.seed, out, c2st_cfg=cfg.c2st,
+                                    native=load_real(cfg, JUDGE_MPP))
         report["figures"]["morphology"] = "morphology.png"
     if "downstream" in cfg.sections:
         report["downstream"] = downstream(cfg, out, real, mpp)

