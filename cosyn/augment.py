@@ -363,7 +363,7 @@ def _device() -> str:
 
 # -- CLI ---------------------------------------------------------------------------------------------------
 def add_augment_parser(sub: argparse._SubParsersAction) -> None:
-    from cosyn.cli import add_sampling_arguments
+    from cosyn.model.sampling_args import add_sampling_arguments
 
     p = sub.add_parser("augment", help="synthetic dataset from real layouts (resumable; shards under torchrun)")
     p.add_argument("--checkpoint", required=True)

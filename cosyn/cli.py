@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cosyn.core.layout import LayoutError
+from cosyn.model.sampling_args import add_sampling_arguments
 
 
 def _prepare(args: argparse.Namespace) -> int:
@@ -22,7 +23,8 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from cosyn.training import TrainConfig, train
+    from cosyn.training.config import TrainConfig
+    from cosyn.training.trainer import train
 
     opts: dict = {}
     saved = Path(args.out or "") / "run_config.json"
@@ -185,17 +187,6 @@ def _add_prompt_cache(sub: Subparsers) -> None:
     pc.add_argument("--checkpoint", required=True, help="model folder whose classes, tissues and encoder to use")
     pc.add_argument("--out", required=True, help="safetensors file to write")
     pc.set_defaults(func=_prompt_cache)
-
-
-def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
-    """--steps, --guidance, --sampler and --no-refine: SamplingSettings' fields, checked by it (not here) so
-    that the command line refuses what the pipeline and the studio refuse, with the same message."""
-    p.add_argument("--steps", type=int, default=25)
-    p.add_argument("--guidance", type=float, default=2.0)
-    p.add_argument("--sampler", default="dpm++", help="ddim, dpm++ or unipc")
-    p.add_argument("--no-refine", dest="no_refine", action="store_true",
-                   help="skip the second stage (the checkpoint's, by default the Upsampler: bicubic and sharpened): "
-                        "triples stay at the base model's µm/px")
 
 
 def _add_sample(sub: Subparsers) -> None:

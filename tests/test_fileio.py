@@ -64,7 +64,7 @@ def test_rewriting_a_path_removes_what_a_killed_write_of_it_left(tmp_path):
 def test_resuming_training_removes_checkpoint_leftovers(tmp_path):
     from test_train import _cfg, _dataset
 
-    from cosyn.training import train
+    from cosyn.training.trainer import train
 
     data, run = _dataset(tmp_path / "data"), tmp_path / "run"
     train(_cfg(data, run, steps=2))

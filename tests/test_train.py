@@ -23,8 +23,11 @@ from cosyn.core.classes import CONSEP, PANNUKE
 from cosyn.data.formats import write_dataset
 from cosyn.data.targets import layout_from_sample
 from cosyn.model.pipeline import CoSynPipeline
-from cosyn.training import TimeBudget, TrainConfig, TrainingError, checkpoint_dirs, export_checkpoint, train
 from cosyn.training import trainer as trainer_module
+from cosyn.training.checkpoints import checkpoint_dirs, export_checkpoint
+from cosyn.training.config import TrainConfig, TrainingError
+from cosyn.training.schedule import TimeBudget
+from cosyn.training.trainer import train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -155,7 +158,8 @@ import resource, signal, sys
 from pathlib import Path
 sys.path.insert(0, {tests!r})
 from test_train import _dataset, _cfg
-from cosyn.training import train, TrainingError
+from cosyn.training.config import TrainingError
+from cosyn.training.trainer import train
 tmp = Path({tmp!r})
 train(_cfg(_dataset(tmp / "data"), tmp / "run", steps=3))
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)   # writes past the limit fail with EFBIG like a full disk
@@ -337,7 +341,7 @@ def test_resume_tolerates_a_metrics_line_cut_by_a_kill(tmp_path):
 def test_schedule_matches_diffusers_cosine_and_can_be_shortened():
     from diffusers.optimization import get_cosine_schedule_with_warmup
 
-    from cosyn.training import CosineWithWarmup
+    from cosyn.training.schedule import CosineWithWarmup
 
     ref = get_cosine_schedule_with_warmup(torch.optim.SGD([torch.zeros(1)], lr=1.0), 10, 100)
     ours = CosineWithWarmup(10, 100)
@@ -347,7 +351,6 @@ def test_schedule_matches_diffusers_cosine_and_can_be_shortened():
 
 
 def test_time_budget_fits_the_steps_left_into_the_time_left():
-    from cosyn.training import TimeBudget
 
     now = [1000.0]
     budget = TimeBudget(10, start_step=500, probe=(10, 60), clock=lambda: now[0])  # 600 s, 30 s reserve

@@ -15,7 +15,7 @@ from cosyn.editing.edit import EditError, edit_tile
 
 
 def add_edit_parser(sub: argparse._SubParsersAction) -> None:
-    from cosyn.cli import add_sampling_arguments
+    from cosyn.model.sampling_args import add_sampling_arguments
 
     ed = sub.add_parser("edit", help="edit a real tile: regenerate only around added, removed, moved or "
                                      "reclassified nuclei")

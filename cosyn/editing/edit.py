@@ -25,7 +25,7 @@ from cosyn.core.triple import Triple
 from cosyn.data.dataset import resample_sample
 from cosyn.data.sample import Sample
 from cosyn.data.targets import layout_from_sample
-from cosyn.editing.known import KnownRegion
+from cosyn.model.known import KnownRegion
 from cosyn.model.pipeline import CoSynPipeline
 from cosyn.model.settings import SamplingSettings
 
@@ -95,9 +95,9 @@ def _sample_with_context(pipe: CoSynPipeline, tile: Sample, edited: Layout, mask
     canvas = pipe.conform_layout(edited)
     h, w = canvas.height, canvas.width
     lo = resample_sample(tile, pipe.config.mpp)
-    known = KnownRegion.from_arrays(
-        resample_image(lo.image, h, w), resample_distance(distance_map(lo.inst_map), h, w),
-        resample_labels(lo.class_map, h, w), resample_image(mask.astype(np.float32), h, w) > 0)
+    known = KnownRegion(image=resample_image(lo.image, h, w), dist=resample_distance(distance_map(lo.inst_map), h, w),
+                        class_map=resample_labels(lo.class_map, h, w),
+                        regenerate=resample_image(mask.astype(np.float32), h, w) > 0)
     triple = pipe.sample(edited, settings=settings.with_(n=1), known=known, on_step=on_step)[0]
     # once, to the tile's own canvas (the model's canvas is rounded to the UNet stride)
     return at_mpp(triple, tile.mpp, size=(tile.height, tile.width))

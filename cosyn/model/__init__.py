@@ -5,15 +5,9 @@
 - diffusion: the Gaussian (image, distance) and categorical (label) noise processes
 - text, text_cache: the prompt encoder and its precomputed cache
 - pipeline: CoSynPipeline, the sampling loop and the checkpoint folder format
-- settings: SamplingSettings, what one sampling call is asked to do, validated once
+- settings: SamplingSettings, what one sampling call is asked to do, validated once (sampling_args: its
+  command-line options)
+- known: KnownRegion, the part of a canvas an edit holds fixed while sampling
+
+Import from the modules.
 """
-
-from cosyn._lazy import lazy_exports
-
-__all__, __getattr__ = lazy_exports(__name__, {
-    "DenoiserConfig": "denoiser", "JointDenoiser": "denoiser",
-    "point_heatmaps": "points",
-    "TextEncoder": "text", "PromptCache": "text_cache",
-    "CoSynPipeline": "pipeline", "PipelineConfig": "pipeline", "CheckpointError": "pipeline",
-    "SamplingCancelled": "pipeline", "SamplingSettings": "settings",
-})

@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,13 +36,11 @@ from cosyn.model.diffusion.gaussian import (
     sampling_scheduler,
     training_scheduler,
 )
+from cosyn.model.known import HeldRegion, KnownRegion
 from cosyn.model.settings import SamplingSettings
 from cosyn.model.text import DEFAULT_TEXT_ENCODER, TextEncoder
 from cosyn.stages.base import SecondStage, StageContext, StageError
 from cosyn.stages.registry import STAGE_DIR, default_stage, load_stage
-
-if TYPE_CHECKING:  # editing builds on the pipeline; the pipeline only holds its region fixed
-    from cosyn.editing.known import KnownRegion
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -335,6 +333,7 @@ class CoSynPipeline:
         device, k = self.device, self.config.denoiser.num_classes
         steps, guidance, seed, n = settings.steps, settings.guidance, settings.seed, settings.n
         h, w = canvas.height, canvas.width
+        held = None if known is None else HeldRegion.of(known)
         gen = torch.Generator("cpu").manual_seed(int(seed))
         x_img = torch.randn((n, 3, h, w), generator=gen).to(device)
         x_dist = torch.randn((n, 1, h, w), generator=gen).to(device)
@@ -373,8 +372,8 @@ class CoSynPipeline:
             # same labels on every device; only the label tensors make the round trip
             log_label = self.categorical.p_step(logits.cpu(), log_label.cpu(), t_n,
                                                 torch.full((n,), s, dtype=torch.long), generator=gen).to(device)
-            if known is not None:
-                x_img, x_dist, log_label = known.impose(x_img, x_dist, log_label, s, alphas, self.categorical, gen)
+            if held is not None:
+                x_img, x_dist, log_label = held.impose(x_img, x_dist, log_label, s, alphas, self.categorical, gen)
         labels = log_onehot_to_index(log_label).byte().cpu().numpy()
         return x_img, x_dist, labels
 

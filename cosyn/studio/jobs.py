@@ -190,7 +190,8 @@ class JobManager:
 
     def export(self, name: str | None = None) -> Path:
         """Export the run's latest checkpoint to CHECKPOINTS/<name> (default: the job's export name)."""
-        from cosyn.training import TrainingError, export_checkpoint
+        from cosyn.training.checkpoints import export_checkpoint
+        from cosyn.training.config import TrainingError
 
         with self._lock:
             rec = self._record()

@@ -6,14 +6,6 @@
 - checkpoints: save, resume and export; stopping: signals become save-and-stop
 - class_mapping, previews, status, model_card: fine-tuning to new classes, preview grids,
   the status file the studio polls, the exported model card
+
+Import from the modules.
 """
-
-from cosyn._lazy import lazy_exports
-
-__all__, __getattr__ = lazy_exports(__name__, {
-    "TrainConfig": "config", "TrainingError": "config",
-    "train": "trainer",
-    "export_checkpoint": "checkpoints", "checkpoint_dirs": "checkpoints",
-    "CosineWithWarmup": "schedule", "TimeBudget": "schedule",
-    "joint_loss": "loss",
-})

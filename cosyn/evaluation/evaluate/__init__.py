@@ -26,15 +26,20 @@ reused), sections/ (one per section), figures (grid, histograms), report (bars, 
 (`evaluate`, carry-over of earlier sections), cli (`add_evaluate_parser`).
 """
 
-from cosyn._lazy import lazy_exports
+from cosyn.evaluation.evaluate.cli import add_evaluate_parser
+from cosyn.evaluation.evaluate.config import DEFAULT_SECTIONS, SECTIONS, EvalConfig
+from cosyn.evaluation.evaluate.driver import evaluate
+from cosyn.evaluation.evaluate.figures import comparison_grid, histogram_panel, morphology_figure
+from cosyn.evaluation.evaluate.report import BARS, bars, to_markdown
+from cosyn.evaluation.evaluate.sections.consistency import consistency
+from cosyn.evaluation.evaluate.sections.downstream import downstream
+from cosyn.evaluation.evaluate.sections.fidelity import fidelity
+from cosyn.evaluation.evaluate.sections.realism import realism
+from cosyn.evaluation.evaluate.sections.speed import time_sampling
+from cosyn.evaluation.evaluate.tiles import Generated, RealData, generation_jobs
 
-__all__, __getattr__ = lazy_exports(__name__, {
-    "SECTIONS": "config", "DEFAULT_SECTIONS": "config", "EvalConfig": "config",
-    "Generated": "tiles", "RealData": "tiles", "generation_jobs": "tiles",
-    "fidelity": "sections.fidelity", "consistency": "sections.consistency", "realism": "sections.realism",
-    "downstream": "sections.downstream", "time_sampling": "sections.speed",
-    "comparison_grid": "figures", "histogram_panel": "figures", "morphology_figure": "figures",
-    "BARS": "report", "bars": "report", "to_markdown": "report",
-    "evaluate": "driver",
-    "add_evaluate_parser": "cli",
-})
+__all__ = [
+    "BARS", "DEFAULT_SECTIONS", "SECTIONS", "EvalConfig", "Generated", "RealData", "add_evaluate_parser", "bars",
+    "comparison_grid", "consistency", "downstream", "evaluate", "fidelity", "generation_jobs", "histogram_panel",
+    "morphology_figure", "realism", "time_sampling", "to_markdown",
+]

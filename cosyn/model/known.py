@@ -4,6 +4,9 @@ After every sampler step the known region of the sample is replaced by the real 
 step's level, q(x_s | x_0) for the image and distance, the categorical forward process for the label:
 the model's next step then sees real context at the noise level it expects, and the regenerated part
 grows into it. At the last step the known region is the real triple itself.
+
+Callers hand the pipeline plain arrays (`KnownRegion`); the tensors and the noising (`HeldRegion`) stay
+inside the model.
 """
 
 from __future__ import annotations
@@ -17,25 +20,33 @@ from cosyn.model.diffusion.categorical import MultinomialDiffusion, index_to_log
 from cosyn.model.diffusion.gaussian import dist_to_model, image_to_model
 
 
-@dataclass
+@dataclass(frozen=True)
 class KnownRegion:
+    """What to keep, at the base model's canvas: image (h,w,3) uint8, dist (h,w) in [0,1], class ids (h,w),
+    and `regenerate` (h,w) bool, True where the model samples anew."""
+
+    image: np.ndarray
+    dist: np.ndarray
+    class_map: np.ndarray
+    regenerate: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.class_map.shape[:2])
+
+
+@dataclass
+class HeldRegion:
     x0: torch.Tensor  # (1, 4, h, w): image and distance map in the model's [-1, 1]
     label: torch.Tensor  # (1, h, w) class ids
     keep: torch.Tensor  # (1, 1, h, w): 1 where the real triple is kept, 0 where the model regenerates
 
     @classmethod
-    def from_arrays(cls, image: np.ndarray, dist: np.ndarray, class_map: np.ndarray,
-                    regenerate: np.ndarray) -> KnownRegion:
-        """image (h,w,3) uint8, dist (h,w) in [0,1], class ids (h,w), regenerate (h,w) bool, all at the
-        base model's canvas."""
-        img = image_to_model(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None])
-        d = dist_to_model(torch.from_numpy(np.asarray(dist, np.float32))[None, None])
-        keep = torch.from_numpy(~np.asarray(regenerate, bool)).float()[None, None]
-        return cls(torch.cat([img, d], 1), torch.from_numpy(np.asarray(class_map, np.int64))[None], keep)
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return tuple(self.label.shape[1:])
+    def of(cls, region: KnownRegion) -> HeldRegion:
+        img = image_to_model(torch.from_numpy(np.ascontiguousarray(region.image)).permute(2, 0, 1)[None])
+        d = dist_to_model(torch.from_numpy(np.asarray(region.dist, np.float32))[None, None])
+        keep = torch.from_numpy(~np.asarray(region.regenerate, bool)).float()[None, None]
+        return cls(torch.cat([img, d], 1), torch.from_numpy(np.asarray(region.class_map, np.int64))[None], keep)
 
     def impose(self, x_img: torch.Tensor, x_dist: torch.Tensor, log_label: torch.Tensor, s: int,
                alphas_cumprod: torch.Tensor, categorical: MultinomialDiffusion,
