@@ -32,6 +32,7 @@ from cosyn.data.dataset import split_by_source
 from cosyn.data.formats import read_dataset, write_dataset
 from cosyn.data.sample import sample_from_triple
 from cosyn.stages.texture import TextureSettings, TextureStage, bank_from_samples, load_bank, save_bank
+from cosyn.stages.upsampler import Upsampler
 from cosyn.training.config import TrainConfig
 
 PROVENANCE = "CoNSeP train split patches (HoVer-Net, Graham et al. 2019), training side of split_by_source"
@@ -71,13 +72,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--settings", type=json.loads, default={},
                     help='JSON of TextureSettings fields, e.g. \'{"patch": 48}\'')
     ap.add_argument("--limit", type=int, default=None)
+    ap.add_argument("--upsampler", action="store_true", help="the Upsampler instead, on the same base triples")
     args = ap.parse_args(argv)
 
     t0 = time.perf_counter()
     bank = bank_for(args.data, args.bank)
-    stage = TextureStage(bank, TextureSettings.from_dict(args.settings), bank_path=args.bank)
+    stage = Upsampler() if args.upsampler else TextureStage(bank, TextureSettings.from_dict(args.settings),
+                                                             bank_path=args.bank)
     size_mb = args.bank.stat().st_size / 2**20
-    print(f"bank: {len(bank.tiles)} tiles, {len(stage.nuclei.cls)} whole nuclei, {size_mb:.1f} MB;"
+    print(f"bank: {len(bank.tiles)} tiles, {size_mb:.1f} MB;"
           f" loaded in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     triples = base_triples(args.base)[: args.limit]
     samples, seconds, copies, missed = [], [], [], 0
@@ -85,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         t = time.perf_counter()
         out = stage.to_mpp(base, 0.25, seed=k)
         seconds.append(time.perf_counter() - t)
-        copies.append(out.params["largest_copy_um"])
+        copies.append(out.params.get("largest_copy_um", 0.0))
         missed += out.params["missed_centroids"]
         samples.append(sample_from_triple(out, name, source, base.layout.class_set, 0.25))
     write_dataset(samples, args.out, "folder")

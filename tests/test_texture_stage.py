@@ -12,7 +12,6 @@ import pytest
 from cosyn.core.layout import Layout, Point
 from cosyn.core.triple import Triple
 from cosyn.stages.base import SecondStage, StageContext
-from cosyn.stages.texture import bank as bank_module
 from cosyn.stages.texture import (
     BankError,
     TextureBank,
@@ -22,6 +21,7 @@ from cosyn.stages.texture import (
     load_bank,
     save_bank,
 )
+from cosyn.stages.texture import bank as bank_module
 from cosyn.stages.texture.bank import BankTile
 from cosyn.stages.texture.quilt import min_cut
 
@@ -157,3 +157,23 @@ def test_largest_copy_measures_the_biggest_region() -> None:
     source[:10, :10] = 5  # 100 px copied with one shift
     source[10:, :] = np.arange(200).reshape(10, 20)  # every pixel its own copy
     assert largest_copy(source) == 10
+
+
+def test_an_edit_replaces_nuclei_only_inside_the_region(stage: TextureStage) -> None:
+    tile = synthetic_tile(np.random.default_rng(11), "edited", "slide9")
+    ids = np.unique(tile.inst_map)[1:]
+    removed = int(ids[0])
+    region = cv2.dilate((tile.inst_map == removed).astype(np.uint8), np.ones((15, 15), np.uint8)) > 0
+    region &= ~np.isin(tile.inst_map, [i for i in ids if i != removed])  # no other nucleus cut in two
+    region |= tile.inst_map == removed
+    ys, xs = np.nonzero(region & (cv2.erode(region.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0))
+    cy, cx = np.argwhere(tile.inst_map == removed).mean(0)
+    far = int(np.argmax((ys - cy) ** 2 + (xs - cx) ** 2))  # the new nucleus beside, not over, the removed one
+    added = Point(float(xs[far]), float(ys[far]), "spindle")
+    layout = Layout(96, 96, CLASSES, [added], mpp=0.25)
+    out = stage.into_tile(tile.image, tile.inst_map, region, layout, np.zeros((96, 96), np.int32), seed=1)
+    np.testing.assert_array_equal(out.image[~region], tile.image[~region])
+    assert out.inst_map[int(added.y), int(added.x)] == 1 and out.inst_classes == {1: CLASSES.index("spindle")}
+    old_only = (tile.inst_map == removed) & (cv2.dilate((out.inst_map > 0).astype(np.uint8), np.ones((7, 7))) == 0)
+    assert old_only.sum() > 5  # what the new nucleus does not cover of the removed one is tissue now
+    assert out.image[old_only].astype(np.float32).mean() > tile.image[old_only].astype(np.float32).mean() + 60

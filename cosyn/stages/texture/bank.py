@@ -22,13 +22,14 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
 from cosyn.io.fileio import atomic_write
+from cosyn.stages.base import StageError
 
 BANK_NAME = "texture_bank.safetensors"
 JPEG_QUALITY = 95
 MAX_BANK_BYTES = 25 * 2**20  # the default's bank must stay small enough to ship in git
 
 
-class BankError(ValueError):
+class BankError(StageError):
     """A texture bank that cannot be built or read; the message names the file and the problem."""
 
 

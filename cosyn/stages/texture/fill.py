@@ -9,19 +9,17 @@ import cv2
 import numpy as np
 from scipy import ndimage as ndi
 
-from cosyn.stages.texture.bank import TextureBank
-
 RING = 3  # px of known surroundings a donor must match
 DONORS = 256  # random places tried per hole
 MIN_SPLIT = 4  # a hole piece this small with no donor takes its surroundings' mean colour
 
 
-def fill_holes(image: np.ndarray, holes: np.ndarray, bank: TextureBank, tiles: list[int],
+def fill_holes(image: np.ndarray, holes: np.ndarray, donors: list[tuple[np.ndarray, np.ndarray]],
                rng: np.random.Generator) -> np.ndarray:
-    """`image` (H, W, 3) float32 with every connected region of `holes` replaced by real tissue."""
+    """`image` (H, W, 3) float32 with every connected region of `holes` replaced by real tissue from `donors`,
+    (image float32, nucleus mask) pairs: the slide's tiles, or for an edit the edited tile itself."""
     out = image.copy()
     labels, _ = ndi.label(holes)
-    donors = [(bank.tiles[t].image.astype(np.float32), bank.tiles[t].inst_map > 0) for t in tiles]
     for sl in ndi.find_objects(labels):
         if sl is not None:
             _fill(out, holes, (sl[0].start, sl[0].stop, sl[1].start, sl[1].stop), donors, rng)

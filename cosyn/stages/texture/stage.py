@@ -21,6 +21,7 @@ import numpy as np
 from skimage.measure import label as connected
 
 from cosyn.core.instances import paint_classes
+from cosyn.core.layout import Layout
 from cosyn.core.maps import distance_map
 from cosyn.core.resample import at_mpp, resample_image, resample_instances
 from cosyn.core.triple import Triple
@@ -28,7 +29,7 @@ from cosyn.io.fileio import record_checksum, verified_sha256
 from cosyn.stages.texture.bank import BANK_NAME, BankError, TextureBank, load_bank
 from cosyn.stages.texture.catalogue import Nuclei, PatchIndex, nuclei_of, patch_index
 from cosyn.stages.texture.fill import fill_holes
-from cosyn.stages.texture.paste import blend, choose, footprint, oriented, targets_from_base
+from cosyn.stages.texture.paste import Paste, blend, choose, footprint, oriented, targets_from_base
 from cosyn.stages.texture.quilt import QuiltWeights, quilt
 
 
@@ -75,14 +76,32 @@ class TextureStage:
         rng = np.random.default_rng(seed)
         image, inst_map, source = self.compose(triple.image, resample_instances(triple.inst_map, h, w),
                                                layout.xy(), layout.class_ids(), rng)
-        inst_classes = {k + 1: int(c) for k, c in enumerate(layout.class_ids()) if (inst_map == k + 1).any()}
-        missed = [k for k in range(len(layout.points)) if k + 1 not in inst_classes]
-        params = {**triple.params, "stages": ["base", self.name], "second_stage_sha256": self.sha256,
-                  "output_mpp": self.bank.mpp, "missed_centroids": len(missed), "missed_indices": missed,
-                  "largest_copy_um": largest_copy(source) * self.bank.mpp}
-        out = Triple(image, paint_classes(inst_map, inst_classes), inst_map, distance_map(inst_map), inst_classes,
-                     layout, params)
+        out = self._triple(image, inst_map, layout, {**triple.params, "largest_copy_um": largest_copy(source) *
+                                                     self.bank.mpp})
         return out if abs(mpp - self.bank.mpp) < 1e-9 else at_mpp(out, mpp)
+
+    def into_tile(self, tile_image: np.ndarray, tile_inst: np.ndarray, region: np.ndarray, layout: Layout,
+                  base_inst: np.ndarray, seed: int) -> Triple:
+        """An edit of a real tile at the bank's µm/px: inside `region`, the tile's own nuclei are replaced by
+        nucleus-free tissue of the tile itself, and every point of `layout` (the edited layout, at the tile's
+        size) inside the region gets a real nucleus of its class, sized like `base_inst` (the base model's
+        instances at the tile's size) there; outside the region the tile is untouched. Instance k + 1 is
+        point k's."""
+        rng = np.random.default_rng(seed)
+        h, w = tile_inst.shape
+        xy, classes = layout.xy(), layout.class_ids()
+        inside = np.array([bool(region[min(int(y), h - 1), min(int(x), w - 1)]) for x, y in xy], bool)
+        slide = self._pick_slide(tile_image, classes, h * w, rng)
+        own = [(tile_image.astype(np.float32), tile_inst > 0)]
+        targets = targets_from_base(xy[inside], classes[inside], base_inst, self.nuclei)
+        pastes = self._pastes(targets, slide, tile_image.astype(np.float32), rng)
+        holes = cv2.dilate(((tile_inst > 0) & region).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+        image = fill_holes(tile_image.astype(np.float32), holes & region, own, rng)
+        inst_map = np.zeros((h, w), np.int32)
+        ids = np.flatnonzero(inside) + 1
+        self._paint(image, inst_map, pastes, ids, None)
+        image = np.where(region[..., None], image, tile_image)
+        return self._triple(np.clip(image, 0, 255).round().astype(np.uint8), inst_map, layout, {})
 
     def compose(self, base_image: np.ndarray, inst_up: np.ndarray, points_xy: np.ndarray, point_classes: np.ndarray,
                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -99,19 +118,48 @@ class TextureStage:
         s = self.settings
         background = quilt(self.bank, self._index(slide), guide, target_nuclei, s.overlap, rng, s.weights,
                            s.nucleus_weight)
-        allowed = np.isin(self.nuclei.tile, self._slide_tiles[slide])
-        blurred = cv2.GaussianBlur(background.image, (0, 0), 3.0)
-        pastes = [oriented(self.bank, self.nuclei, choose(t, self.nuclei, allowed, blurred, rng), t, rng)
-                  for t in targets]
-        image = self._without_stray_nuclei(background.image, background.nuclei, pastes, slide, rng)
+        pastes = self._pastes(targets, slide, background.image, rng)
+        covered = np.zeros((h, w), bool)
+        for p in pastes:
+            out_win, crop_win = footprint(p, (h, w))
+            covered[out_win] |= cv2.dilate(p.nucleus[crop_win].astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+        holes = (cv2.dilate(background.nuclei.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0) & ~covered
+        image = fill_holes(background.image, holes, self._donors(slide), rng)
         inst_map = np.zeros((h, w), np.int32)
         source = background.source.copy()
-        order = np.argsort([-p.nucleus.sum() for p in pastes], kind="stable")  # small nuclei last, on top
-        for k in order:
-            blend(image, inst_map, pastes[k], int(k) + 1)
-            out_win, crop_win = footprint(pastes[k], (h, w))
-            source[out_win] = np.where(pastes[k].nucleus[crop_win], -(int(k) + 2), source[out_win])
+        self._paint(image, inst_map, pastes, np.arange(1, len(pastes) + 1), source)
         return np.clip(image, 0, 255).round().astype(np.uint8), inst_map, source
+
+    def _pastes(self, targets: list, slide: str, background: np.ndarray, rng: np.random.Generator) -> list[Paste]:
+        """A real nucleus for each target, preferably from `slide`, matched to the blurred `background`."""
+        allowed = np.isin(self.nuclei.tile, self._slide_tiles[slide])
+        blurred = cv2.GaussianBlur(background, (0, 0), 3.0)
+        return [oriented(self.bank, self.nuclei, choose(t, self.nuclei, allowed, blurred, rng), t, rng)
+                for t in targets]
+
+    def _paint(self, image: np.ndarray, inst_map: np.ndarray, pastes: list[Paste], ids: np.ndarray,
+               source: np.ndarray | None) -> None:
+        """Blend the pastes in, larger first so a small nucleus stays whole on top of a large one."""
+        order = np.argsort([-p.nucleus.sum() for p in pastes], kind="stable")
+        for k in order:
+            blend(image, inst_map, pastes[k], int(ids[k]))
+            if source is not None:
+                out_win, crop_win = footprint(pastes[k], inst_map.shape)
+                source[out_win] = np.where(pastes[k].nucleus[crop_win], -(int(k) + 2), source[out_win])
+
+    def _triple(self, image: np.ndarray, inst_map: np.ndarray, layout: Layout, params: dict) -> Triple:
+        """Labels that follow the pasted nuclei: instance k + 1 is point k's, in point k's class."""
+        present = set(np.unique(inst_map).tolist())
+        inst_classes = {k + 1: int(c) for k, c in enumerate(layout.class_ids()) if k + 1 in present}
+        missed = [k for k in range(len(layout.points)) if k + 1 not in inst_classes]
+        params = {**params, "stages": ["base", self.name], "second_stage_sha256": self.sha256,
+                  "output_mpp": self.bank.mpp, "missed_centroids": len(missed), "missed_indices": missed}
+        return Triple(image, paint_classes(inst_map, inst_classes), inst_map, distance_map(inst_map), inst_classes,
+                      layout, params)
+
+    def _donors(self, slide: str) -> list[tuple[np.ndarray, np.ndarray]]:
+        return [(self.bank.tiles[t].image.astype(np.float32), self.bank.tiles[t].inst_map > 0)
+                for t in self._slide_tiles[slide]]
 
     def save(self, folder: Path) -> dict:
         folder = Path(folder)
@@ -121,17 +169,6 @@ class TextureStage:
         shutil.copyfile(self._bank_path, folder / BANK_NAME)
         record_checksum(folder / BANK_NAME)
         return {"name": self.name, "settings": asdict(self.settings)}
-
-    def _without_stray_nuclei(self, image: np.ndarray, stray: np.ndarray, pastes: list, slide: str,
-                              rng: np.random.Generator) -> np.ndarray:
-        """Replace the real nuclei the quilt brought along with nucleus-free tissue of the slide, except under
-        where nuclei are about to be pasted."""
-        covered = np.zeros(stray.shape, bool)
-        for p in pastes:
-            out_win, crop_win = footprint(p, stray.shape)
-            covered[out_win] |= cv2.dilate(p.nucleus[crop_win].astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
-        holes = (cv2.dilate(stray.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0) & ~covered
-        return fill_holes(image, holes, self.bank, self._slide_tiles[slide], rng)
 
     def _index(self, slide: str) -> PatchIndex:
         if slide not in self._indexes:
