@@ -35,8 +35,8 @@ from cosyn.evaluation.realism import (
     naive_baseline,
     nucleus_morphology,
 )
-from cosyn.evaluation.segmenter import SegTrainConfig
 from cosyn.model.settings import SamplingSettings
+from cosyn.segmentation import SegTrainConfig
 
 FAST = SamplingSettings(steps=2, guidance=2.0)
 
@@ -274,7 +274,7 @@ def test_c2st_row_is_chance_for_copies_of_the_real_tiles_and_high_for_inverted_o
 
     tiles = [disc_sample(n=4, size=(32, 32), name=f"t{i}", source=f"s{i % 4}", seed=i) for i in range(16)]
     real = RealData(tiles[0].classes, train=tiles[:8], split=tiles[8:], split_sources={"s0", "s1", "s2", "s3"})
-    cfg = C2STConfig(crop=16, steps=40, batch=8, seeds=(0, 1))
+    cfg = C2STConfig(crop=16, steps=20, batch=8, width=4, seeds=(0, 1))
 
     def c2st_of(transform):
         gens = [Generated(dataclasses.replace(t, image=transform(t.image)), None, [], {}, t) for t in tiles[8:]]
@@ -283,11 +283,12 @@ def test_c2st_row_is_chance_for_copies_of_the_real_tiles_and_high_for_inverted_o
     copies = c2st_of(lambda im: im.copy())
     # a generated crop equal to its real one scores the same: every pair ties, whatever the judge learned
     assert copies["generated"]["auc_mean"] == 0.5 and len(copies["generated"]["auc_per_seed"]) == 2
-    assert {"generated", "blurred_real", "real_vs_real"} <= set(copies)
+    assert list(copies["calibration"]) == ["real_vs_real", "blur_1px", "half_res_bicubic", "train_vs_val"]
+    assert (copies["verdict"] is None) == (not copies["calibrated"])  # no verdict from an uncalibrated judge
     inverted = c2st_of(lambda im: 255 - im)
     assert inverted["generated"]["auc_mean"] > 0.9
     small = realism([Generated(t, None, [], {}, t) for t in tiles[8:]], real, 0.5, seed=0, out=tmp_path,
-                    metrics=[classifier_two_sample], c2st_cfg=C2STConfig(crop=64))["c2st"]
-    assert "smaller than the judge's 64² crops" in small["skipped"]
+                    metrics=[classifier_two_sample], c2st_cfg=C2STConfig(crop=128))["c2st"]
+    assert "smaller than the judge's 64² crops" in small["skipped"]  # 128 px at 0.25 µm/px is 64 px at 0.5
     with pytest.raises(ValueError, match="lr must be a finite"):
         C2STConfig(lr=float("nan"))

@@ -11,8 +11,8 @@ from cosyn.augment import AugmentError
 from cosyn.evaluation.c2st import C2STConfig
 from cosyn.evaluation.evaluate.config import DEFAULT_SECTIONS, SECTIONS, EvalConfig
 from cosyn.evaluation.evaluate.driver import evaluate
-from cosyn.evaluation.segmenter import SegTrainConfig
 from cosyn.model.settings import SamplingSettings
+from cosyn.segmentation import SegTrainConfig
 from cosyn.training.config import TrainConfig
 
 

@@ -6,8 +6,8 @@ import sys
 from dataclasses import dataclass, field
 
 from cosyn.evaluation.c2st import C2STConfig
-from cosyn.evaluation.segmenter import SegTrainConfig
 from cosyn.model.settings import SamplingSettings
+from cosyn.segmentation import SegTrainConfig
 from cosyn.training.config import TrainConfig
 
 SECTIONS = ("fidelity", "consistency", "realism", "downstream", "speed")

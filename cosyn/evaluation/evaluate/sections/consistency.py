@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from cosyn.evaluation.evaluate.sections.fidelity import ratio
-from cosyn.evaluation.evaluate.segmenters import truths
 from cosyn.evaluation.evaluate.tiles import Generated, RealData
-from cosyn.evaluation.segmenter import Segmenter, score
+from cosyn.evaluation.segmenter import score, truths
+from cosyn.segmentation import Segmenter
 
 
 def consistency(seg: Segmenter, gens: Sequence[Generated], real: RealData) -> dict[str, Any]:

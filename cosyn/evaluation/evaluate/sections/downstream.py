@@ -1,9 +1,11 @@
-"""Section 4, downstream gain: segmenters trained on (a) real train tiles, (b) real + synthetic
-(`--synthetic`, from `cosyn augment`), same budget and seeds; scored on the real split tiles."""
+"""Section 4, downstream gain: segmenters (`cosyn.segmentation`) trained on (a) the real train tiles,
+(b) real + synthetic (`--synthetic`, from `cosyn augment`), same budget and seeds, scored on the real
+split tiles at the data's native mpp. `paired_summary` is shared with benchmarks/downstream_study.py."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from collections.abc import Mapping
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -14,38 +16,44 @@ from cosyn.data.dataset import resample_sample
 from cosyn.data.formats import read_dataset
 from cosyn.data.sample import Sample
 from cosyn.evaluation.evaluate.config import EvalConfig
-from cosyn.evaluation.evaluate.segmenters import trained_segmenter, truths
+from cosyn.evaluation.evaluate.segmenters import native_real, trained_segmenter
 from cosyn.evaluation.evaluate.tiles import RealData
-from cosyn.evaluation.segmenter import SegmenterConfig, SegTile, SegTrainConfig, score
+from cosyn.evaluation.segmenter import score, truths
+from cosyn.segmentation import SegmenterConfig, SegTile
 
 DOWNSTREAM_METRICS = ("dice", "aji", "pq", "mpq_plus", "f1_d", "f1_c_mean")
+BASELINE = "real"
 
 
 def downstream(cfg: EvalConfig, out: Path, real: RealData, mpp: float) -> dict[str, Any]:
-    """Same budget, same seeds: real train tiles vs real + synthetic, scored on the real split tiles."""
-    synthetic = read_synthetic(cfg.synthetic, real, mpp)
-    real_tiles = [SegTile.from_sample(s, mpp) for s in real.train]
-    syn_tiles = [SegTile.from_sample(s, mpp) for s in synthetic]
+    """Same budget, same seeds: real train tiles vs real + synthetic, scored on the real split tiles.
+    `mpp` (the model's) is not used: the segmenter works at the real data's own mpp."""
+    real, seg_mpp = native_real(cfg)
+    synthetic = read_synthetic(cfg.synthetic, real, seg_mpp)
+    real_tiles = [SegTile.from_sample(s, seg_mpp) for s in real.train]
+    syn_tiles = [SegTile.from_sample(s, seg_mpp) for s in synthetic]
     weights = None
     if cfg.synthetic_share is not None:
         share = cfg.synthetic_share
         weights = [(1 - share) / len(real_tiles)] * len(real_tiles) + [share / len(syn_tiles)] * len(syn_tiles)
-    config = SegmenterConfig(real.classes.to_list(), mpp, cfg.segmenter_widths)
-    tests = truths(real.split, mpp)
-    runs: dict[str, list[dict[str, Any]]] = {"real": [], "real+synthetic": []}
+    config = SegmenterConfig(real.classes.to_list(), seg_mpp)
+    tests = truths(real.split, seg_mpp)
+    runs: dict[str, dict[int, dict[str, Any]]] = {BASELINE: {}, "real+synthetic": {}}
     for seed in range(cfg.seeds):
-        train = SegTrainConfig(**{**asdict(cfg.segmenter_train), "seed": seed})
+        train = replace(cfg.segmenter_train, seed=seed)
         a = trained_segmenter(out, f"real_seed{seed}", real_tiles, config, train, f"real:{len(real_tiles)}",
                               device=cfg.device)
         b = trained_segmenter(out, f"augmented_seed{seed}", real_tiles + syn_tiles, config, train,
                               f"real+synthetic:{len(real_tiles)}+{len(syn_tiles)}:{Path(cfg.synthetic).resolve()}"
                               f":share={cfg.synthetic_share}", weights, cfg.device)
-        runs["real"].append(score(a, tests, progress=True))
-        runs["real+synthetic"].append(score(b, tests, progress=True))
+        runs[BASELINE][seed] = score(a, tests, progress=True)
+        runs["real+synthetic"][seed] = score(b, tests, progress=True)
+    summary = paired_summary(runs)
     return {
         "synthetic": str(cfg.synthetic), "synthetic_tiles": len(syn_tiles), "real_tiles": len(real_tiles),
         "synthetic_share": cfg.synthetic_share, "seeds": cfg.seeds, "budget": asdict(cfg.segmenter_train),
-        "summary": _gain_summary(runs), "runs": runs,
+        "segmenter": config.to_dict(), "summary": _report_rows(summary), "paired": summary,
+        "runs": {arm: [by_seed[s] for s in sorted(by_seed)] for arm, by_seed in runs.items()},
     }
 
 
@@ -63,11 +71,51 @@ def read_synthetic(folder: str | None, real: RealData, mpp: float) -> list[Sampl
     return [resample_sample(s, mpp) for s in samples]
 
 
-def _gain_summary(runs: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, float]]:
-    out = {}
-    for m in DOWNSTREAM_METRICS:
-        a = np.array([r[m] for r in runs["real"]], float)
-        b = np.array([r[m] for r in runs["real+synthetic"]], float)
-        out[m] = {"real_mean": float(a.mean()), "real_std": float(a.std()), "augmented_mean": float(b.mean()),
-                  "augmented_std": float(b.std()), "diff_mean": float((b - a).mean()), "diff_std": float((b - a).std())}
+def flat_metrics(scores: Mapping[str, Any]) -> dict[str, float]:
+    """The summary figures of one `score` result, per-class PQ as pq_<class>."""
+    flat = {m: float(scores[m]) for m in DOWNSTREAM_METRICS}
+    flat.update({f"pq_{name}": float(v) for name, v in scores["pq_per_class"].items()})
+    return flat
+
+
+def _stats(values: list[float]) -> dict[str, float]:
+    a = np.asarray(values, float)
+    return {"mean": float(np.nanmean(a)), "std": float(np.nanstd(a)), "n": int(a.size)}
+
+
+def paired_summary(runs: Mapping[str, Mapping[int, Mapping[str, Any]]],
+                   baseline: str = BASELINE) -> dict[str, Any]:
+    """Per arm: mean and sd over its seeds of every figure. Per other arm: the per-seed differences
+    from the baseline arm on the seeds both ran (paired: same seed, same budget), their mean and
+    minimum, and the ratio of the arm's mean to the baseline's mean (for the synthetic-only arm,
+    the train-on-synthetic score of Ravuri & Vinyals)."""
+    flat = {arm: {seed: flat_metrics(s) for seed, s in by_seed.items()} for arm, by_seed in runs.items()}
+    out: dict[str, Any] = {"arms": {}, "paired": {}}
+    for arm, by_seed in flat.items():
+        if not by_seed:
+            continue
+        keys = next(iter(by_seed.values())).keys()
+        out["arms"][arm] = {"seeds": sorted(by_seed), **{k: _stats([r[k] for r in by_seed.values()]) for k in keys}}
+    base = flat.get(baseline, {})
+    for arm, by_seed in flat.items():
+        shared = sorted(set(by_seed) & set(base))
+        if arm == baseline or not shared:
+            continue
+        paired: dict[str, Any] = {"seeds": shared}
+        for k in by_seed[shared[0]]:
+            diffs = [by_seed[s][k] - base[s][k] for s in shared]
+            base_mean = float(np.mean([base[s][k] for s in shared]))
+            paired[k] = {"diffs": diffs, "mean": float(np.mean(diffs)), "min": float(np.min(diffs)),
+                         "ratio": float(np.mean([by_seed[s][k] for s in shared]) / base_mean) if base_mean else None}
+        out["paired"][arm] = paired
     return out
+
+
+def _report_rows(summary: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """The rows report.md's downstream table shows: real and real + synthetic means ± sd, and the
+    paired differences' mean ± sd."""
+    real, aug = summary["arms"][BASELINE], summary["arms"]["real+synthetic"]
+    paired = summary["paired"]["real+synthetic"]
+    return {m: {"real_mean": real[m]["mean"], "real_std": real[m]["std"], "augmented_mean": aug[m]["mean"],
+                "augmented_std": aug[m]["std"], "diff_mean": paired[m]["mean"],
+                "diff_std": float(np.std(paired[m]["diffs"]))} for m in DOWNSTREAM_METRICS}

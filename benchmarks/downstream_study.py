@@ -1,0 +1,177 @@
+"""Downstream study (issue 24): do synthetic pairs make a nuclei segmenter better?
+
+Four arms, each over seeds, one budget, scored on the validation tiles of the training split
+(`split_by_source(samples, TrainConfig.val_fraction, TrainConfig.seed)`) at the data's native mpp:
+  real            the real training tiles;
+  real+synthetic  real + `--synthetic` tiles (`cosyn augment --split train`: dihedral, jitter, density);
+  real+enriched   real + `--enriched` tiles (the same, from rare-class-enriched layouts);
+  synthetic       `--synthetic` tiles only: train on synthetic, test on real (reported as a ratio).
+Every (arm, second stage, seed) is one run: its segmenter trains (resumably) under --work, is
+scored, and lands in --results beside the checkpoint's sha256, the second stage the synthetic
+tiles came from and the training time. Runs already in --results are skipped, so the study can
+run in parts (`--arm`, `--seed`); the summary (per-arm means, per-seed paired differences from
+real, ratios) is rebuilt after every run. `--controls` adds known-bad references for real seed 0:
+an untrained segmenter, and the trained one scored against the labels of other tiles.
+
+    .venv/bin/python benchmarks/downstream_study.py --arm real --seed 0 --controls
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from cosyn.data.dataset import split_by_source  # noqa: E402
+from cosyn.data.formats import read_dataset  # noqa: E402
+from cosyn.evaluation.evaluate.sections.downstream import BASELINE, paired_summary, read_synthetic  # noqa: E402
+from cosyn.evaluation.evaluate.tiles import RealData  # noqa: E402
+from cosyn.evaluation.segmenter import Truth, score, truths  # noqa: E402
+from cosyn.io.fileio import atomic_write, file_sha256  # noqa: E402
+from cosyn.segmentation import Segmenter, SegmenterConfig, SegTile, SegTrainConfig, train_segmenter  # noqa: E402
+from cosyn.segmentation.segmenter import WEIGHTS_NAME  # noqa: E402
+from cosyn.training.config import TrainConfig  # noqa: E402
+
+ARMS = (BASELINE, "real+synthetic", "real+enriched", "synthetic")
+SYNTHETIC_SOURCE = {"real+synthetic": "synthetic", "real+enriched": "enriched", "synthetic": "synthetic"}
+NO_STAGE = "none"
+
+
+def run_key(arm: str, second_stage: str, seed: int) -> str:
+    return f"{arm}|{second_stage}|seed{seed}"
+
+
+def load_results(path: Path, budget: dict[str, Any]) -> dict[str, Any]:
+    """The results so far; refuses a file made with another budget (its runs would not pair)."""
+    if not path.is_file():
+        return {"budget": budget, "runs": {}, "controls": {}, "summary": {}}
+    results = json.loads(path.read_text())
+    if results.get("budget") != budget:
+        raise SystemExit(f"{path}: made with budget {results.get('budget')}, not {budget}; "
+                         "pass another --results to start a study with this budget")
+    return results
+
+
+def summarise(results: dict[str, Any]) -> dict[str, Any]:
+    """`paired_summary` per second stage: the real arm pairs with every stage's synthetic arms."""
+    stages = sorted({r["second_stage"] for r in results["runs"].values()} - {NO_STAGE}) or [NO_STAGE]
+    out = {}
+    for stage in stages:
+        runs: dict[str, dict[int, dict[str, Any]]] = {}
+        for r in results["runs"].values():
+            if r["second_stage"] in (stage, NO_STAGE):
+                runs.setdefault(r["arm"], {})[r["seed"]] = r["scores"]
+        out[stage] = paired_summary(runs)
+    return out
+
+
+def save_results(path: Path, results: dict[str, Any]) -> None:
+    results["summary"] = summarise(results)
+    text = json.dumps(results, indent=1, allow_nan=False, default=lambda v: None)
+    atomic_write(path, lambda p: Path(p).write_text(text))
+
+
+def second_stage_of(folder: Path) -> str:
+    """The stages the synthetic tiles went through, from the first tile's meta (params["stages"])."""
+    metas = sorted((folder / "meta").glob("*.json"))
+    if not metas:
+        return "unknown"
+    stages = json.loads(metas[0].read_text()).get("params", {}).get("stages")
+    return "+".join(stages) if stages else "unknown"
+
+
+def shuffled(tiles: list[Truth]) -> list[Truth]:
+    """Each image paired with the labels of the tile half the list away (another slide region): the
+    known-bad reference a trained segmenter must score far below its own figures on."""
+    half = len(tiles) // 2
+    return [Truth(t.image, tiles[(i + half) % len(tiles)].inst_map, tiles[(i + half) % len(tiles)].inst_classes)
+            for i, t in enumerate(tiles)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "consep_patched"))
+    p.add_argument("--arm", action="append", choices=ARMS, help="repeatable; default: every arm with its data")
+    p.add_argument("--seed", action="append", type=int, help="repeatable; default 0, 1, 2")
+    p.add_argument("--synthetic", type=Path, help="a `cosyn augment --split train` folder")
+    p.add_argument("--enriched", type=Path, help="the same from rare-class-enriched layouts")
+    p.add_argument("--work", type=Path, default=Path("/tmp/cosyn_downstream_study"), help="segmenter folders")
+    p.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "downstream_study_cpu.json")
+    p.add_argument("--steps", type=int, default=SegTrainConfig.steps)
+    p.add_argument("--batch", type=int, default=SegTrainConfig.batch)
+    p.add_argument("--crop", type=int, default=SegTrainConfig.crop)
+    p.add_argument("--backbone", default=SegmenterConfig.backbone)
+    p.add_argument("--controls", action="store_true", help="known-bad references beside real seed 0")
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    seq = read_dataset(args.data)
+    samples = [seq[i] for i in range(len(seq))]
+    train_idx, val_idx = split_by_source(samples, TrainConfig.val_fraction, TrainConfig.seed)
+    mpp = samples[0].mpp or SegmenterConfig.mpp
+    real = RealData(samples[0].classes, [samples[i] for i in train_idx], [samples[i] for i in val_idx],
+                    {samples[i].source or samples[i].name for i in val_idx})
+    config = SegmenterConfig(real.classes.to_list(), mpp, backbone=args.backbone)
+    budget = {"segmenter": config.to_dict(), "train": asdict(SegTrainConfig(args.steps, args.batch, args.crop)),
+              "train_tiles": len(train_idx), "val_tiles": len(val_idx)}
+    budget["train"].pop("seed")
+    results = load_results(args.results, budget)
+    tests = truths(real.split, mpp)
+    real_tiles = [SegTile.from_sample(s, mpp) for s in real.train]
+    folders = {"synthetic": args.synthetic, "enriched": args.enriched}
+    arms = args.arm or [a for a in ARMS if a == BASELINE or folders[SYNTHETIC_SOURCE[a]]]
+    for arm in arms:
+        syn_folder = folders.get(SYNTHETIC_SOURCE.get(arm, ""))
+        if arm != BASELINE and syn_folder is None:
+            raise SystemExit(f"arm {arm} needs --{SYNTHETIC_SOURCE[arm]} DIR")
+        stage = second_stage_of(syn_folder) if syn_folder else NO_STAGE
+        syn_tiles = ([SegTile.from_sample(s, mpp) for s in read_synthetic(str(syn_folder), real, mpp)]
+                     if syn_folder else [])
+        tiles = (real_tiles if arm != "synthetic" else []) + syn_tiles
+        for seed in args.seed or [0, 1, 2]:
+            key = run_key(arm, stage, seed)
+            if key in results["runs"]:
+                print(f"{key}: done before, skipped", flush=True)
+                continue
+            folder = args.work / f"{arm.replace('+', '_')}_{stage.replace('+', '_')}_seed{seed}"
+            t0 = time.perf_counter()
+            seg = train_segmenter(tiles, config, SegTrainConfig(args.steps, args.batch, args.crop, seed=seed),
+                                  folder=folder, desc=key, data_key=f"{arm}:{len(tiles)}:{syn_folder}")
+            t1 = time.perf_counter()
+            scores = score(seg, tests, progress=True)
+            results["runs"][key] = {
+                "arm": arm, "seed": seed, "second_stage": stage, "scores": scores,
+                "checkpoint_sha256": file_sha256(folder / WEIGHTS_NAME), "checkpoint": str(folder),
+                "synthetic": None if syn_folder is None else {"folder": str(syn_folder), "tiles": len(syn_tiles)},
+                "train_tiles": len(tiles), "train_seconds": seg.train_info.get("seconds"),
+                "this_session_seconds": round(t1 - t0, 1), "score_seconds": round(time.perf_counter() - t1, 1),
+                "final_loss": seg.train_info.get("final_loss"), "threads": args.threads,
+            }
+            save_results(args.results, results)
+            print(f"{key}: PQ {scores['pq']:.3f} mPQ+ {scores['mpq_plus']:.3f} AJI {scores['aji']:.3f} "
+                  f"({seg.train_info.get('seconds')} s training)", flush=True)
+            if args.controls and arm == BASELINE and seed == 0:
+                results["controls"] = {
+                    "untrained": score(Segmenter.new(config, seed=0), tests),
+                    "labels_of_other_tiles": score(seg, shuffled(tests)),
+                    "of": key,
+                }
+                save_results(args.results, results)
+                for name in ("untrained", "labels_of_other_tiles"):
+                    c = results["controls"][name]
+                    print(f"control {name}: PQ {c['pq']:.3f} mPQ+ {c['mpq_plus']:.3f} AJI {c['aji']:.3f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
