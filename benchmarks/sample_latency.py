@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cosyn.augment import SamplingSettings, random_layout
+from cosyn.augment import SamplingSettings
+from cosyn.augment import random_layout_like as random_layout
 from cosyn.core.layout import Layout
 from cosyn.evaluation.evaluate import time_sampling
 from cosyn.model.pipeline import CoSynPipeline

@@ -167,7 +167,7 @@ def perturbed_layout(layout: Layout, p: Perturbation, spacing: float, rng: np.ra
     return out, {"dihedral": k, "density_factor": round(factor, 4), "jitter_um": p.jitter_um}
 
 
-def random_layout(template: Layout, spacing: float, rng: np.random.Generator, tries: int = 30) -> Layout:
+def random_layout_like(template: Layout, spacing: float, rng: np.random.Generator, tries: int = 30) -> Layout:
     """`template`'s canvas and per-class counts, points placed uniformly at least `spacing` apart."""
     xy: list[np.ndarray] = []
     cls: list[int] = []
@@ -201,7 +201,7 @@ def plan_jobs(tiles: Sequence[SourceTile], n: int, seed: int = 0, random_layouts
         tile = tiles[int(np.random.default_rng([seed, epoch]).permutation(len(tiles))[offset])]
         rng = np.random.default_rng([seed, i, 1])
         if random_layouts:
-            layout, origin = random_layout(tile.layout, spacing, rng), {"random": True, "counts_from": tile.name}
+            layout, origin = random_layout_like(tile.layout, spacing, rng), {"random": True, "counts_from": tile.name}
             source = "synthetic-random"
         else:
             layout, changes = perturbed_layout(tile.layout, p, spacing, rng, default_mpp)

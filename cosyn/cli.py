@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -23,28 +22,16 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from cosyn.training.config import TrainConfig
+    from cosyn.training.config import merged_config, read_options
     from cosyn.training.trainer import train
 
-    opts: dict = {}
     saved = Path(args.out or "") / "run_config.json"
-    if args.resume and args.out and saved.is_file():
-        # a resume continues the run as configured; only what is given again on this command line changes
-        opts = json.loads(saved.read_text())["train"]
-    if args.config:
-        try:
-            opts.update(json.loads(Path(args.config).read_text()))
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{args.config}: not valid JSON ({e})") from None
-    for key in ("data", "out", "init", "steps", "batch", "lr", "crop", "mpp", "threads", "format", "seed",
-                "save_every", "preview_every"):
-        value = getattr(args, key)
-        if value is not None:
-            opts[key] = value
-    if args.fp32:
-        opts["bf16"] = False
+    # a resume continues the run as configured; only what is given again on this command line changes
+    recorded = read_options(saved)["train"] if args.resume and args.out and saved.is_file() else None
+    given = read_options(args.config) if args.config else None  # an unreadable file: an error naming it
+    flags = {key: getattr(args, key) for key in TRAIN_FLAGS}
     try:
-        cfg = TrainConfig.from_dict(opts)
+        cfg = merged_config(recorded, given, flags, {"bf16": False} if args.fp32 else None)
     except ValueError as e:
         raise SystemExit(f"train: {e}") from None
     if not cfg.data:
@@ -52,6 +39,10 @@ def _train(args: argparse.Namespace) -> int:
     run = train(cfg, resume=args.resume)
     print(f"run folder: {run}")
     return 0
+
+
+TRAIN_FLAGS = ("data", "out", "init", "steps", "batch", "lr", "crop", "mpp", "threads", "format", "seed",
+               "save_every", "preview_every")
 
 
 def _export(args: argparse.Namespace) -> int:

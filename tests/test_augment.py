@@ -20,7 +20,7 @@ from cosyn.augment import (
     augment,
     dihedral_points,
     plan_jobs,
-    random_layout,
+    random_layout_like,
     read_meta,
     resample_density,
     tile_path,
@@ -68,7 +68,7 @@ def test_density_resampling_preserves_classes_and_spacing():
 
 def test_random_layout_keeps_counts_canvas_and_spacing():
     template = SourceTile.from_sample(disc_sample(n=12, size=(64, 64), radius=5)).layout
-    layout = random_layout(template, 6.0, np.random.default_rng(1))
+    layout = random_layout_like(template, 6.0, np.random.default_rng(1))
     assert layout.counts() == template.counts()
     assert (layout.width, layout.height, layout.mpp) == (64, 64, 0.25)
     xy = layout.xy()

@@ -214,3 +214,11 @@ def test_json_safe():
     out = json_safe({1: np.arange(3), "f": float("nan"), "t": (np.bool_(True), np.float64(0.5)), "o": object})
     assert out == {"1": [0, 1, 2], "f": None, "t": [True, 0.5], "o": str(object)}
     json.dumps(out, allow_nan=False)
+
+
+def test_the_instance_table_is_built_once_per_bundle(tmp_path, monkeypatch):
+    calls = []
+    real = export.instance_table
+    monkeypatch.setattr(export, "instance_table", lambda *a: calls.append(1) or real(*a))
+    write_bundle(make_triple(), tmp_path / "b")  # every format: instances.json, .mat, GeoJSON, COCO
+    assert len(calls) == 1 and (tmp_path / "b" / "coco.json").is_file() and (tmp_path / "b" / "hovernet.mat").is_file()

@@ -263,6 +263,25 @@ def _wait_text(page, selector: str, text: str, timeout: float = 60_000) -> None:
                            timeout=timeout)
 
 
+SETTLED_FRAMES = 10
+
+
+def _wait_settled(page, selector: str, timeout: float = 60_000) -> None:
+    """Until the editor under `selector` shows a canvas and a zoom label that stay the same for SETTLED_FRAMES
+    animation frames: counted in frames the browser draws, not in milliseconds, so a loaded machine only
+    makes it wait longer."""
+    page.wait_for_function("""([s, frames]) => {
+        const root = document.querySelector(s), canvas = root?.querySelector("canvas");
+        const zoom = root && [...root.querySelectorAll("*")].find(
+            e => e.children.length === 0 && /\\d\\s*%$/.test(e.textContent.trim()));
+        if (!canvas || !zoom || !canvas.getBoundingClientRect().width) return false;
+        const r = canvas.getBoundingClientRect(), key = [r.width, r.height, zoom.textContent.trim()].join();
+        const seen = window.__cosynSettled ??= {};
+        seen[s] = seen[s]?.key === key ? {key, frames: seen[s].frames + 1} : {key, frames: 0};
+        return seen[s].frames >= frames;
+    }""", arg=[selector, SETTLED_FRAMES], polling="raf", timeout=timeout)
+
+
 def _click_canvas(page, x: float, y: float, side: int = 256) -> None:
     """Click the screen point over layout position (x, y), from the image's box and natural size."""
     img = page.locator("#cosyn-canvas img")
@@ -452,7 +471,7 @@ def test_browser_edit_an_uploaded_tile_only_where_the_brush_painted(studio, brow
     page.locator("#cosyn-brush-box").get_by_text("Region to regenerate").click()
     canvas = page.locator("#cosyn-brush canvas").first
     canvas.wait_for()
-    page.wait_for_timeout(500)  # the tile is drawn into the editor
+    _wait_settled(page, "#cosyn-brush")  # the tile is drawn into the editor at its zoom
     canvas.scroll_into_view_if_needed()
     box = canvas.bounding_box()
     zoom = float(page.locator("#cosyn-brush").get_by_text("%").first.text_content().strip(" %")) / 100

@@ -21,6 +21,7 @@ from cosyn.data.formats import write_dataset
 from cosyn.studio import canvas as cv
 from cosyn.studio import models
 from cosyn.studio.config import StudioConfig
+from cosyn.studio.generate_events import GenerateForm
 from cosyn.studio.ui import build_app
 
 CLASSES = ["background", "other", "inflammatory", "epithelial", "spindle"]
@@ -53,9 +54,14 @@ def _generate(demo, model: str, refine: bool, browser: str = "", confirmed: str 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(models, "TextEncoder", lambda name: text_encoder())
         session = SimpleNamespace(session_hash=f"{model}-{refine}")  # a bundle folder of its own
-        updates = list(event.fn(canvas, "", model, 2, 2.0, "ddim", 3, 1, refine, 0.5, [], "neutral",
-                                browser or f"{model}-{refine}", confirmed, edit_source is not None, edit_source,
-                                brush, request=session, progress=lambda *a, **k: None))
+        form = GenerateForm(canvas, "", model, steps=2, guidance=2.0, sampler="ddim", seed=3, n=1, refine=refine,
+                            opacity=0.5, items=[], background="neutral", browser=browser or f"{model}-{refine}",
+                            confirmed=confirmed, edit_mode=edit_source is not None, edit_source=edit_source,
+                            brush=brush)
+        components = GenerateForm.components(demo.cosyn_synthesize)
+        assert set(components.values()) == set(event.inputs)  # the form reads every input, by name
+        values = {c: getattr(form, name) for name, c in components.items()}
+        updates = list(event.fn(values, request=session, progress=lambda *a, **k: None))
     for u in updates:
         convert_component_dict_to_list(list(event.outputs), u)  # raises for a key that is not an output
     return updates

@@ -118,8 +118,9 @@ mv "$run/status.tmp" "$run/status.json"
 
 
 def test_a_job_started_right_after_another_ended_leaves_each_its_own_export(tmp_path, monkeypatch):
-    """Start within poll_s of a job's end: the old watcher must not follow the new job, and the
-    finished job is still exported (once), before its record is replaced."""
+    """Start before the ended job's watcher looks again: the old watcher must not follow the new job, and
+    the finished job is still exported (once), before its record is replaced. The watchers wait on an
+    event the test sets, not on a clock, so a loaded machine cannot let one look early."""
     import cosyn.training.checkpoints
 
     fake = tmp_path / "fake_trainer"
@@ -133,13 +134,20 @@ def test_a_job_started_right_after_another_ended_leaves_each_its_own_export(tmp_
         Path(out).mkdir(parents=True)
 
     monkeypatch.setattr(cosyn.training.checkpoints, "export_checkpoint", fake_export)
-    manager = JobManager(tmp_path / "runs", tmp_path / "checkpoints", poll_s=1.0)
+    looks = threading.Event()
+
+    def held(seconds: float) -> None:
+        looks.wait()
+        time.sleep(0.01)
+
+    manager = JobManager(tmp_path / "runs", tmp_path / "checkpoints", sleep=held)
     manager.start(JobSpec("a", str(tmp_path), options={"threads": 1}))
-    deadline = time.time() + 10
+    deadline = time.time() + 120  # only a bound on a hung process; the order below does not depend on it
     while manager.view().alive and time.time() < deadline:
         time.sleep(0.02)
     assert manager.view().state == "finished" and exported == []  # a's watcher has not looked yet
     manager.start(JobSpec("b", str(tmp_path), options={"threads": 1}))
+    looks.set()
     for watcher in [t for t in threading.enumerate() if t.name == "cosyn-job-watch"]:
         watcher.join(timeout=10)
     assert exported == ["a", "b"]

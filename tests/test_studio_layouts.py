@@ -16,7 +16,7 @@ from cosyn.data.sample import DataError
 from cosyn.studio import sources
 from cosyn.studio.models import max_side
 from cosyn.studio.paths import PathError
-from cosyn.studio.random_layout import random_layout, requested_count, spacing_px
+from cosyn.studio.random_layout import random_layout_of_density, requested_count, spacing_px
 
 CLASSES = CONSEP.to_list()
 EVEN = {c: 1.0 for c in CLASSES[1:]}
@@ -31,7 +31,7 @@ def _min_gap(layout: Layout) -> float:
 
 @pytest.mark.parametrize("density", [0.3, 1.0, 2.5])
 def test_random_layout_has_the_requested_count_and_no_overlaps(density):
-    layout = random_layout(256, 256, 0.25, CLASSES, density, EVEN, seed=1, tissue="colon")
+    layout = random_layout_of_density(256, 256, 0.25, CLASSES, density, EVEN, seed=1, tissue="colon")
     assert len(layout.points) == requested_count(256, 256, 0.25, density) > 0
     assert _min_gap(layout) >= 0
     assert all(0 <= p.x < 256 and 0 <= p.y < 256 for p in layout.points)
@@ -39,15 +39,15 @@ def test_random_layout_has_the_requested_count_and_no_overlaps(density):
 
 
 def test_a_full_canvas_places_fewer_nuclei_but_still_none_overlapping():
-    layout = random_layout(128, 128, 0.25, CLASSES, 15.0, EVEN, seed=0)
+    layout = random_layout_of_density(128, 128, 0.25, CLASSES, 15.0, EVEN, seed=0)
     assert 0 < len(layout.points) < requested_count(128, 128, 0.25, 15.0)
     assert _min_gap(layout) >= 0
 
 
 def test_class_mix_sets_the_proportions():
-    only = random_layout(256, 256, 0.25, CLASSES, 1.0, {"epithelial": 1.0}, seed=2)
+    only = random_layout_of_density(256, 256, 0.25, CLASSES, 1.0, {"epithelial": 1.0}, seed=2)
     assert {p.cls for p in only.points} == {"epithelial"}
-    mixed = random_layout(512, 512, 0.25, CLASSES, 1.0, {"inflammatory": 3.0, "spindle": 1.0}, seed=3)
+    mixed = random_layout_of_density(512, 512, 0.25, CLASSES, 1.0, {"inflammatory": 3.0, "spindle": 1.0}, seed=3)
     counts = mixed.counts()
     share = counts["inflammatory"] / len(mixed.points)
     assert counts["other"] == counts["epithelial"] == 0
@@ -55,11 +55,11 @@ def test_class_mix_sets_the_proportions():
 
 
 def test_random_layout_is_reproducible_and_rejects_a_zero_mix():
-    a = random_layout(128, 128, 0.25, CLASSES, 1.0, EVEN, seed=7)
-    assert a == random_layout(128, 128, 0.25, CLASSES, 1.0, EVEN, seed=7)
-    assert a != random_layout(128, 128, 0.25, CLASSES, 1.0, EVEN, seed=8)
+    a = random_layout_of_density(128, 128, 0.25, CLASSES, 1.0, EVEN, seed=7)
+    assert a == random_layout_of_density(128, 128, 0.25, CLASSES, 1.0, EVEN, seed=7)
+    assert a != random_layout_of_density(128, 128, 0.25, CLASSES, 1.0, EVEN, seed=8)
     with pytest.raises(LayoutError, match="class mix is all zero"):
-        random_layout(128, 128, 0.25, CLASSES, 1.0, {c: 0 for c in CLASSES[1:]})
+        random_layout_of_density(128, 128, 0.25, CLASSES, 1.0, {c: 0 for c in CLASSES[1:]})
 
 
 def test_example_layouts_are_valid_consep_layouts():

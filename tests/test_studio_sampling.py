@@ -27,8 +27,13 @@ def _layout() -> Layout:
     return Layout(64, 64, CONSEP.to_list(), pts, 0.5, "colon")
 
 
+def _sampling(pipe, settings: SamplingSettings):
+    """What a Request hands `stream_samples`: sampling, given where to send the previews."""
+    return lambda on_step: pipe.sample(_layout(), None, settings, on_step=on_step)
+
+
 def test_stream_yields_previews_then_the_triples(pipe):
-    items = list(stream_samples(pipe, _layout(), None, SamplingSettings(steps=3, n=2), threading.Event()))
+    items = list(stream_samples(_sampling(pipe, SamplingSettings(steps=3, n=2)), threading.Event()))
     *previews, triples = items
     assert previews and all(isinstance(p, StepPreview) for p in previews)
     assert previews[-1].step == 3  # older previews may be skipped, never the last
@@ -37,7 +42,7 @@ def test_stream_yields_previews_then_the_triples(pipe):
 
 def test_cancel_stops_the_worker_between_steps(pipe):
     flag = threading.Event()
-    stream = stream_samples(pipe, _layout(), None, SamplingSettings(steps=50), flag)
+    stream = stream_samples(_sampling(pipe, SamplingSettings(steps=50)), flag)
     assert isinstance(next(stream), StepPreview)
     flag.set()
     with pytest.raises(SamplingCancelled, match="cancelled at step"):
@@ -64,7 +69,7 @@ class _SlowPipe:
 
 def test_closing_the_stream_early_stops_and_joins_the_worker(pipe):
     flag = threading.Event()
-    stream = stream_samples(_SlowPipe(pipe), _layout(), None, SamplingSettings(steps=50), flag)
+    stream = stream_samples(_sampling(_SlowPipe(pipe), SamplingSettings(steps=50)), flag)
     next(stream)
     (worker,) = [t for t in threading.enumerate() if t.name == "cosyn-sample" and t.is_alive()]
     stream.close()  # what happens when the browser tab goes away

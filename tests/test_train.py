@@ -448,3 +448,16 @@ def test_a_status_left_running_by_a_killed_process_reads_as_crashed(tmp_path):
     assert read_status(path)["state"] == "running"
     StatusFile(path).update(state="finished", pid=gone.pid)
     assert read_status(path)["state"] == "finished"  # an ended run needs no living process
+
+
+def test_one_merge_of_training_options_for_the_cli_and_the_studio(tmp_path):
+    from cosyn.studio.jobs import JobSpec
+    from cosyn.training.config import merged_config
+
+    # defaults ← a recorded run ← a config file ← flags; None is "not given"
+    cfg = merged_config({"steps": 5, "lr": 1e-3}, {"steps": 7, "batch": 3}, {"steps": None, "batch": 4})
+    assert (cfg.steps, cfg.lr, cfg.batch, cfg.crop) == (7, 1e-3, 4, TrainConfig.crop)
+    # the studio's job: defaults ← the JSON box ← the form's named fields
+    assert JobSpec("r", "d", options={"steps": 9, "seed": 2}).train_options(tmp_path)["steps"] == 9
+    opts = JobSpec("r", "d", steps=3, options={"steps": 9, "seed": 2}).train_options(tmp_path)
+    assert (opts["steps"], opts["seed"], opts["batch"]) == (3, 2, TrainConfig.batch)

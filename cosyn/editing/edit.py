@@ -98,7 +98,7 @@ def _sample_with_context(pipe: CoSynPipeline, tile: Sample, edited: Layout, mask
     known = KnownRegion(image=resample_image(lo.image, h, w), dist=resample_distance(distance_map(lo.inst_map), h, w),
                         class_map=resample_labels(lo.class_map, h, w),
                         regenerate=resample_image(mask.astype(np.float32), h, w) > 0)
-    triple = pipe.sample(edited, settings=settings.with_(n=1), known=known, on_step=on_step)[0]
+    triple = pipe.sample(edited, settings=settings.with_(n=1), canvas=canvas, known=known, on_step=on_step)[0]
     # once, to the tile's own canvas (the model's canvas is rounded to the UNet stride)
     return at_mpp(triple, tile.mpp, size=(tile.height, tile.width))
 

@@ -161,25 +161,26 @@ def _check_triple(t: Triple) -> None:
 
 
 def _write_files(t: Triple, d: Path, formats: Sequence[str]) -> list[str]:
-    _write_core(t, d)
+    table = InstanceTable.of(t)  # once per bundle: every file below lists the same instances
+    _write_core(t, d, table)
     written = ["image.png", "class.png", "class_rgb.png", "inst.tif", "dist.npy"]
     written += ["layout.json", "params.json", "instances.json"]
     if "npy" in formats:
         np.save(d / "inst.npy", t.inst_map.astype(np.int32), allow_pickle=False)
         written.append("inst.npy")
     if "mat" in formats:
-        scipy.io.savemat(d / "hovernet.mat", hovernet_dict(t), do_compression=True)
+        scipy.io.savemat(d / "hovernet.mat", hovernet_dict(t, table), do_compression=True)
         written.append("hovernet.mat")
     if "geojson" in formats:
-        _write_json(d / "qupath.geojson", qupath_geojson(t))
+        _write_json(d / "qupath.geojson", qupath_geojson(t, table))
         written.append("qupath.geojson")
     if "coco" in formats:
-        _write_json(d / "coco.json", coco_dict(t))
+        _write_json(d / "coco.json", coco_dict(t, table))
         written.append("coco.json")
     return written
 
 
-def _write_core(t: Triple, d: Path) -> None:
+def _write_core(t: Triple, d: Path, table: InstanceTable) -> None:
     classes = t.layout.class_set
     Image.fromarray(t.image).save(d / "image.png")
     class_map = t.class_map.astype(np.uint8)
@@ -189,7 +190,6 @@ def _write_core(t: Triple, d: Path) -> None:
     np.save(d / "dist.npy", t.dist_map.astype(np.float32), allow_pickle=False)
     (d / "layout.json").write_text(t.layout.to_json())
     _write_json(d / "params.json", json_safe(t.params))
-    table = _InstanceTable.of(t)
     rows = [
         {"id": i, "class_id": c, "class": classes.names[c], "x": x, "y": y}
         for i, c, (x, y) in zip(table.ids.tolist(), table.classes.tolist(), table.centroids.tolist(), strict=True)
@@ -202,7 +202,7 @@ def _write_json(path: Path, obj: Any) -> None:
 
 
 @dataclass
-class _InstanceTable:
+class InstanceTable:
     """Ascending instance ids, their (x, y) centroids and class ids."""
 
     ids: np.ndarray
@@ -210,7 +210,7 @@ class _InstanceTable:
     classes: np.ndarray
 
     @classmethod
-    def of(cls, t: Triple) -> _InstanceTable:
+    def of(cls, t: Triple) -> InstanceTable:
         """The triple's own per-instance classes, the label map's majority where it has none."""
         ids, centroids, majority = instance_table(t.inst_map, t.class_map)
         n = len(t.layout.classes)
@@ -221,9 +221,10 @@ class _InstanceTable:
         return cls(ids, centroids.reshape(-1, 2), classes)
 
 
-def hovernet_dict(t: Triple) -> dict[str, np.ndarray]:
-    """HoVer-Net's .mat keys; ids made sequential so that row i is instance i + 1."""
-    table = _InstanceTable.of(t)
+def hovernet_dict(t: Triple, table: InstanceTable | None = None) -> dict[str, np.ndarray]:
+    """HoVer-Net's .mat keys; ids made sequential so that row i is instance i + 1. `table`: the triple's
+    instance table when the caller has it (`write_bundle` builds it once per bundle)."""
+    table = table or InstanceTable.of(t)
     n = len(table.ids)
     seq, _, _ = relabel_sequential(t.inst_map.astype(np.int32))  # keeps the id order: rows stay aligned
     return {
@@ -235,11 +236,12 @@ def hovernet_dict(t: Triple) -> dict[str, np.ndarray]:
     }
 
 
-def qupath_geojson(t: Triple) -> dict[str, Any]:
+def qupath_geojson(t: Triple, table: InstanceTable | None = None) -> dict[str, Any]:
     """A FeatureCollection of QuPath detections; an instance of class 0 stays unclassified."""
     classes = t.layout.class_set
     features = []
-    for c, nucleus in zip(_InstanceTable.of(t).classes.tolist(), _instance_shapes(t.inst_map), strict=True):
+    own = (table or InstanceTable.of(t)).classes.tolist()
+    for c, nucleus in zip(own, _instance_shapes(t.inst_map), strict=True):
         coords = [[r.tolist()] for r in nucleus.rings]
         geometry = (
             {"type": "Polygon", "coordinates": coords[0]}
@@ -253,11 +255,11 @@ def qupath_geojson(t: Triple) -> dict[str, Any]:
     return {"type": "FeatureCollection", "features": features}
 
 
-def coco_dict(t: Triple) -> dict[str, Any]:
+def coco_dict(t: Triple, table: InstanceTable | None = None) -> dict[str, Any]:
     """One-image COCO instance segmentation. COCO has no category for class 0, so
     unclassified instances are left out and counted in `info`."""
     h, w = t.inst_map.shape
-    table = _InstanceTable.of(t)
+    table = table or InstanceTable.of(t)
     annotations = []
     for inst_id, c, nucleus in zip(
         table.ids.tolist(), table.classes.tolist(), _instance_shapes(t.inst_map), strict=True

@@ -277,6 +277,7 @@ class CoSynPipeline:
         settings: SamplingSettings | None = None,
         *,
         size: tuple[int, int] | None = None,
+        canvas: Layout | None = None,
         on_step: Callable[[StepPreview], bool | None] | None = None,
         preview_every: int = 1,
         bf16: bool = True,
@@ -287,13 +288,14 @@ class CoSynPipeline:
         replace single settings, validated the same way. The base model samples at its own µm/px; when
         the layout is finer (a 40x canvas for a 20x model) the second stage (`second_stage`, cosyn.stages)
         brings each triple to the layout's µm/px (`refine=False` skips it and returns the base triple).
-        `known` holds part of the canvas fixed to a real triple (editing: cosyn.editing)."""
+        `known` holds part of the canvas fixed to a real triple (editing: cosyn.editing). `canvas` is
+        `conform_layout(layout, size)` when the caller has it already (conformed once per request)."""
         settings = settings or SamplingSettings()
         if fields:
             settings = settings.with_(**fields)
         if prompt is not None and not isinstance(prompt, str):
             raise ValueError(f"prompt must be text, not {type(prompt).__name__}")
-        canvas = self.conform_layout(layout, size)
+        canvas = canvas or self.conform_layout(layout, size)
         prompt = prompt or layout.prompt or structure_prompt(canvas)
         if known is not None and known.shape != (canvas.height, canvas.width):
             raise ValueError(f"the known region is {known.shape}, the canvas {(canvas.height, canvas.width)}")

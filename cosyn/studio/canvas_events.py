@@ -27,7 +27,7 @@ from cosyn.studio.errors import readable
 from cosyn.studio.gallery import session_dir
 from cosyn.studio.models import ModelView, model_view
 from cosyn.studio.paths import confine
-from cosyn.studio.random_layout import random_layout, requested_count
+from cosyn.studio.random_layout import random_layout_of_density, requested_count
 from cosyn.studio.real_tile import keep_tile, uploaded_tile
 from cosyn.studio.synthesize_tab import LAST_IMAGE, MAX_MIX, REAL_TILE, SynthesizeUI, Updates
 
@@ -143,7 +143,7 @@ def _wire_made_layouts(ctx: StudioContext, ui: SynthesizeUI, replaced: Replaced)
         mpp = current.mpp or cfg.canvas_mpp
         classes = model_view(ctx.models, model, mpp).classes
         mix = dict(zip(classes[1:], weights, strict=False))  # sliders beyond the class count are hidden
-        layout = random_layout(current.width, current.height, mpp, classes, float(density), mix,
+        layout = random_layout_of_density(current.width, current.height, mpp, classes, float(density), mix,
                                seed=random.randrange(2**31), tissue=current.tissue)
         wanted = requested_count(current.width, current.height, mpp, float(density))
         if len(layout.points) < wanted:

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import random
 import shutil
-import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
+from dataclasses import dataclass
+from typing import Any
 
 import gradio as gr
 
 from cosyn.core.triple import Triple
-from cosyn.editing import edit_tile
 from cosyn.model.pipeline import SamplingCancelled, StepPreview
 from cosyn.model.settings import SamplingSettings
 from cosyn.studio import canvas as cv
@@ -25,7 +23,7 @@ from cosyn.studio.context import SAMPLING_GROUP, StudioContext
 from cosyn.studio.errors import readable
 from cosyn.studio.gallery import session_dir
 from cosyn.studio.real_tile import brush_mask, kept_tile
-from cosyn.studio.sampling import LONG_RUN_S, Request, Saved, duration
+from cosyn.studio.sampling import LONG_RUN_S, Request, Saved, TileEdit, duration
 from cosyn.studio.synthesize_tab import LAST_IMAGE, SynthesizeUI, Updates
 from cosyn.studio.views import Views, missed_line, preview_views, stages_line, triple_views
 
@@ -54,63 +52,117 @@ def wire(ctx: StudioContext, demo: gr.Blocks, ui: SynthesizeUI) -> None:
     _wire_export(ctx, demo, ui)
 
 
+@dataclass
+class GenerateForm:
+    """What one Generate click asks for, read by name from the page's components (`components`), so no
+    handler or test depends on the order of a list of inputs."""
+
+    canvas: dict
+    prompt: str
+    model: str
+    steps: float
+    guidance: float
+    sampler: str
+    seed: float
+    n: float
+    refine: bool
+    opacity: float
+    items: list
+    background: str
+    browser: str
+    confirmed: str | None
+    edit_mode: bool
+    edit_source: dict | None
+    brush: dict | None
+
+    @staticmethod
+    def components(ui: SynthesizeUI) -> dict[str, gr.components.Component]:
+        return {"canvas": ui.canvas_state, "prompt": ui.prompt, "model": ui.model_dd, "steps": ui.steps,
+                "guidance": ui.guidance, "sampler": ui.sampler, "seed": ui.seed, "n": ui.n, "refine": ui.refine,
+                "opacity": ui.opacity, "items": ui.entries, "background": ui.background, "browser": ui.browser_id,
+                "confirmed": ui.confirmed, "edit_mode": ui.edit_mode, "edit_source": ui.edit_source,
+                "brush": ui.brush}
+
+    @classmethod
+    def read(cls, ui: SynthesizeUI, values: dict[gr.components.Component, Any]) -> GenerateForm:
+        return cls(**{name: values[c] for name, c in cls.components(ui).items()})
+
+    @property
+    def settings(self) -> SamplingSettings:
+        return SamplingSettings(self.steps, self.guidance, self.sampler, self.seed, self.n, bool(self.refine))
+
+
+def _request(ctx: StudioContext, form: GenerateForm) -> Request:
+    """The form as a sampling request: a plain generate, or with "Edit" ticked an edit of the loaded tile
+    (in the brushed region, if one is painted). Both run through Request.run, previews and all."""
+    if not form.model:
+        raise gr.Error("No checkpoint is loaded: see the note at the top of the page.")
+    edit = None
+    if form.edit_mode:
+        tile = kept_tile(form.edit_source, ctx.config.outputs)
+        edit = TileEdit(tile, brush_mask(form.brush, tile.image.shape[:2]))
+    return Request(ctx.models.get(form.model), cv.layout_of(form.canvas), form.prompt, form.settings, edit)
+
+
+def _long_run_note(ctx: StudioContext, form: GenerateForm, req: Request) -> tuple[str, str] | None:
+    """(the click's key, what to say) when the run is long and this click does not confirm it."""
+    estimate = ctx.speed.estimate(req.settings, req.canvas)
+    key = repr((form.model, req.settings, req.canvas.width, req.canvas.height, len(req.layout.points)))
+    if estimate <= LONG_RUN_S or form.confirmed == key:  # a long run starts only when asked twice
+        return None
+    return key, (f"This run would take about {duration(estimate)} ({req.settings.n} × {req.settings.steps} steps "
+                 f"on a {req.canvas.width}×{req.canvas.height} px model canvas). Click Generate again to start it "
+                 "(Cancel stops it between steps), or ask for fewer steps, triples or a smaller canvas.")
+
+
 def _wire_generate(ctx: StudioContext, ui: SynthesizeUI) -> None:
     outputs = [*ui.results, ui.missed, ui.gallery_view, ui.entries, ui.shown, ui.last_image, ui.canvas_img,
                ui.status, ui.confirmed]
 
     @readable
-    def on_generate(canvas, prompt, model, steps, guidance, sampler, seed, n, refine, opacity, items, background,
-                    browser, confirmed, edit_mode, edit_source, brush, request: gr.Request,
+    def on_generate(values: dict, request: gr.Request,
                     progress=gr.Progress()):  # noqa: B008 (how Gradio hands out a bar)
-        if not model:
-            raise gr.Error("No checkpoint is loaded: see the note at the top of the page.")
-        settings = SamplingSettings(steps, guidance, sampler, seed, n, bool(refine))
-        layout = cv.layout_of(canvas)
+        form = GenerateForm.read(ui, values)
         progress(0, desc="loading the model")
-        req = Request(ctx.models.get(model), layout, prompt, settings)
-        estimate = ctx.speed.estimate(settings, req.canvas)
-        key = repr((model, settings, req.canvas.width, req.canvas.height, len(layout.points)))
-        if estimate > LONG_RUN_S and confirmed != key:  # a long run starts only when asked twice
-            yield {ui.confirmed: key, ui.status: (
-                f"This run would take about {duration(estimate)} ({settings.n} × {settings.steps} steps on a "
-                f"{req.canvas.width}×{req.canvas.height} px model canvas). Click Generate again to start it "
-                "(Cancel stops it between steps), or ask for fewer steps, triples or a smaller canvas.")}
+        req = _request(ctx, form)
+        note = _long_run_note(ctx, form, req)
+        if note is not None:
+            yield {ui.confirmed: note[0], ui.status: note[1]}
             return
         started = time.monotonic()
         flag = ctx.cancels.begin(request.session_hash)
-        folder = session_dir(ctx.config.outputs, browser)
-        items = gallery.own_entries(items, folder)
-        run = req.run(flag, folder, first_index=len(items) + 1, checkpoint=model)
-        if edit_mode:
-            run = _edit_run(ctx, req, edit_source, brush, flag, folder, len(items) + 1, model)
+        folder = session_dir(ctx.config.outputs, form.browser)
+        items = gallery.own_entries(form.items, folder)
         try:
-            for item in run:
+            for item in req.run(flag, folder, first_index=len(items) + 1, checkpoint=form.model):
                 if isinstance(item, StepPreview):
                     progress((item.step, item.total), desc="sampling")
-                    yield {**panels(ui, preview_views(item, req.canvas, opacity)),
+                    yield {**panels(ui, preview_views(item, req.canvas, form.opacity)),
                            ui.status: f"Sampling: step {item.step} of {item.total}"}
                     continue
-                ctx.speed.record(settings, req.canvas, time.monotonic() - started)
-                items = [*items, *item.entries]
-                first = item.triples[0]
-                back = first.image if background == LAST_IMAGE else None
-                yield {**shown_triple(ui, first, opacity), ui.gallery_view: [(e["image"], e["caption"]) for e in items],
-                       ui.entries: items, ui.shown: item.entries[0], ui.last_image: item.entries[0]["image"],
-                       ui.canvas_img: cv.render(layout, back), ui.status: done_line(item.entries, first),
-                       ui.confirmed: None}
+                ctx.speed.record(req.settings, req.canvas, time.monotonic() - started)
+                yield _finished(ui, form, [*items, *item.entries], item)
         except SamplingCancelled as e:
             yield {ui.status: f"Cancelled ({e})."}
         finally:
             ctx.cancels.end(request.session_hash, flag)
 
-    inputs = [ui.canvas_state, ui.prompt, ui.model_dd, ui.steps, ui.guidance, ui.sampler, ui.seed, ui.n, ui.refine,
-              ui.opacity, ui.entries, ui.background, ui.browser_id, ui.confirmed, ui.edit_mode, ui.edit_source,
-              ui.brush]
-    generating = ui.generate_btn.click(on_generate, inputs, outputs, concurrency_id=SAMPLING_GROUP, concurrency_limit=1,
+    generating = ui.generate_btn.click(on_generate, set(GenerateForm.components(ui).values()), outputs,
+                                       concurrency_id=SAMPLING_GROUP, concurrency_limit=1,
                                        show_progress_on=[ui.status])
 
     _wire_cancel(ctx, ui, generating)
     ui.dice.click(lambda: random.randrange(2**31), None, ui.seed, show_progress="hidden")
+
+
+def _finished(ui: SynthesizeUI, form: GenerateForm, items: list[gallery.Entry], saved: Saved) -> Updates:
+    """The page once a run is saved: its first triple shown, the gallery grown, the canvas redrawn."""
+    first = saved.triples[0]
+    back = first.image if form.background == LAST_IMAGE else None
+    return {**shown_triple(ui, first, form.opacity), ui.gallery_view: [(e["image"], e["caption"]) for e in items],
+            ui.entries: items, ui.shown: saved.entries[0], ui.last_image: saved.entries[0]["image"],
+            ui.canvas_img: cv.render(cv.layout_of(form.canvas), back), ui.status: done_line(saved.entries, first),
+            ui.confirmed: None}
 
 
 def _wire_cancel(ctx: StudioContext, ui: SynthesizeUI, generating: gr.events.Dependency) -> None:
@@ -122,24 +174,6 @@ def _wire_cancel(ctx: StudioContext, ui: SynthesizeUI, generating: gr.events.Dep
     # the flag stops the sampling thread between two steps; `cancels` ends the browser's side of the
     # run and takes a run that is still waiting in the queue out of it
     ui.cancel_btn.click(on_cancel, None, ui.status, cancels=[generating], queue=False)
-
-
-def _edit_run(ctx: StudioContext, req: Request, source: dict | None, brush: dict | None, cancel: threading.Event,
-              folder: Path, first_index: int, checkpoint: str) -> Iterator[StepPreview | Saved]:
-    """Like Request.run, for an edit of the loaded real tile (in the brushed region, if one is painted):
-    previews, then the edited tile saved."""
-    tile = kept_tile(source, ctx.config.outputs)
-    mask = brush_mask(brush, tile.image.shape[:2])
-    last: list[StepPreview] = []
-
-    def on_step(preview: StepPreview) -> bool:
-        last[:] = [preview]
-        return not cancel.is_set()
-
-    triple = edit_tile(req.pipe, tile, req.layout, mask, settings=req.settings, on_step=on_step)
-    triple.params["edit"]["region"] = "brushed" if mask is not None else "margin around the changed nuclei"
-    yield from last  # the edit runs in this thread: its last preview, then the result
-    yield Saved([triple], gallery.save_triples([triple], folder, first_index, checkpoint))
 
 
 def _wire_results(ui: SynthesizeUI) -> None:

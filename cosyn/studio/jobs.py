@@ -18,13 +18,14 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cosyn.io.fileio import atomic_write
 from cosyn.studio.paths import check_name
-from cosyn.training.config import TrainConfig
+from cosyn.training.config import merged_config
 from cosyn.training.status import read_status
 
 RECORD_NAME = "studio_job.json"
@@ -39,29 +40,33 @@ class JobError(RuntimeError):
 
 @dataclass
 class JobSpec:
+    """A training job of the Train tab: the run and export names, the form's named fields (None: TrainConfig's
+    default) and any further TrainConfig options (the form's JSON box), which the named fields override."""
+
     run_name: str
     data: str
-    fmt: str = "auto"
+    fmt: str | None = None
     init: str | None = None
-    steps: int = 2000
-    batch: int = 8
-    lr: float = 5e-4
-    crop: int = 64
+    steps: int | None = None
+    batch: int | None = None
+    lr: float | None = None
+    crop: int | None = None
     export_name: str = ""
     options: dict[str, Any] = field(default_factory=dict)  # any further TrainConfig knobs
 
     def train_options(self, out: Path) -> dict[str, Any]:
-        opts = {**self.options, "data": self.data, "out": str(out), "format": self.fmt, "init": self.init,
-                "steps": int(self.steps), "batch": int(self.batch), "lr": float(self.lr), "crop": int(self.crop)}
+        """The job's TrainConfig (defaults ← options ← named fields), validated, as the options to write."""
+        named = {"data": self.data, "out": str(out), "format": self.fmt, "init": self.init, "steps": self.steps,
+                 "batch": self.batch, "lr": self.lr, "crop": self.crop}
         try:
-            TrainConfig.from_dict(opts)
+            cfg = merged_config(self.options, named)
         except (TypeError, ValueError) as e:
             raise JobError(f"training options: {e}") from None
         cpus = os.cpu_count() or 1
         for key in ("threads", "workers"):  # a shared server is not one user's to oversubscribe
-            if int(opts.get(key) or 0) > cpus:
-                raise JobError(f"training options: {key}={opts[key]} is more than this machine's {cpus} CPUs")
-        return opts
+            if getattr(cfg, key) > cpus:
+                raise JobError(f"training options: {key}={getattr(cfg, key)} is more than this machine's {cpus} CPUs")
+        return asdict(cfg)
 
 
 @dataclass
@@ -97,8 +102,11 @@ def _pid_is_trainer(pid: int) -> bool:
 
 
 class JobManager:
-    def __init__(self, runs: Path, checkpoints: Path, poll_s: float = 1.0) -> None:
+    def __init__(self, runs: Path, checkpoints: Path, poll_s: float = 1.0,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        """`sleep` is how a watcher waits `poll_s` between looks at its process (a test holds it back)."""
         self.runs, self.checkpoints, self.poll_s = Path(runs).absolute(), Path(checkpoints).absolute(), poll_s
+        self._sleep = sleep
         self._proc: subprocess.Popen | None = None
         self._lock = threading.RLock()
         rec = self._record()
@@ -162,7 +170,8 @@ class JobManager:
                 raise JobError(f"checkpoint {export_name!r} already exists in {self.checkpoints}; "
                                "choose another export name")
             run.mkdir(parents=True, exist_ok=True)
-            (run / CONFIG_NAME).write_text(json.dumps(spec.train_options(run), indent=1))
+            options = json.dumps(spec.train_options(run), indent=1)
+            atomic_write(run / CONFIG_NAME, lambda tmp: Path(tmp).write_text(options))
             rec = {"run": str(run), "export_name": export_name, "auto_export": True, "exported": None,
                    "spec": asdict(spec)}
             return self._launch(rec, ["--config", str(run / CONFIG_NAME)])
@@ -235,6 +244,7 @@ class JobManager:
         """Wait for the process `pid` to end, then export its job if it finished. Once the record
         names another process, a newer job has taken over (Start exports a finished one first): stop."""
         while True:
+            self._sleep(self.poll_s)  # first: a job is never over the moment it starts
             with self._lock:
                 rec = self._record()
                 if rec is None or rec.get("pid") != pid or rec.get("exported"):
@@ -242,7 +252,6 @@ class JobManager:
                 if not self._alive(rec):
                     self._auto_export(pid)
                     return
-            time.sleep(self.poll_s)
 
     def _auto_export(self, pid: int) -> None:
         """Export the job of process `pid` if it finished and is not exported yet; a failure is

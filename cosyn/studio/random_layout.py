@@ -47,7 +47,7 @@ def _class_draws(mix: Mapping[str, float], names: Sequence[str], n: int, rng: np
     return [names[i] for i in rng.choice(len(names), size=n, p=weights / weights.sum())]
 
 
-def random_layout(width: int, height: int, mpp: float, classes: Sequence[str], density: float,
+def random_layout_of_density(width: int, height: int, mpp: float, classes: Sequence[str], density: float,
                   mix: Mapping[str, float], seed: int = 0, tissue: str | None = None) -> Layout:
     """A layout of about `requested_count(...)` nuclei; fewer when the canvas fills up first
     (compare len(points) with the request to tell the user)."""

@@ -13,12 +13,16 @@ import queue
 import statistics
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from cosyn.core.layout import Layout
 from cosyn.core.triple import Triple
+from cosyn.data.sample import Sample
+from cosyn.editing import edit_tile
 from cosyn.model.pipeline import CoSynPipeline, StepPreview
 from cosyn.model.settings import SamplingSettings
 from cosyn.studio import gallery
@@ -103,10 +107,13 @@ _DONE, _FAILED = "done", "failed"
 JOIN_S = 60.0  # longest a closed stream waits for the worker to finish its current step
 
 
-def stream_samples(pipe: CoSynPipeline, layout: Layout, prompt: str | None, settings: SamplingSettings,
+OnStep = Callable[[StepPreview], bool]
+
+
+def stream_samples(sample: Callable[[OnStep], list[Triple]],
                    cancel: threading.Event) -> Iterator[StepPreview | list[Triple]]:
-    """Yields StepPreviews while sampling, then the list of triples. Raises what the pipeline
-    raises (SamplingCancelled when `cancel` was set)."""
+    """Runs `sample(on_step)` in a worker thread; yields StepPreviews while it samples, then its list of
+    triples. Raises what it raises (SamplingCancelled when `cancel` was set)."""
     inbox: queue.Queue = queue.Queue()
 
     def on_step(preview: StepPreview) -> bool:
@@ -117,8 +124,7 @@ def stream_samples(pipe: CoSynPipeline, layout: Layout, prompt: str | None, sett
 
     def work() -> None:
         try:
-            triples = pipe.sample(layout, prompt or None, settings, on_step=on_step)
-            inbox.put((_DONE, triples))
+            inbox.put((_DONE, sample(on_step)))
         except BaseException as e:  # handed to the consumer, which re-raises it where the UI can report it
             inbox.put((_FAILED, e))
 
@@ -151,27 +157,48 @@ class Saved:
 
 
 @dataclass
+class TileEdit:
+    """An edit of a real tile: the tile the edited layout came from, and the brushed region (None: around
+    the changed nuclei)."""
+
+    tile: Sample
+    mask: np.ndarray | None = None
+
+
+@dataclass
 class Request:
     """One sampling request of the page or the API: conform → check → sample → save, in this order.
 
     Constructing it conforms the layout to the model and applies the studio's caps, so a refused
     request costs no sampling; `canvas` is the layout as the base model samples it (previews are
-    cut on it)."""
+    cut on it). With `edit`, the request regenerates part of a real tile (cosyn.editing) the same way:
+    live previews, then the result saved."""
 
     pipe: CoSynPipeline
     layout: Layout
     prompt: str | None
     settings: SamplingSettings
+    edit: TileEdit | None = None
     canvas: Layout = field(init=False)
 
     def __post_init__(self) -> None:
         self.canvas = self.pipe.conform_layout(self.layout)
         check_request(self.settings, self.canvas)
 
+    def sample(self, on_step: OnStep) -> list[Triple]:
+        if self.edit is None:
+            return self.pipe.sample(self.layout, self.prompt or None, self.settings, canvas=self.canvas,
+                                    on_step=on_step)
+        triple = edit_tile(self.pipe, self.edit.tile, self.layout, self.edit.mask, settings=self.settings,
+                           on_step=on_step)
+        triple.params["edit"]["region"] = "brushed" if self.edit.mask is not None else \
+            "margin around the changed nuclei"
+        return [triple]
+
     def run(self, cancel: threading.Event, folder: Path, first_index: int,
             checkpoint: str) -> Iterator[StepPreview | Saved]:
         """StepPreviews while sampling, then the triples saved as bundles `first_index`... under `folder`."""
-        for item in stream_samples(self.pipe, self.layout, self.prompt, self.settings, cancel):
+        for item in stream_samples(self.sample, cancel):
             if isinstance(item, StepPreview):
                 yield item
             else:

@@ -43,6 +43,7 @@ def build_app(config: StudioConfig) -> gr.Blocks:
         generate_events.wire(ctx, demo, synth)
         train_events.wire(ctx, train, synth.model_dd)  # an exported model joins the Synthesize tab's list
         api.build(ctx)
+    demo.cosyn_synthesize = synth  # the Synthesize tab's components by name, for scripts and tests
     for fn in demo.fns.values():  # the UI's own events stay out of the API docs: /generate is the API
         if fn.api_name != api.API_NAME:
             fn.api_visibility = "private"

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 from cosyn.io.fileio import dataclass_from_dict
@@ -69,6 +71,27 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         return dataclass_from_dict(cls, d, "training options")
+
+
+def merged_config(*layers: dict[str, Any] | None) -> TrainConfig:
+    """The one merge of training options: TrainConfig's defaults ← each layer in turn (a resumed run's
+    recorded options, a --config file, then the flags or form fields given). A None value in a layer is
+    "not given" and overrides nothing; the result is validated once, naming any bad option."""
+    opts: dict[str, Any] = {}
+    for layer in layers:
+        opts.update({k: v for k, v in (layer or {}).items() if v is not None})
+    return TrainConfig.from_dict(opts)
+
+
+def read_options(path: str | Path) -> dict[str, Any]:
+    """A JSON object of TrainConfig options from `path`; errors name the file."""
+    try:
+        opts = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(opts, dict):
+        raise ValueError(f"{path}: expected a JSON object of training options, got {type(opts).__name__}")
+    return opts
 
 
 def _check_types(cfg: TrainConfig) -> None:

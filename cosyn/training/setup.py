@@ -21,7 +21,7 @@ from cosyn.data.dataset import CropDataset, PositionSampler, PreparedTile, prepa
 from cosyn.data.formats import read_dataset
 from cosyn.data.sample import DataError
 from cosyn.data.targets import prompt_vocabulary
-from cosyn.io.fileio import remove_leftovers_in
+from cosyn.io.fileio import atomic_write, remove_leftovers_in
 from cosyn.model.denoiser import DenoiserConfig, JointDenoiser
 from cosyn.model.diffusion.categorical import MultinomialDiffusion
 from cosyn.model.diffusion.gaussian import training_scheduler
@@ -115,7 +115,9 @@ def prompt_encoder(cfg: TrainConfig, pcfg: PipelineConfig, tissues: list[str]) -
 
 
 def write_run_config(path: Path, cfg: TrainConfig, pcfg: PipelineConfig, data: dict[str, Any]) -> None:
-    path.write_text(json.dumps({"train": asdict(cfg), "pipeline": pcfg.to_dict(), "data": data}, indent=1))
+    """run_config.json, replaced atomically: a kill mid-write leaves the previous one for --resume."""
+    text = json.dumps({"train": asdict(cfg), "pipeline": pcfg.to_dict(), "data": data}, indent=1)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
 # -- the run -----------------------------------------------------------------------------------------
