@@ -1,0 +1,63 @@
+"""benchmarks/downstream_study.py's bookkeeping: paired differences, accumulation, resume, budget check."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from cosyn.evaluation.evaluate.sections.downstream import paired_summary
+from cosyn.io.fileio import file_sha256
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "downstream_study.py"
+CLASSES = ("other", "inflammatory", "epithelial", "spindle")
+
+
+def _study():
+    spec = importlib.util.spec_from_file_location("downstream_study", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _scores(pq: float) -> dict:
+    return {"dice": 0.8, "aji": pq + 0.1, "pq": pq, "mpq_plus": pq / 2, "f1_d": 0.7, "f1_c_mean": 0.5,
+            "pq_per_class": {c: pq / (i + 1) for i, c in enumerate(CLASSES)}}
+
+
+def test_paired_summary_pairs_seeds_and_reports_ratios():
+    runs = {"real": {0: _scores(0.50), 1: _scores(0.40), 2: _scores(0.45)},
+            "real+synthetic": {0: _scores(0.52), 1: _scores(0.39)},
+            "synthetic": {1: _scores(0.20)}}
+    s = paired_summary(runs)
+    assert s["arms"]["real"]["pq"]["mean"] == pytest.approx(0.45) and s["arms"]["real"]["seeds"] == [0, 1, 2]
+    aug = s["paired"]["real+synthetic"]
+    assert aug["seeds"] == [0, 1]  # seed 2 has no partner
+    assert aug["pq"]["diffs"] == pytest.approx([0.02, -0.01]) and aug["pq"]["min"] == pytest.approx(-0.01)
+    assert aug["pq_spindle"]["diffs"] == pytest.approx([0.005, -0.0025])
+    assert s["paired"]["synthetic"]["pq"]["ratio"] == pytest.approx(0.5)  # against real seed 1 alone
+    assert "real" not in s["paired"]
+
+
+def test_study_accumulates_resumes_and_refuses_another_budget(data, tmp_path, capsys):
+    study = _study()
+    results = tmp_path / "study.json"
+    where = ["--data", str(data), "--work", str(tmp_path / "work"), "--results", str(results), "--arm", "real"]
+    common = [*where, "--steps", "2", "--batch", "2", "--crop", "32", "--backbone", "resnet10"]
+    assert study.main([*common, "--seed", "0", "--controls"]) == 0
+    first = json.loads(results.read_text())
+    run = first["runs"]["real|none|seed0"]
+    assert run["checkpoint_sha256"] == file_sha256(Path(run["checkpoint"]) / "segmenter.safetensors")
+    assert run["second_stage"] == "none" and set(run["scores"]["pq_per_class"]) == set(CLASSES)
+    assert first["controls"]["of"] == "real|none|seed0" and "untrained" in first["controls"]
+
+    assert study.main([*common, "--seed", "0", "--seed", "1"]) == 0
+    assert "real|none|seed0: done before, skipped" in capsys.readouterr().out
+    second = json.loads(results.read_text())
+    assert second["runs"]["real|none|seed0"] == run and "real|none|seed1" in second["runs"]
+    assert second["summary"]["none"]["arms"]["real"]["seeds"] == [0, 1]
+
+    with pytest.raises(SystemExit, match="made with budget"):
+        study.main([*where, "--steps", "3", "--batch", "2", "--crop", "32", "--backbone", "resnet10", "--seed", "2"])
