@@ -6,7 +6,7 @@ Four arms, each over seeds, one budget, scored on the validation tiles of the tr
   real+synthetic  real + `--synthetic` tiles (`cosyn augment --split train`: dihedral, jitter, density);
   real+enriched   real + `--enriched` tiles (the same, from rare-class-enriched layouts);
   synthetic       `--synthetic` tiles only: train on synthetic, test on real (reported as a ratio).
-Every (arm, second stage, seed) is one run: its segmenter trains (resumably) under --work, is
+Every (arm, synthetic set, seed) is one run: its segmenter trains (resumably) under --work, is
 scored, and lands in --results beside the checkpoint's sha256, the second stage the synthetic
 tiles came from and the training time. Runs already in --results are skipped, so the study can
 run in parts (`--arm`, `--seed`); the summary (per-arm means, per-seed paired differences from
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from dataclasses import asdict
@@ -46,8 +47,8 @@ SYNTHETIC_SOURCE = {"real+synthetic": "synthetic", "real+enriched": "enriched", 
 NO_STAGE = "none"
 
 
-def run_key(arm: str, second_stage: str, seed: int) -> str:
-    return f"{arm}|{second_stage}|seed{seed}"
+def run_key(arm: str, synthetic_set: str, seed: int) -> str:
+    return f"{arm}|{synthetic_set}|seed{seed}"
 
 
 def load_results(path: Path, budget: dict[str, Any]) -> dict[str, Any]:
@@ -62,15 +63,16 @@ def load_results(path: Path, budget: dict[str, Any]) -> dict[str, Any]:
 
 
 def summarise(results: dict[str, Any]) -> dict[str, Any]:
-    """`paired_summary` per second stage: the real arm pairs with every stage's synthetic arms."""
-    stages = sorted({r["second_stage"] for r in results["runs"].values()} - {NO_STAGE}) or [NO_STAGE]
+    """`paired_summary` per synthetic set (second stage and tile count): the real arm pairs with the
+    synthetic arms of every set."""
+    sets = sorted({r["synthetic_set"] for r in results["runs"].values()} - {NO_STAGE}) or [NO_STAGE]
     out = {}
-    for stage in stages:
+    for synthetic_set in sets:
         runs: dict[str, dict[int, dict[str, Any]]] = {}
         for r in results["runs"].values():
-            if r["second_stage"] in (stage, NO_STAGE):
+            if r["synthetic_set"] in (synthetic_set, NO_STAGE):
                 runs.setdefault(r["arm"], {})[r["seed"]] = r["scores"]
-        out[stage] = paired_summary(runs)
+        out[synthetic_set] = paired_summary(runs)
     return out
 
 
@@ -147,19 +149,20 @@ def main(argv: list[str] | None = None) -> int:
         syn_tiles = ([SegTile.from_sample(s, mpp) for s in read_synthetic(str(syn_folder), real, mpp)]
                      if syn_folder else [])
         tiles = (real_tiles if arm != "synthetic" else []) + syn_tiles
+        synthetic_set = f"{stage}:{len(syn_tiles)} tiles" if syn_folder else NO_STAGE
         for seed in args.seed or [0, 1, 2]:
-            key = run_key(arm, stage, seed)
+            key = run_key(arm, synthetic_set, seed)
             if key in results["runs"]:
                 print(f"{key}: done before, skipped", flush=True)
                 continue
-            folder = args.work / f"{arm.replace('+', '_')}_{stage.replace('+', '_')}_seed{seed}"
+            folder = args.work / re.sub(r"[^A-Za-z0-9.]+", "_", f"{arm}_{synthetic_set}_seed{seed}")
             t0 = time.perf_counter()
             seg = train_segmenter(tiles, config, SegTrainConfig(args.steps, args.batch, args.crop, seed=seed),
                                   folder=folder, desc=key, data_key=f"{arm}:{len(tiles)}:{syn_folder}")
             t1 = time.perf_counter()
             scores = score(seg, tests, progress=True)
             results["runs"][key] = {
-                "arm": arm, "seed": seed, "second_stage": stage, "scores": scores,
+                "arm": arm, "seed": seed, "second_stage": stage, "synthetic_set": synthetic_set, "scores": scores,
                 "checkpoint_sha256": file_sha256(folder / WEIGHTS_NAME), "checkpoint": str(folder),
                 "synthetic": None if syn_folder is None else {"folder": str(syn_folder), "tiles": len(syn_tiles)},
                 "train_tiles": len(tiles), "train_seconds": seg.train_info.get("seconds"),

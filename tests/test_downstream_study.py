@@ -50,7 +50,7 @@ def test_study_accumulates_resumes_and_refuses_another_budget(data, tmp_path, ca
     first = json.loads(results.read_text())
     run = first["runs"]["real|none|seed0"]
     assert run["checkpoint_sha256"] == file_sha256(Path(run["checkpoint"]) / "segmenter.safetensors")
-    assert run["second_stage"] == "none" and set(run["scores"]["pq_per_class"]) == set(CLASSES)
+    assert run["second_stage"] == run["synthetic_set"] == "none" and set(run["scores"]["pq_per_class"]) == set(CLASSES)
     assert first["controls"]["of"] == "real|none|seed0" and "untrained" in first["controls"]
 
     assert study.main([*common, "--seed", "0", "--seed", "1"]) == 0
@@ -58,6 +58,14 @@ def test_study_accumulates_resumes_and_refuses_another_budget(data, tmp_path, ca
     second = json.loads(results.read_text())
     assert second["runs"]["real|none|seed0"] == run and "real|none|seed1" in second["runs"]
     assert second["summary"]["none"]["arms"]["real"]["seeds"] == [0, 1]
+
+    # a folder without meta/ stands in for `cosyn augment` output: its second stage is "unknown"
+    assert study.main([*common[:-8], "--arm", "synthetic", "--synthetic", str(data), *common[-8:], "--seed", "0"]) == 0
+    third = json.loads(results.read_text())
+    syn = third["runs"]["synthetic|unknown:8 tiles|seed0"]
+    assert syn["synthetic"]["tiles"] == 8 and syn["train_tiles"] == 8
+    paired = third["summary"]["unknown:8 tiles"]["paired"]["synthetic"]
+    assert paired["seeds"] == [0] and paired["pq"]["diffs"] == [syn["scores"]["pq"] - run["scores"]["pq"]]
 
     with pytest.raises(SystemExit, match="made with budget"):
         study.main([*where, "--steps", "3", "--batch", "2", "--crop", "32", "--backbone", "resnet10", "--seed", "2"])
