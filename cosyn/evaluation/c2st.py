@@ -78,8 +78,8 @@ class Judge(nn.Module):
 
 @dataclass(frozen=True)
 class C2STConfig:
-    crop: int = 48
-    steps: int = 400
+    crop: int = 64
+    steps: int = 300
     batch: int = 32
     lr: float = 2e-3
     width: int = 16

@@ -42,6 +42,7 @@ def realism_judge_markdown(c2st: dict[str, Any] | None, texture: dict[str, Any] 
         if c2st["calibrated"]:
             verdict = c2st["verdict"]
             md += [f"Generated vs real at {c2st['mpp']} µm/px: C2ST AUC **{auc_cell(gen)}** (seeds {seeds_cell(gen)}); "
+                   f"training-split vs validation floor at {c2st['mpp']} µm/px {auc_cell(c2st['floor'])}; "
                    f"bar {verdict['target']}: {'met' if verdict['pass'] else '**not met**'}.", ""]
         else:
             md += [NOT_CALIBRATED, ""]

@@ -98,7 +98,8 @@ def classifier_two_sample(inputs: RealismInputs) -> dict[str, Any]:
     """The calibrated judge (cosyn.evaluation.judge): its calibration lines on the real tiles at
     0.25 µm/px, then generated vs real split tiles at the section's mpp, split by source tile, both
     sides JPEG q75 (crops cover the same µm at every mpp). The verdict, AUC ≤ the training-vs-
-    validation floor + FLOOR_MARGIN, is withheld (None) when a calibration line fails."""
+    validation floor (at the section's mpp) + FLOOR_MARGIN, is withheld (None) when a calibration
+    line fails."""
     gens = inputs.gens
     groups = [g.real.source for g in gens]
     if len(set(groups)) < 2:
@@ -107,18 +108,22 @@ def classifier_two_sample(inputs: RealismInputs) -> dict[str, Any]:
     if min(min(g.real.image.shape[:2]) for g in gens) < cfg.crop:
         return {"c2st": {"skipped": f"tiles smaller than the judge's {cfg.crop}² crops"}}
     native = inputs.native
-    val_sources = [s.source for s in native.split]
-    floor = [native.train[i] for i in floor_tiles(len(native.train), inputs.seed)]
-    log(f"C2ST: 4 calibration lines + 1 comparison, {len(cfg.seeds)} seeds, {cfg.steps} judge steps each")
-    lines = calibration([s.image for s in native.split], val_sources, [s.image for s in floor],
+    floor_idx = floor_tiles(len(native.train), inputs.seed)
+    floor = [native.train[i] for i in floor_idx]
+    log(f"C2ST: 4 calibration lines + the generated row, {len(cfg.seeds)} seeds, {cfg.steps} judge steps each")
+    lines = calibration([s.image for s in native.split], [s.source for s in native.split], [s.image for s in floor],
                         [s.source for s in floor], inputs.c2st, log=log)
     generated = compare([g.real.image for g in gens], groups, inputs.sets["generated"], groups, cfg)
-    ok = calibrated(lines)
-    target = lines["train_vs_val"]["auc_mean"] + FLOOR_MARGIN
-    return {"c2st": {"calibration": lines, "calibrated": ok, "calibration_mpp": JUDGE_MPP,
-                     "generated": generated, "mpp": inputs.mpp,
-                     "verdict": {"target": f"<= floor + {FLOOR_MARGIN} = {target:.3f}",
-                                 "pass": generated["auc_mean"] <= target} if ok else None}}
+    result = {"calibration": lines, "calibrated": calibrated(lines), "calibration_mpp": JUDGE_MPP,
+              "generated": generated, "mpp": inputs.mpp, "floor": lines["train_vs_val"]}
+    if inputs.mpp != JUDGE_MPP:  # the verdict compares like with like: the floor at the generated tiles' mpp
+        floor_here = [inputs.real.train[i] for i in floor_idx]
+        result["floor"] = compare([s.image for s in inputs.real.split], [s.source for s in inputs.real.split],
+                                  [s.image for s in floor_here], [s.source for s in floor_here], cfg)
+    target = result["floor"]["auc_mean"] + FLOOR_MARGIN
+    result["verdict"] = ({"target": f"<= floor + {FLOOR_MARGIN} = {target:.3f}",
+                          "pass": generated["auc_mean"] <= target} if result["calibrated"] else None)
+    return {"c2st": result}
 
 
 def texture(inputs: RealismInputs) -> dict[str, Any]:
