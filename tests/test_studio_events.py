@@ -215,7 +215,8 @@ def test_the_studio_edits_a_loaded_real_tile_and_keeps_the_rest(demo):
     layout = cv.layout_of(canvas)
     edited = cv.new_canvas(Layout(layout.width, layout.height, layout.classes,
                                   [*layout.points, Point(58.0, 58.0, "inflammatory")], layout.mpp, layout.tissue))
-    *_, done = _generate(demo, "default", False, browser="editor", canvas=edited, edit_source=source)
+    *previews, done = _generate(demo, "default", False, browser="editor", canvas=edited, edit_source=source)
+    assert previews and all(p[_status(demo)].startswith("Sampling: step") for p in previews)  # live, as a generate
     assert done[_status(demo)].startswith("Done: 1 result")
     entries = next(v for v in done.values() if isinstance(v, list) and v and isinstance(v[0], dict))
     image = np.asarray(Image.open(entries[0]["image"]))

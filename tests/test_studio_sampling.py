@@ -40,6 +40,25 @@ def test_stream_yields_previews_then_the_triples(pipe):
     assert len(triples) == 2 and triples[0].image.shape == (64, 64, 3)
 
 
+def test_the_last_preview_is_shown_however_far_the_worker_ran_ahead():
+    seen = threading.Event()
+
+    def sample(on_step):
+        blank = np.zeros((2, 2))
+        for step in range(1, 6):
+            on_step(StepPreview(step, 5, blank, blank, blank))
+            if step == 1:
+                seen.wait()  # the page has the first preview; the rest arrive while it is away
+        return ["the triples"]
+
+    stream = stream_samples(sample, threading.Event())
+    assert next(stream).step == 1
+    seen.set()
+    (worker,) = [t for t in threading.enumerate() if t.name == "cosyn-sample" and t.is_alive()]
+    worker.join(timeout=60)  # everything is queued: previews 2..5, then the result
+    assert [getattr(item, "step", item) for item in stream] == [5, ["the triples"]]
+
+
 def test_cancel_stops_the_worker_between_steps(pipe):
     flag = threading.Event()
     stream = stream_samples(_sampling(pipe, SamplingSettings(steps=50)), flag)

@@ -132,9 +132,7 @@ def stream_samples(sample: Callable[[OnStep], list[Triple]],
     worker.start()
     try:
         while True:
-            item = inbox.get()
-            while isinstance(item, StepPreview) and not inbox.empty():
-                item = inbox.get()  # the browser only needs the newest preview
+            item = _newest_preview(inbox, inbox.get())
             if isinstance(item, StepPreview):
                 yield item
                 continue
@@ -146,6 +144,19 @@ def stream_samples(sample: Callable[[OnStep], list[Triple]],
     finally:
         cancel.set()  # a consumer that stops early (tab closed, cancelled) stops the worker too
         worker.join(JOIN_S)  # and the sampling slot stays taken until its forward pass has ended
+
+
+def _newest_preview(inbox: queue.Queue, item: object) -> object:
+    """`item`, or when it is a preview and newer previews wait behind it, the newest of them: the browser
+    only needs the latest. The last preview before the result is always handed out, however fast the
+    worker ran ahead of the page."""
+    while isinstance(item, StepPreview):
+        with inbox.mutex:  # a look at the next item without taking it
+            newer = bool(inbox.queue) and isinstance(inbox.queue[0], StepPreview)
+        if not newer:
+            return item
+        item = inbox.get()
+    return item
 
 
 @dataclass
