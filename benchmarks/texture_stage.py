@@ -44,7 +44,7 @@ def bank_for(data: Path, path: Path):
     seq = read_dataset(data)
     samples = [seq[i] for i in range(len(seq))]
     train, _ = split_by_source(samples, TrainConfig.val_fraction, TrainConfig.seed)
-    bank = bank_from_samples([samples[i] for i in train], list(samples[0].classes.names), 0.25, PROVENANCE)
+    bank = bank_from_samples([samples[i] for i in train], list(samples[0].classes.names), PROVENANCE)
     save_bank(bank, path)
     return load_bank(path)
 

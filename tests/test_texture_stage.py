@@ -16,6 +16,7 @@ from cosyn.stages.texture import (
     BankError,
     TextureBank,
     TextureStage,
+    bank_from_samples,
     largest_copy,
     load,
     load_bank,
@@ -177,3 +178,25 @@ def test_an_edit_replaces_nuclei_only_inside_the_region(stage: TextureStage) -> 
     old_only = (tile.inst_map == removed) & (cv2.dilate((out.inst_map > 0).astype(np.uint8), np.ones((7, 7))) == 0)
     assert old_only.sum() > 5  # what the new nucleus does not cover of the removed one is tissue now
     assert out.image[old_only].astype(np.float32).mean() > tile.image[old_only].astype(np.float32).mean() + 60
+
+
+def test_a_bank_within_budget_keeps_every_slide(tmp_path: Path) -> None:
+    from cosyn.core.classes import ClassSet
+    from cosyn.core.instances import instance_table
+    from cosyn.data.sample import Sample
+
+    rng = np.random.default_rng(5)
+    samples = []
+    for i in range(9):
+        t = synthetic_tile(rng, f"s{i}", f"slide{i % 3}")
+        class_map = np.vectorize(lambda k, t=t: t.inst_classes.get(k, 0))(t.inst_map).astype(np.uint8)
+        ids, centroids, classes = instance_table(t.inst_map, class_map)
+        samples.append(Sample(t.name, t.image, t.inst_map, class_map, ids, centroids, classes,
+                              ClassSet(tuple(CLASSES)), "colon", 0.25, t.source))
+    whole = bank_from_samples(samples, CLASSES, "test")
+    assert len(whole.tiles) == 9 and whole.mpp == 0.25
+    small = bank_from_samples(samples, CLASSES, "test", max_bytes=4 * 9000)
+    assert 0 < len(small.tiles) < 9 and len({t.source for t in small.tiles}) == 3
+    samples[0].mpp = 0.5
+    with pytest.raises(BankError, match="one µm/px"):
+        bank_from_samples(samples, CLASSES, "test")

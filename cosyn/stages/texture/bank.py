@@ -53,18 +53,31 @@ class TextureBank:
         return sorted({t.source for t in self.tiles})
 
 
-def bank_from_samples(samples: Sequence, classes: list[str], mpp: float, provenance: str) -> TextureBank:
-    """A bank of the given samples (`cosyn.data.Sample`, all at `mpp`): the caller picks the training split,
-    so no validation tile ever lends its pixels to an output that is judged against it."""
+def bank_from_samples(samples: Sequence, classes: list[str], provenance: str,
+                      max_bytes: int = MAX_BANK_BYTES) -> TextureBank:
+    """A bank of the given samples (`cosyn.data.Sample`, of one µm/px: the finest among them, to which the
+    others are resampled by the caller); the caller picks the training split, so no validation tile ever
+    lends its pixels to an output that is judged against it. Past `max_bytes` (estimated from the tiles'
+    encoded sizes) tiles are taken round-robin over the source slides, so every slide keeps a share."""
     if not samples:
         raise BankError("no tiles to build a texture bank from")
-    tiles = []
+    mpps = {round(float(s.mpp), 6) for s in samples if s.mpp is not None}
+    if len(mpps) > 1:
+        raise BankError(f"the bank's tiles must share one µm/px, not {sorted(mpps)}")
+    by_source: dict[str, list] = {}
     for s in samples:
-        if s.mpp is not None and abs(s.mpp - mpp) > 1e-6:
-            raise BankError(f"{s.name}: tile at {s.mpp} µm/px in a bank at {mpp} µm/px")
+        by_source.setdefault(s.source or s.name, []).append(s)
+    rounds = max(map(len, by_source.values()))
+    order = [queue[i] for i in range(rounds) for queue in by_source.values() if i < len(queue)]
+    tiles, used = [], 0
+    for s in order:
+        cost = len(_encode(s.image, "JPEG")) + len(_encode(s.inst_map, "PNG"))
+        if used + cost > max_bytes:
+            break
+        used += cost
         table = dict(zip(s.inst_ids.tolist(), s.inst_classes.tolist(), strict=True))
         tiles.append(BankTile(s.name, s.source or s.name, s.image, s.inst_map.astype(np.int32), table))
-    return TextureBank(tiles, float(mpp), list(classes), provenance)
+    return TextureBank(tiles, float(mpps.pop()) if mpps else 0.25, list(classes), provenance)
 
 
 def _encode(array: np.ndarray, fmt: str) -> np.ndarray:
