@@ -120,7 +120,7 @@ def markdown(report: dict[str, Any], views: dict[str, View], cal_keys: dict[str,
                                           f"Real validation tiles with their own annotations: H-AUC median "
                                           f"{report['real_h_auc'][label]:.3f}.", ""]
         md += candidate_rows(names, [report["candidates"][n]["views"][label] for n in names], ok,
-                             lines["train_vs_val"]["auc_mean"], FLOOR_MARGIN) + [""]
+                             lines["train_vs_val"], FLOOR_MARGIN) + [""]
     return "\n".join(md)
 
 

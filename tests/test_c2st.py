@@ -106,7 +106,7 @@ def _c2st_section(lines_pass: bool) -> dict:
             "text": "real vs real, disjoint source tiles"}
     blur = {**line, "auc_mean": 0.99 if lines_pass else 0.6, "bar": "≥ 0.95", "pass": lines_pass,
             "text": "blur"}
-    floor = {**line, "auc_mean": 0.8, "bar": "reported", "text": "floor"}
+    floor = {**line, "auc_mean": 0.8, "auc_per_seed": [0.8], "bar": "reported", "text": "floor"}
     lines = {"real_vs_real": line, "blur_1px": blur, "train_vs_val": floor}
     return {"calibration": lines, "calibrated": calibrated(lines), "calibration_mpp": 0.25, "mpp": 0.25,
             "generated": {"auc_mean": 0.777, "auc_std": 0.02, "auc_per_seed": [0.777]}, "floor": floor,
@@ -117,6 +117,7 @@ def test_report_withholds_the_verdict_when_a_calibration_line_fails():
     texture = {"laplacian_ratio": 0.7, "h_auc_generated": 0.9, "h_auc_real": 0.88}
     shown = "\n".join(realism_judge_markdown(_c2st_section(True), texture))
     assert "0.777" in shown and "met" in shown and NOT_CALIBRATED not in shown
+    assert "minus floor, paired by seed, -0.023 ± 0.000" in shown
     withheld = "\n".join(realism_judge_markdown(_c2st_section(False), texture))
     assert NOT_CALIBRATED in withheld and "0.777" not in withheld and "**no**" in withheld
     assert "0.600" in withheld  # the failing line itself is shown
