@@ -51,7 +51,7 @@ def _export(args: argparse.Namespace) -> int:
     from cosyn.training.checkpoints import export_checkpoint
 
     out = export_checkpoint(args.run, args.out, dtype=torch.float32 if args.fp32 else torch.float16,
-                            overwrite=args.overwrite)
+                            overwrite=args.overwrite, second_stage=args.second_stage)
     print(f"exported {out}")
     return 0
 
@@ -169,6 +169,9 @@ def _add_export(sub: Subparsers) -> None:
     ex.add_argument("--fp32", action="store_true", help="store float32 weights (default float16)")
     ex.add_argument("--overwrite", action="store_true",
                     help="replace an existing --out folder whole (its weights, model card and evaluation)")
+    ex.add_argument("--second-stage", choices=("texture", "upsampler"), default="texture",
+                    help="texture: real tissue from a bank of the run's training split (built on first export); "
+                         "upsampler: bicubic + unsharp mask, no bank")
     ex.set_defaults(func=_export)
 
 

@@ -23,6 +23,7 @@ from cosyn.core.classes import CONSEP, PANNUKE
 from cosyn.data.formats import write_dataset
 from cosyn.data.targets import layout_from_sample
 from cosyn.model.pipeline import CoSynPipeline
+from cosyn.stages.texture import load_bank
 from cosyn.training import trainer as trainer_module
 from cosyn.training.checkpoints import checkpoint_dirs, export_checkpoint
 from cosyn.training.config import TrainConfig, TrainingError
@@ -198,7 +199,11 @@ def test_fine_tune_maps_classes_by_name(tmp_path):
     (tmp_path / "ck" / "evaluation.md").write_text("the base model's report")
     export_checkpoint(ft, tmp_path / "ck", overwrite=True)
     assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == ["MODEL_CARD.md", "checksums.json", "config.json",
-                                                                   "model.safetensors"]
+                                                                   "model.safetensors", "second_stage"]
+    # the fine-tuned model's texture comes from its own data: a bank of the fine-tune run's training split
+    assert json.loads((tmp_path / "ck" / "config.json").read_text())["second_stage"]["name"] == "texture"
+    assert (ft / "second_stage" / "texture_bank.safetensors").is_file()
+    assert load_bank(tmp_path / "ck" / "second_stage" / "texture_bank.safetensors").classes == PANNUKE.to_list()
     assert "# CoSyn checkpoint `ck`" in (tmp_path / "ck" / "MODEL_CARD.md").read_text()
     export_checkpoint(ft, tmp_path / "ck2")
     tuned = CoSynPipeline.from_pretrained(tmp_path / "ck2")

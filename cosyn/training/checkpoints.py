@@ -18,7 +18,7 @@ from cosyn.io.fileio import atomic_dir, atomic_write
 from cosyn.io.state_io import load_state, save_state
 from cosyn.model.denoiser import JointDenoiser
 from cosyn.model.pipeline import CoSynPipeline, PipelineConfig
-from cosyn.training.config import TrainingError
+from cosyn.training.config import TrainConfig, TrainingError
 
 
 def checkpoint_dirs(run: Path) -> list[Path]:
@@ -88,8 +88,10 @@ def ema_model(model: JointDenoiser, ema: EMAModel) -> JointDenoiser:
 
 
 def export_checkpoint(run: str | Path, out: str | Path, dtype: torch.dtype = torch.float16,
-                      overwrite: bool = False) -> Path:
-    """The design's loadable folder from the run's latest EMA weights, with a model card.
+                      overwrite: bool = False, second_stage: str = "texture") -> Path:
+    """The design's loadable folder from the run's latest EMA weights, with a model card and its second
+    stage: "texture" (a bank of the run's own training split, built into RUN/second_stage/ on first export;
+    cosyn.training.texture_bank) or "upsampler" (no files, no data needed).
 
     An existing `out` (its weights, card and evaluation) is replaced whole, only with `overwrite`."""
     from cosyn.training.model_card import model_card_text
@@ -110,5 +112,15 @@ def export_checkpoint(run: str | Path, out: str | Path, dtype: torch.dtype = tor
     step = json.loads((ckpts[-1] / "trainer.json").read_text())["step"]
     card = model_card_text(out, run, step, meta)
     pipe = CoSynPipeline(model, pcfg)
+    if second_stage == "texture":
+        from cosyn.training.texture_bank import run_texture_stage
+
+        try:
+            pipe.second_stage = run_texture_stage(run, TrainConfig.from_dict(meta["train"]))
+        except (OSError, ValueError) as e:
+            raise TrainingError(f"{run}: the texture stage's bank cannot be built from the run's data ({e}); "
+                                "export with --second-stage upsampler to ship without one") from None
+    elif second_stage != "upsampler":
+        raise TrainingError(f"second stage {second_stage!r}: choose texture or upsampler")
     pipe.save_pretrained(out, dtype=dtype, extras=lambda tmp: (tmp / "MODEL_CARD.md").write_text(card))
     return out
