@@ -153,3 +153,29 @@ def test_cli_edit_writes_a_bundle_that_keeps_the_tile_outside_the_edit(tile, tmp
     assert params["edit"]["annotation"] == [str(mat)] and params["edit"]["region_pixels"] > 0
     again = subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=Path(__file__).parents[1])
     assert again.returncode == 2 and "exists; pass --overwrite" in again.stderr and "Traceback" not in again.stderr
+
+
+def test_with_the_texture_stage_an_added_nucleus_is_a_real_one_in_the_kept_tissue(tile, tmp_path):
+    from test_texture_stage import CLASSES, synthetic_tile
+
+    from cosyn.stages.texture import TextureBank, TextureStage, load_bank, save_bank
+
+    assert list(tile.classes.names) == CLASSES
+    rng = np.random.default_rng(0)
+    bank = tmp_path / "texture_bank.safetensors"
+    save_bank(TextureBank([synthetic_tile(rng, f"t{i}", "s") for i in range(3)], 0.25, CLASSES, "test"), bank)
+    pipe = tiny_pipeline()
+    pipe.second_stage = TextureStage(load_bank(bank), bank_path=bank)
+    original = layout_from_sample(tile)
+    edited = _with_points(original, [*original.points, Point(58.0, 58.0, "inflammatory")])
+    out = edit_tile(pipe, tile, edited, settings=FAST)
+    yy, xx = np.indices((64, 64))
+    outside = (xx - 58) ** 2 + (yy - 58) ** 2 > (8 / 0.25) ** 2
+    assert np.array_equal(out.image[outside], tile.image[outside])
+    assert np.array_equal(out.inst_map[outside], tile.inst_map[outside])
+    new = int(out.inst_map[58, 58])
+    assert new > tile.inst_map.max() and out.inst_classes[new] == CLASSES.index("inflammatory")
+    nucleus = out.inst_map == new
+    ring = (np.hypot(xx - 58, yy - 58) < 12) & (out.inst_map == 0)
+    assert out.image[nucleus].mean() < out.image[ring].mean() - 40  # the bank's dark nucleus, on its label
+    assert out.params["stages"] == ["base", "texture"] and out.params["seed"] == FAST.seed

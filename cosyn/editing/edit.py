@@ -20,7 +20,7 @@ from scipy.spatial import cKDTree
 
 from cosyn.core.layout import Layout, LayoutError
 from cosyn.core.maps import distance_map
-from cosyn.core.resample import at_mpp, resample_distance, resample_image, resample_labels
+from cosyn.core.resample import at_mpp, resample_distance, resample_image, resample_instances, resample_labels
 from cosyn.core.triple import Triple
 from cosyn.data.dataset import resample_sample
 from cosyn.data.sample import Sample
@@ -28,6 +28,7 @@ from cosyn.data.targets import layout_from_sample
 from cosyn.model.known import KnownRegion
 from cosyn.model.pipeline import CoSynPipeline
 from cosyn.model.settings import SamplingSettings
+from cosyn.stages.base import TileEditingStage
 
 MARGIN_UM = 8.0  # around a changed centroid: a nucleus and its immediate surroundings
 MOVED_PX = 1.0  # a centroid that moved less than this (and kept its class) is unchanged
@@ -98,6 +99,15 @@ def _sample_with_context(pipe: CoSynPipeline, tile: Sample, edited: Layout, mask
     known = KnownRegion(image=resample_image(lo.image, h, w), dist=resample_distance(distance_map(lo.inst_map), h, w),
                         class_map=resample_labels(lo.class_map, h, w),
                         regenerate=resample_image(mask.astype(np.float32), h, w) > 0)
+    stage = pipe.second_stage
+    if isinstance(stage, TileEditingStage) and abs(stage.native_mpp - tile.mpp) < 1e-6 * tile.mpp:
+        # the base model only says how big each new nucleus is; the stage puts real ones into the tile's tissue
+        base = pipe.sample(edited, settings=settings.with_(n=1, refine=False), canvas=canvas, known=known,
+                           on_step=on_step)[0]
+        out = stage.into_tile(tile.image, tile.inst_map, mask, edited,
+                              resample_instances(base.inst_map, tile.height, tile.width), settings.seed)
+        out.params = {**base.params, **out.params}
+        return out
     triple = pipe.sample(edited, settings=settings.with_(n=1), canvas=canvas, known=known, on_step=on_step)[0]
     # once, to the tile's own canvas (the model's canvas is rounded to the UNet stride)
     return at_mpp(triple, tile.mpp, size=(tile.height, tile.width))

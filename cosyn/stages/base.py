@@ -6,6 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+import numpy as np
+
+from cosyn.core.layout import Layout
 from cosyn.core.triple import Triple
 
 
@@ -39,4 +42,16 @@ class SecondStage(Protocol):
     def save(self, folder: Path) -> dict:
         """Write the stage's own files, if any, into `folder` (a subfolder of the checkpoint that the caller
         creates) and return the JSON spec to record as config.json's "second_stage"."""
+        ...
+
+
+@runtime_checkable
+class TileEditingStage(SecondStage, Protocol):
+    """A stage that can also edit a real tile in place (cosyn.editing uses it when the tile is at the stage's
+    `native_mpp`): the tile's nuclei inside `region` give way, and `layout`'s points there get new ones."""
+
+    native_mpp: float
+
+    def into_tile(self, tile_image: np.ndarray, tile_inst: np.ndarray, region: np.ndarray, layout: Layout,
+                  base_inst: np.ndarray, seed: int) -> Triple:
         ...

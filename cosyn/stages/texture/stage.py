@@ -66,6 +66,10 @@ class TextureStage:
     def sha256(self) -> str:
         return self._sha256
 
+    @property
+    def native_mpp(self) -> float:
+        return self.bank.mpp
+
     def to_mpp(self, triple: Triple, mpp: float, seed: int) -> Triple:
         base_mpp = triple.layout.mpp or triple.params.get("model_mpp")
         if not base_mpp:
@@ -73,7 +77,7 @@ class TextureStage:
         scale = base_mpp / self.bank.mpp
         h, w = (max(1, round(v * scale)) for v in triple.class_map.shape)
         layout = triple.layout.rescaled(w, h, self.bank.mpp)
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(int(seed) % 2**64)  # a 64-bit seed may be negative
         image, inst_map, source = self.compose(triple.image, resample_instances(triple.inst_map, h, w),
                                                layout.xy(), layout.class_ids(), rng)
         out = self._triple(image, inst_map, layout, {**triple.params, "largest_copy_um": largest_copy(source) *
@@ -87,7 +91,7 @@ class TextureStage:
         size) inside the region gets a real nucleus of its class, sized like `base_inst` (the base model's
         instances at the tile's size) there; outside the region the tile is untouched. Instance k + 1 is
         point k's."""
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(int(seed) % 2**64)  # a 64-bit seed may be negative
         h, w = tile_inst.shape
         xy, classes = layout.xy(), layout.class_ids()
         inside = np.array([bool(region[min(int(y), h - 1), min(int(x), w - 1)]) for x, y in xy], bool)
