@@ -116,9 +116,8 @@ def markdown(report: dict[str, Any], views: dict[str, View], cal_keys: dict[str,
         lines = report["calibration"][cal_keys[label]]["lines"]
         ok = calibrated(lines)
         md += [f"### {label}: {view.mpp:g} µm/px, JPEG q75 on both sides: {view.jpeg}", ""]
-        md += calibration_table(lines) + ["", "" if ok else NOT_CALIBRATED,
-                                          f"Real validation tiles with their own annotations: H-AUC median "
-                                          f"{report['real_h_auc'][label]:.3f}.", ""]
+        md += calibration_table(lines) + [""] + ([] if ok else [NOT_CALIBRATED, ""])
+        md += [f"Real validation tiles with their own annotations: H-AUC median {report['real_h_auc'][label]:.3f}.", ""]
         md += candidate_rows(names, [report["candidates"][n]["views"][label] for n in names], ok,
                              lines["train_vs_val"], FLOOR_MARGIN) + [""]
     return "\n".join(md)
