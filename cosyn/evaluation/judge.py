@@ -162,6 +162,7 @@ def calibration(val: Sequence[np.ndarray], val_sources: Sequence[str], train: Se
     coarser view reports its lines without them, except real vs real)."""
     view = view or View()
     a, b = alternate_halves(val_sources)
+    a = [i for i in a if val_sources[i] in {val_sources[j] for j in b}]  # a source of one tile has no pair
     controls: dict[str, tuple[list[np.ndarray], list[str], list[np.ndarray], list[str]]] = {
         "real_vs_real": ([val[i] for i in a], [val_sources[i] for i in a], [val[i] for i in b],
                          [val_sources[i] for i in b]),
