@@ -24,6 +24,7 @@ from cosyn.stages.texture import (
 )
 from cosyn.stages.texture import bank as bank_module
 from cosyn.stages.texture.bank import BankTile
+from cosyn.stages.texture.nuclei import nuclei_of
 from cosyn.stages.texture.quilt import min_cut
 
 CLASSES = ["background", "other", "inflammatory", "epithelial", "spindle"]
@@ -87,6 +88,10 @@ def test_bank_round_trip_keeps_annotations_exactly(bank_file: Path) -> None:
     np.testing.assert_array_equal(bank.tiles[0].inst_map, again[0].inst_map)
     assert bank.tiles[0].inst_classes == again[0].inst_classes
     assert np.abs(bank.tiles[0].image.astype(int) - again[0].image).mean() < 5  # JPEG q95 of per-pixel noise
+    stored, computed = bank.catalogue().to_arrays(), nuclei_of(bank.tiles).to_arrays()
+    assert stored.keys() == computed.keys() and len(stored["cls"]) > 0
+    for k in stored:
+        np.testing.assert_allclose(stored[k], computed[k], rtol=1e-6)
 
 
 def test_bank_errors_name_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

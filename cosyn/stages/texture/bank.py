@@ -3,8 +3,9 @@ texture stage's only source of pixels.
 
 On disk it is one safetensors file (nothing unpickles): every tile's image as JPEG bytes (quality 95,
 so the bank stays a few MB while re-encoding adds less than the data's own JPEG did) and its instance
-map as 16-bit PNG bytes, plus each instance's class. The metadata header names the tiles, their source
-slides, the µm/px and the classes, so a bank says where its pixels came from.
+map as 16-bit PNG bytes, each instance's class, and the nucleus catalogue (nuclei.py). The metadata
+header names the tiles, their source slides, the µm/px and the classes, so a bank says where its pixels
+came from.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from safetensors.torch import load_file, safe_open, save_file
 
 from cosyn.io.fileio import atomic_write
 from cosyn.stages.base import StageError
+from cosyn.stages.texture.nuclei import Nuclei, nuclei_of
 
 BANK_NAME = "texture_bank.safetensors"
 JPEG_QUALITY = 95
@@ -48,6 +50,12 @@ class TextureBank:
     mpp: float
     classes: list[str]
     provenance: str = ""
+    nuclei: Nuclei | None = None  # the catalogue; computed from the tiles when absent
+
+    def catalogue(self) -> Nuclei:
+        if self.nuclei is None:
+            self.nuclei = nuclei_of(self.tiles)
+        return self.nuclei
 
     def sources(self) -> list[str]:
         return sorted({t.source for t in self.tiles})
@@ -113,7 +121,8 @@ def save_bank(bank: TextureBank, path: Path) -> None:
     table_rows = np.cumsum([0] + [len(tb) for tb in tables])
     tensors = {"image_jpeg": image_blob, "image_spans": image_spans, "inst_png": inst_blob, "inst_spans": inst_spans,
                "inst_classes": torch.from_numpy(np.concatenate(tables)),
-               "inst_class_rows": torch.from_numpy(table_rows.astype(np.int64))}
+               "inst_class_rows": torch.from_numpy(table_rows.astype(np.int64)),
+               **{f"nuclei.{k}": torch.from_numpy(v) for k, v in bank.catalogue().to_arrays().items()}}
     size = sum(v.numel() * v.element_size() for v in tensors.values())
     if size > MAX_BANK_BYTES:
         raise BankError(f"{path}: the bank would take {size / 2**20:.1f} MB, over the {MAX_BANK_BYTES / 2**20:.0f} MB "
@@ -122,6 +131,7 @@ def save_bank(bank: TextureBank, path: Path) -> None:
             "names": json.dumps([t.name for t in bank.tiles]), "sources": json.dumps([t.source for t in bank.tiles]),
             "provenance": bank.provenance}
     atomic_write(Path(path), lambda tmp: save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=meta))
+    Path(path).chmod(0o644)  # shipped inside checkpoints that colleagues read
 
 
 def load_bank(path: Path) -> TextureBank:
@@ -141,7 +151,9 @@ def load_bank(path: Path) -> TextureBank:
             if image.shape[:2] != inst.shape or image.ndim != 3:
                 raise BankError(f"{path}: tile {name} has image {image.shape} but instances {inst.shape}")
             tiles.append(BankTile(name, source, image, inst, {int(a): int(b) for a, b in rows}))
-        return TextureBank(tiles, float(meta["mpp"]), list(json.loads(meta["classes"])), meta.get("provenance", ""))
+        nuclei = Nuclei.from_arrays({k.removeprefix("nuclei."): v for k, v in t.items() if k.startswith("nuclei.")})
+        return TextureBank(tiles, float(meta["mpp"]), list(json.loads(meta["classes"])), meta.get("provenance", ""),
+                           nuclei)
     except FileNotFoundError:
         raise BankError(f"{path}: missing; the texture stage keeps its bank in {BANK_NAME}") from None
     except BankError:

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 from cosyn.stages.texture.bank import TextureBank
-from cosyn.stages.texture.catalogue import MARGIN, Nuclei, shape_moments
+from cosyn.stages.texture.nuclei import MARGIN, Nuclei, shape_moments
 
 SHORTLIST = 8  # best-matching nuclei a paste is drawn from at random
 ELONGATED = 0.2  # above this the base's orientation is followed; rounder nuclei get a random one

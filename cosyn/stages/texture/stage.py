@@ -26,9 +26,10 @@ from cosyn.core.maps import distance_map
 from cosyn.core.resample import at_mpp, resample_image, resample_instances
 from cosyn.core.triple import Triple
 from cosyn.io.fileio import record_checksum, verified_sha256
-from cosyn.stages.texture.bank import BANK_NAME, BankError, TextureBank, load_bank
-from cosyn.stages.texture.catalogue import Nuclei, PatchIndex, nuclei_of, patch_index
+from cosyn.stages.texture.bank import BANK_NAME, BankError, TextureBank, load_bank, save_bank
+from cosyn.stages.texture.catalogue import PatchIndex, patch_index
 from cosyn.stages.texture.fill import fill_holes
+from cosyn.stages.texture.nuclei import Nuclei
 from cosyn.stages.texture.paste import Paste, blend, choose, footprint, oriented, targets_from_base
 from cosyn.stages.texture.quilt import QuiltWeights, quilt
 
@@ -56,7 +57,7 @@ class TextureStage:
                  bank_path: Path | None = None) -> None:
         self.bank, self.settings = bank, settings or TextureSettings()
         self._sha256, self._bank_path = sha256, bank_path
-        self.nuclei: Nuclei = nuclei_of(bank)
+        self.nuclei: Nuclei = bank.catalogue()
         self._slides = bank.sources()
         self._slide_tiles = {s: [i for i, t in enumerate(bank.tiles) if t.source == s] for s in self._slides}
         self._slide_profiles = np.stack([self._profile_of_slide(s) for s in self._slides])
@@ -169,8 +170,9 @@ class TextureStage:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         if self._bank_path is None:
-            raise BankError("this texture stage was not loaded from a bank file; save its bank with save_bank first")
-        shutil.copyfile(self._bank_path, folder / BANK_NAME)
+            save_bank(self.bank, folder / BANK_NAME)
+        else:  # the very bytes it was loaded from, so the checksum stays the one its triples recorded
+            shutil.copyfile(self._bank_path, folder / BANK_NAME)
         record_checksum(folder / BANK_NAME)
         return {"name": self.name, "settings": asdict(self.settings)}
 
