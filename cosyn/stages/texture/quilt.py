@@ -23,6 +23,23 @@ class QuiltWeights:
     overlap: float = 1.0  # mean squared colour error in the overlap with what is placed
     key: float = 0.05  # squared key distance, per key dimension
     stray_nuclei: float = 0.5  # fraction of the patch that is a real nucleus where the target has none
+    seam_sigma: float = 0.0  # > 0: colour blended across the seam over this many px, detail cut sharp
+
+
+def two_band_blend(old: np.ndarray, new: np.ndarray, keep_new: np.ndarray, filled: np.ndarray,
+                   sigma: float) -> np.ndarray:
+    """The new patch over the old along the cut. Detail (what a blur of `sigma` removes) switches at the cut,
+    feathered by one pixel, so no texture is doubled; colour (the blur) crosses over `sigma` px, so the two
+    patches meet without a step (Burt & Adelson's multiband blending with two bands). sigma 0: one band."""
+    sharp = np.where(filled, cv2.GaussianBlur(keep_new.astype(np.float32), (0, 0), 1.0), 1.0)[..., None]
+    if sigma <= 0:
+        return sharp * new + (1 - sharp) * old
+    smooth = np.where(filled, cv2.GaussianBlur(keep_new.astype(np.float32), (0, 0), sigma), 1.0)[..., None]
+    weight = cv2.GaussianBlur(filled.astype(np.float32), (0, 0), sigma)[..., None]
+    # the old colour from placed pixels only (normalised convolution): the unfilled part is zeros, not tissue
+    low_old = cv2.GaussianBlur(old * filled[..., None], (0, 0), sigma) / np.maximum(weight, 1e-3)
+    low_new = cv2.GaussianBlur(new, (0, 0), sigma)
+    return (smooth * low_new + (1 - smooth) * low_old) + (sharp * (new - low_new) + (1 - sharp) * (old - low_old))
 
 
 @dataclass
@@ -119,8 +136,7 @@ def quilt(bank: TextureBank, index: PatchIndex, guide: np.ndarray, target_nuclei
         good = np.flatnonzero(cost <= cost.min() * (1 + TOLERANCE) + 1e-12)
         pick = int(rng.choice(good))
         new = seam_mask(image[win], patches[pick], here)
-        alpha = np.where(here, cv2.GaussianBlur(new.astype(np.float32), (0, 0), 1.0), 1.0)[..., None]
-        image[win] = alpha * patches[pick] + (1 - alpha) * image[win]
+        image[win] = two_band_blend(image[win], patches[pick], new, here, weights.seam_sigma)
         nuclei[win] = np.where(new, masks[pick], nuclei[win])
         source[win] = np.where(new, shifts[pick], source[win])
         filled[win] = True

@@ -33,6 +33,8 @@ from cosyn.stages.texture.nuclei import Nuclei
 from cosyn.stages.texture.paste import Paste, blend, choose, footprint, oriented, targets_from_base
 from cosyn.stages.texture.quilt import QuiltWeights, quilt
 
+EMPTY_LEVEL = 200  # a pixel brighter than this in every channel is unstained: fat, lumen, background
+
 
 @dataclass
 class TextureSettings:
@@ -62,6 +64,7 @@ class TextureStage:
         self._slide_tiles = {s: [i for i, t in enumerate(bank.tiles) if t.source == s] for s in self._slides}
         self._slide_profiles = np.stack([self._profile_of_slide(s) for s in self._slides])
         self._indexes: dict[str, PatchIndex] = {}
+        self._stats: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     @property
     def sha256(self) -> str:
@@ -114,7 +117,7 @@ class TextureStage:
         base instances upsampled to the output; instance k + 1 is the nucleus of point k."""
         h, w = inst_up.shape
         slide = self._pick_slide(base_image, point_classes, h * w, rng)
-        guide = reinhard(resample_image(base_image, h, w), self._slide_stats(slide))
+        guide = restain(resample_image(base_image, h, w), self._bank_stats(), self._slide_stats(slide))
         targets = targets_from_base(points_xy, point_classes, inst_up, self.nuclei)
         where = np.zeros((h, w), bool)
         for t in targets:
@@ -185,40 +188,54 @@ class TextureStage:
     def _profile_of_slide(self, slide: str) -> np.ndarray:
         """Class mix (fractions), log density and mean colour of a slide's nuclei and tissue."""
         tiles = [self.bank.tiles[i] for i in self._slide_tiles[slide]]
+        pixels = np.concatenate([t.image[::4, ::4].reshape(-1, 3) for t in tiles])
         return profile([c for t in tiles for c in t.inst_classes.values() if c > 0],
-                       sum(t.inst_map.size for t in tiles) / len(tiles), len(tiles),
-                       np.mean([t.image.reshape(-1, 3).mean(0) for t in tiles], 0), len(self.bank.classes))
+                       sum(t.inst_map.size for t in tiles) / len(tiles), len(tiles), pixels, len(self.bank.classes))
 
     def _pick_slide(self, base_image: np.ndarray, point_classes: np.ndarray, area: int,
                     rng: np.random.Generator) -> str:
-        want = profile([int(c) for c in point_classes if c > 0], area, 1, base_image.reshape(-1, 3).mean(0),
+        want = profile([int(c) for c in point_classes if c > 0], area, 1, base_image.reshape(-1, 3),
                        len(self.bank.classes))
         cost = np.abs(self._slide_profiles - want)
-        cost[:, -3:] *= 0.2  # the base's colours are the least trustworthy part of it
+        cost[:, -4:-1] *= 0.2  # the base's colours are the least trustworthy part of it; how much is empty is not
         best = np.argsort(cost.sum(1))[:self.settings.slides]
         return self._slides[int(rng.choice(best))]
 
     def _slide_stats(self, slide: str) -> tuple[np.ndarray, np.ndarray]:
-        lab = np.concatenate([lab_of(self.bank.tiles[i].image).reshape(-1, 3) for i in self._slide_tiles[slide]])
-        return lab.mean(0), lab.std(0)
+        """Mean and spread of the slide's L*a*b* colours (every 4th pixel)."""
+        if slide not in self._stats:
+            lab = np.concatenate([lab_of(self.bank.tiles[i].image[::4, ::4]).reshape(-1, 3)
+                                  for i in self._slide_tiles[slide]])
+            self._stats[slide] = (lab.mean(0), lab.std(0))
+        return self._stats[slide]
+
+    def _bank_stats(self) -> tuple[np.ndarray, np.ndarray]:
+        """The average slide's colour statistics: the stain the base model learnt from all of them."""
+        stats = [self._slide_stats(s) for s in self._slides]
+        return np.mean([m for m, _ in stats], 0), np.mean([s for _, s in stats], 0)
 
 
-def profile(classes: list[int], area_per_tile: float, n_tiles: int, mean_rgb: np.ndarray, n_classes: int) -> np.ndarray:
+def profile(classes: list[int], area_per_tile: float, n_tiles: int, pixels: np.ndarray, n_classes: int) -> np.ndarray:
+    """What a slide (or a layout with its base image) is like: class mix, log density, mean colour, and the
+    fraction of empty (unstained) pixels, which tells fat and lumina from tissue."""
     counts = np.bincount(np.asarray(classes, np.int64), minlength=n_classes)[1:].astype(np.float64)
     fractions = counts / max(counts.sum(), 1)
     density = np.log1p(counts.sum() / n_tiles / area_per_tile * 1e4)  # nuclei per 10⁴ px
-    return np.concatenate([fractions, [density], np.asarray(mean_rgb, np.float64) / 255])
+    empty = float((pixels.min(1) > EMPTY_LEVEL).mean())
+    return np.concatenate([fractions, [density], pixels.mean(0) / 255, [empty]])
 
 
 def lab_of(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image.astype(np.float32) / 255, cv2.COLOR_RGB2LAB)
 
 
-def reinhard(image: np.ndarray, stats: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    """`image` with the mean and spread of its L*a*b* channels matched to `stats` (Reinhard et al. 2001)."""
+def restain(image: np.ndarray, source: tuple[np.ndarray, np.ndarray], target: tuple[np.ndarray, np.ndarray]
+            ) -> np.ndarray:
+    """`image`, stained like `source` (L*a*b* mean and spread), moved to `target`'s stain (Reinhard et al.
+    2001, with the statistics of the stains rather than of the image, so an image that is mostly empty
+    stays mostly empty)."""
     lab = lab_of(image)
-    mean, std = lab.reshape(-1, 3).mean(0), lab.reshape(-1, 3).std(0) + 1e-6
-    matched = (lab - mean) / std * stats[1] + stats[0]
+    matched = (lab - source[0]) / (source[1] + 1e-6) * target[1] + target[0]
     rgb = cv2.cvtColor(matched.astype(np.float32), cv2.COLOR_LAB2RGB)
     return np.clip(rgb * 255, 0, 255).round().astype(np.uint8)
 
