@@ -13,6 +13,9 @@ never carries validation layouts into training), perturbed per tile:
   nucleus spacing from every other point.
 Or, with `random_layouts`, layouts drawn from the dataset's statistics: the per-class counts of a
 random real tile, placed uniformly with the same minimum spacing (no spatial clustering).
+With `enrich` ({class: factor}, `--enrich inflammatory=2,other=3`), each layout is then enriched
+(cosyn.core.enrich): about factor × as many nuclei of each named class, drawn from a stream of its own
+per job, so the perturbations and sampling seeds stay those of the same run without enrichment.
 
 Job i (tile name `syn_{i:06d}`) is a pure function of (data, seed, i), so a run can be resumed,
 extended to a larger N, or sharded: under `torchrun --nproc_per_node W -m cosyn augment ...`
@@ -21,7 +24,8 @@ torchrun's own parser rejects `--n` as an ambiguous abbreviation of its options.
 
 Output folder, readable by `read_dataset(out, "folder")`, `train` and the segmenter:
     images/NAME.png  instances/NAME.tif (int32)  classes/NAME.png (uint8)
-    meta/NAME.json        the layout at the model's mpp, sampling params, per-instance classes, origin
+    meta/NAME.json        the layout at the model's mpp, sampling params (with the enrichment's counts),
+                          per-instance classes, origin
     classes.json          class set, mpp, tissue, source of every tile (the folder format's metadata)
     generation.json       the settings; a resumed run must match them
 A tile is written file by file, each file atomically, the image last: a tile counts as done when
@@ -34,7 +38,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -51,8 +55,9 @@ from cosyn.data.dataset import split_by_source
 from cosyn.data.formats import read_dataset
 from cosyn.data.sample import Sample, sample_from_triple
 from cosyn.data.targets import layout_from_sample
+from cosyn.enrichment import enrich, parse_request, record_in
 from cosyn.io.fileio import atomic_write
-from cosyn.model.pipeline import CoSynPipeline
+from cosyn.model.pipeline import CoSynPipeline, read_pipeline_config
 from cosyn.model.settings import SamplingSettings
 from cosyn.training.config import TrainConfig
 
@@ -60,6 +65,7 @@ TILE_DIRS = {"image": ("images", ".png"), "inst": ("instances", ".tif"), "class"
              "meta": ("meta", ".json")}
 RUN_FILE = "generation.json"
 MIN_SPACING_PERCENTILE = 5  # of real nearest-neighbour distances: the closest real nuclei sit this near
+PERTURB_STREAM, ENRICH_STREAM = 1, 2  # job i's random streams: default_rng([seed, i, stream])
 
 
 class AugmentError(RuntimeError):
@@ -83,6 +89,7 @@ class Job:
     seed: int
     source: str
     origin: dict[str, Any]
+    enrichment: dict[str, Any] | None = None  # what enrichment did to `layout` (cosyn.enrichment.enrich)
 
 
 @dataclass
@@ -188,9 +195,11 @@ def tile_name(index: int) -> str:
 
 
 def plan_jobs(tiles: Sequence[SourceTile], n: int, seed: int = 0, random_layouts: bool = False,
-              perturbation: Perturbation | None = None, default_mpp: float = 0.5) -> list[Job]:
+              perturbation: Perturbation | None = None, default_mpp: float = 0.5,
+              enrich_factors: Mapping[str, float] | None = None) -> list[Job]:
     """N jobs; job i depends on (tiles, seed, i) only. Tiles are cycled in a seeded order per pass,
-    so the first len(tiles) jobs use every tile once."""
+    so the first len(tiles) jobs use every tile once. With `enrich_factors`, each job's layout is
+    enriched after its perturbations."""
     if not tiles:
         raise AugmentError("no real tiles to take layouts from")
     p = perturbation or Perturbation()
@@ -199,7 +208,7 @@ def plan_jobs(tiles: Sequence[SourceTile], n: int, seed: int = 0, random_layouts
     for i in range(n):
         epoch, offset = divmod(i, len(tiles))
         tile = tiles[int(np.random.default_rng([seed, epoch]).permutation(len(tiles))[offset])]
-        rng = np.random.default_rng([seed, i, 1])
+        rng = np.random.default_rng([seed, i, PERTURB_STREAM])
         if random_layouts:
             layout, origin = random_layout_like(tile.layout, spacing, rng), {"random": True, "counts_from": tile.name}
             source = "synthetic-random"
@@ -207,7 +216,10 @@ def plan_jobs(tiles: Sequence[SourceTile], n: int, seed: int = 0, random_layouts
             layout, changes = perturbed_layout(tile.layout, p, spacing, rng, default_mpp)
             origin = {"tile": tile.name, "source": tile.source, **changes}
             source = f"synthetic-{tile.source}"
-        jobs.append(Job(i, tile_name(i), layout, int(rng.integers(2**31)), source, origin))
+        record = None
+        if enrich_factors:
+            layout, record = enrich(layout, enrich_factors, [seed, i, ENRICH_STREAM], default_mpp)
+        jobs.append(Job(i, tile_name(i), layout, int(rng.integers(2**31)), source, origin, record))
     return jobs
 
 
@@ -277,6 +289,7 @@ def generate(pipe: CoSynPipeline, jobs: Sequence[Job], out: str | Path, sampling
     with bar:
         for job in todo:
             triple = pipe.sample(job.layout, settings=sampling, seed=job.seed, n=1)[0]
+            record_in([triple], job.enrichment)
             sample = sample_from_triple(triple, job.name, job.source, classes, triple.layout.mpp)
             meta = {"layout": triple.layout.to_dict(), "params": triple.params, "origin": job.origin,
                     "inst_classes": {str(k): int(v) for k, v in triple.inst_classes.items()}}
@@ -311,6 +324,7 @@ class AugmentConfig:
     random_layouts: bool = False
     perturbation: Perturbation | None = None
     sampling: SamplingSettings | None = None
+    enrich: dict[str, float] | None = None  # {class: factor}; None: layouts as perturbed
 
     def settings(self, checkpoint_sha256: str) -> dict[str, Any]:
         """What makes a tile what it is: everything but N and the output folder. Of the sampling
@@ -338,7 +352,7 @@ def augment(cfg: AugmentConfig, pipe: CoSynPipeline | None = None, rank: int | N
         raise AugmentError(f"{cfg.data} has classes {classes.to_list()}, the model {pipe.class_set.to_list()}")
     out = Path(cfg.out)
     check_run_settings(out, cfg.settings(pipe.sha256))
-    jobs = plan_jobs(tiles, cfg.n, cfg.seed, cfg.random_layouts, cfg.perturbation, pipe.config.mpp)
+    jobs = plan_jobs(tiles, cfg.n, cfg.seed, cfg.random_layouts, cfg.perturbation, pipe.config.mpp, cfg.enrich)
     tissues = {t.layout.tissue for t in tiles}
     write_classes_json(out, jobs, classes, output_mpp(pipe, jobs, cfg.sampling.refine),
                        next(iter(tissues)) if len(tissues) == 1 else None)
@@ -382,6 +396,9 @@ def add_augment_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-dihedral", action="store_true")
     p.add_argument("--jitter-um", type=float, default=0.5)
     p.add_argument("--density", type=float, default=0.25, help="density factor drawn from [1-d, 1+d]")
+    p.add_argument("--enrich", metavar="CLASS=FACTOR[,...]",
+                   help="about FACTOR (1-10) times as many nuclei of each named class in every layout, "
+                        "e.g. inflammatory=2,other=3")
     add_sampling_arguments(p)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads per process (0 = torch default)")
     p.set_defaults(func=_run)
@@ -398,6 +415,8 @@ def _run(args: argparse.Namespace) -> int:
         random_layouts=args.random_layouts,
         perturbation=Perturbation(not args.no_dihedral, args.jitter_um, args.density),
         sampling=SamplingSettings(args.steps, args.guidance, args.sampler, refine=not args.no_refine),
+        # checked against the checkpoint's classes before minutes of loading and sampling
+        enrich=parse_request(args.enrich, read_pipeline_config(args.checkpoint).classes),
     )
     try:
         stats = augment(cfg)

@@ -74,9 +74,10 @@ def _sample(args: argparse.Namespace) -> int:
 
     from cosyn.core.layout import Layout
     from cosyn.core.resample import at_mpp
+    from cosyn.enrichment import enrich, parse_request, record_in
     from cosyn.io.export import check_formats, write_bundle
     from cosyn.io.fileio import check_writable
-    from cosyn.model.pipeline import CoSynPipeline, crowding_warnings
+    from cosyn.model.pipeline import CoSynPipeline, crowding_warnings, read_pipeline_config
     from cosyn.model.settings import SamplingSettings
 
     # everything that can be checked before minutes of sampling is checked first
@@ -90,6 +91,9 @@ def _sample(args: argparse.Namespace) -> int:
         raise FileExistsError(f"{taken[0]} exists; pass --overwrite to replace it, or choose another --out")
     check_writable(out)
     layout = Layout.load(args.layout)
+    config = read_pipeline_config(args.checkpoint)
+    factors = parse_request(args.enrich, config.classes)
+    layout, enrichment = enrich(layout, factors, settings.seed, config.mpp) if factors else (layout, None)
     pipe = CoSynPipeline.from_pretrained(args.checkpoint)
     for warning in crowding_warnings(pipe.conform_layout(layout)):
         print(f"warning: {args.layout}: {warning}", file=sys.stderr)
@@ -98,6 +102,7 @@ def _sample(args: argparse.Namespace) -> int:
             bar.n = p.step
             bar.refresh()
         triples = pipe.sample(layout, args.prompt, settings, on_step=on_step)
+    record_in(triples, enrichment)
     for folder, tr in zip(folders, triples, strict=True):
         if args.output_mpp:
             tr = at_mpp(tr, args.output_mpp)
@@ -197,6 +202,9 @@ def _add_sample(sub: Subparsers) -> None:
                     help="write the bundles at this µm/px (default: the sampled triple's); label maps resample "
                          "nearest")
     sa.add_argument("--formats", default="png,npy,mat,geojson,coco")
+    sa.add_argument("--enrich", metavar="CLASS=FACTOR[,...]",
+                    help="enrich the layout before sampling: about FACTOR (1-10) times as many nuclei of each "
+                         "named class, drawn from --seed (e.g. inflammatory=2)")
     sa.set_defaults(func=_sample)
 
 
