@@ -15,6 +15,7 @@ from typing import Any
 import gradio as gr
 
 from cosyn.core.triple import Triple
+from cosyn.enrichment import PARAMS_KEY, parse_request
 from cosyn.model.pipeline import SamplingCancelled, StepPreview
 from cosyn.model.settings import SamplingSettings
 from cosyn.studio import canvas as cv
@@ -43,7 +44,16 @@ def shown_triple(ui: SynthesizeUI, t: Triple, opacity: float) -> Updates:
 
 def done_line(saved: list[gallery.Entry], first: Triple) -> str:
     n = len(saved)
-    return f"Done: {n} result{'s' * (n > 1)} (seed {first.params['seed']}), {stages_line(first)}."
+    return f"Done: {n} result{'s' * (n > 1)} (seed {first.params['seed']}), {stages_line(first)}.{enriched_line(first)}"
+
+
+def enriched_line(t: Triple) -> str:
+    """' Enriched: inflammatory 4 → 8.' for an enriched triple (the named classes' counts), else ''."""
+    record = t.params.get(PARAMS_KEY)
+    if not record:
+        return ""
+    before, after = record["counts_before"], record["counts_after"]
+    return " Enriched: " + ", ".join(f"{name} {before[name]} → {after[name]}" for name in record["factors"]) + "."
 
 
 def wire(ctx: StudioContext, demo: gr.Blocks, ui: SynthesizeUI) -> None:
@@ -74,6 +84,7 @@ class GenerateForm:
     edit_mode: bool
     edit_source: dict | None
     brush: dict | None
+    enrich: str = ""  # "CLASS=FACTOR[,...]"; empty: off
 
     @staticmethod
     def components(ui: SynthesizeUI) -> dict[str, gr.components.Component]:
@@ -81,7 +92,7 @@ class GenerateForm:
                 "guidance": ui.guidance, "sampler": ui.sampler, "seed": ui.seed, "n": ui.n, "refine": ui.refine,
                 "opacity": ui.opacity, "items": ui.entries, "background": ui.background, "browser": ui.browser_id,
                 "confirmed": ui.confirmed, "edit_mode": ui.edit_mode, "edit_source": ui.edit_source,
-                "brush": ui.brush}
+                "brush": ui.brush, "enrich": ui.enrich}
 
     @classmethod
     def read(cls, ui: SynthesizeUI, values: dict[gr.components.Component, Any]) -> GenerateForm:
@@ -92,16 +103,19 @@ class GenerateForm:
         return SamplingSettings(self.steps, self.guidance, self.sampler, self.seed, self.n, bool(self.refine))
 
 
-def _request(ctx: StudioContext, form: GenerateForm) -> Request:
-    """The form as a sampling request: a plain generate, or with "Edit" ticked an edit of the loaded tile
-    (in the brushed region, if one is painted). Both run through Request.run, previews and all."""
+def form_request(ctx: StudioContext, form: GenerateForm) -> Request:
+    """The form as a sampling request: a plain generate (its canvas enriched first when "Enrich rare
+    classes" is filled in), or with "Edit" ticked an edit of the loaded tile (in the brushed region, if one
+    is painted). Both run through Request.run, previews and all."""
     if not form.model:
         raise gr.Error("No checkpoint is loaded: see the note at the top of the page.")
     edit = None
     if form.edit_mode:
         tile = kept_tile(form.edit_source, ctx.config.outputs)
         edit = TileEdit(tile, brush_mask(form.brush, tile.image.shape[:2]))
-    return Request(ctx.models.get(form.model), cv.layout_of(form.canvas), form.prompt, form.settings, edit)
+    pipe = ctx.models.get(form.model)
+    return Request(pipe, cv.layout_of(form.canvas), form.prompt, form.settings, edit,
+                   parse_request(form.enrich, pipe.class_set))
 
 
 def _long_run_note(ctx: StudioContext, form: GenerateForm, req: Request) -> tuple[str, str] | None:
@@ -124,7 +138,7 @@ def _wire_generate(ctx: StudioContext, ui: SynthesizeUI) -> None:
                     progress=gr.Progress()):  # noqa: B008 (how Gradio hands out a bar)
         form = GenerateForm.read(ui, values)
         progress(0, desc="loading the model")
-        req = _request(ctx, form)
+        req = form_request(ctx, form)
         note = _long_run_note(ctx, form, req)
         if note is not None:
             yield {ui.confirmed: note[0], ui.status: note[1]}

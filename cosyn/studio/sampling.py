@@ -13,7 +13,7 @@ import queue
 import statistics
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +23,7 @@ from cosyn.core.layout import Layout
 from cosyn.core.triple import Triple
 from cosyn.data.sample import Sample
 from cosyn.editing import edit_tile
+from cosyn.enrichment import enrich, record_in
 from cosyn.model.pipeline import CoSynPipeline, StepPreview
 from cosyn.model.settings import SamplingSettings
 from cosyn.studio import gallery
@@ -183,23 +184,33 @@ class Request:
     Constructing it conforms the layout to the model and applies the studio's caps, so a refused
     request costs no sampling; `canvas` is the layout as the base model samples it (previews are
     cut on it). With `edit`, the request regenerates part of a real tile (cosyn.editing) the same way:
-    live previews, then the result saved."""
+    live previews, then the result saved. With `enrich` ({class: factor}), `layout` becomes the enriched
+    layout first (drawn from the settings' seed), and `enrichment` is what goes into each params.json."""
 
     pipe: CoSynPipeline
     layout: Layout
     prompt: str | None
     settings: SamplingSettings
     edit: TileEdit | None = None
+    enrich: Mapping[str, float] | None = None
     canvas: Layout = field(init=False)
+    enrichment: dict | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
+        if self.enrich:
+            if self.edit is not None:  # an edit keeps the tile's own nuclei; enrichment would add new ones
+                raise ValueError("Enrichment makes a new layout and cannot be combined with editing a real tile: "
+                                 "clear \"Enrich rare classes\" or untick \"Edit the loaded real tile\".")
+            self.layout, self.enrichment = enrich(self.layout, self.enrich, self.settings.seed, self.pipe.config.mpp)
         self.canvas = self.pipe.conform_layout(self.layout)
         check_request(self.settings, self.canvas)
 
     def sample(self, on_step: OnStep) -> list[Triple]:
         if self.edit is None:
-            return self.pipe.sample(self.layout, self.prompt or None, self.settings, canvas=self.canvas,
-                                    on_step=on_step)
+            triples = self.pipe.sample(self.layout, self.prompt or None, self.settings, canvas=self.canvas,
+                                       on_step=on_step)
+            record_in(triples, self.enrichment)
+            return triples
         triple = edit_tile(self.pipe, self.edit.tile, self.layout, self.edit.mask, settings=self.settings,
                            on_step=on_step)
         triple.params["edit"]["region"] = "brushed" if self.edit.mask is not None else \

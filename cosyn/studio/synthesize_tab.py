@@ -79,6 +79,7 @@ class SynthesizeUI:
     sampler: gr.Dropdown
     n: gr.Slider
     refine: gr.Checkbox
+    enrich: gr.Textbox
     edit_mode: gr.Checkbox
     brush: gr.ImageEditor  # the region to regenerate, painted over the loaded tile (optional)
     seed: gr.Number
@@ -224,6 +225,11 @@ def _settings(ctx: StudioContext, c: dict, names: list[str], first: str | None, 
     c["refine"] = gr.Checkbox(True, label="Bring to the canvas's µm/px", elem_id="cosyn-refine",
                               info="when the canvas is finer than the model: the model's second stage "
                                    "(by default bicubic upsampling and sharpening)")
+    c["enrich"] = gr.Textbox("", label="Enrich rare classes", placeholder="e.g. inflammatory=2,other=3",
+                             elem_id="cosyn-enrich",
+                             info="before generating, about FACTOR (1-10) times as many nuclei of each named class "
+                                  "are added beside their own kind (drawn from the seed; the canvas stays as drawn, "
+                                  "the bundle's layout.json holds the enriched points); empty: off")
     c["edit_mode"] = gr.Checkbox(False, label="Edit the loaded real tile", elem_id="cosyn-edit-mode",
                                  info="Generate regenerates only around the nuclei you added, removed, moved or "
                                       "reclassified, and keeps the rest of the tile (load a dataset sample or a real "
