@@ -1,13 +1,24 @@
 #!/bin/bash
-# Downstream gain (docs/model.md, "Downstream"): 368 synthetic tiles from the training split's layouts
-# (dihedral + jitter perturbations, one per real tile), then the segmenter trained 3 times on real vs
-# real + synthetic (same steps, same seeds) and scored on the 64 validation tiles. About 70 min on one
-# core; the augment step is skipped when its folder is complete. Result: runs/downstream/eval/report.md.
+# The downstream study (docs/downstream.md): synthetic tiles from the training split's layouts into /tmp
+# (dihedral + jitter + density perturbations, one per real tile), then benchmarks/downstream_study.py over
+# its arms and seeds; results accumulate in benchmarks/downstream_study_cpu.json. Each segmenter is about
+# 40-80 min of one busy core (2,500 steps); every step is resumable, so rerun the script after a stop.
+# ENRICH="inflammatory=2,other=3" adds the rare-class arm once `cosyn augment --enrich` exists.
 set -e
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=1
 DATA=${DATA:-../shared/data/consep_patched}
-[ -f runs/downstream/aug/.done ] || { .venv/bin/cosyn augment --checkpoint checkpoints/default --data "$DATA" \
-  --n 368 --split train --out runs/downstream/aug --steps 20 --seed 100 --threads 1 && touch runs/downstream/aug/.done; }
-.venv/bin/cosyn evaluate --checkpoint checkpoints/default --data "$DATA" --out runs/downstream/eval \
-  --sections downstream --synthetic runs/downstream/aug --seeds 3 --threads 1
+WORK=${WORK:-/tmp/cosyn_downstream}
+N=${N:-368}
+augment() {  # OUT [extra augment args]: resumable; skipped when complete
+  local out=$1; shift
+  [ -f "$out/.done" ] || { .venv/bin/cosyn augment --checkpoint checkpoints/default --data "$DATA" --n "$N" \
+    --split train --out "$out" --steps 20 --seed 100 --threads 1 "$@" && touch "$out/.done"; }
+}
+augment "$WORK/synthetic"
+ARGS=(--data "$DATA" --work "$WORK/segmenters" --synthetic "$WORK/synthetic" --controls)
+if [ -n "$ENRICH" ]; then
+  augment "$WORK/enriched" --enrich "$ENRICH"
+  ARGS+=(--enriched "$WORK/enriched")
+fi
+.venv/bin/python benchmarks/downstream_study.py "${ARGS[@]}" "$@"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -118,3 +120,18 @@ def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path):
         (tmp_path / PROGRESS_JSON).write_text('{"step": 2, "settings": {}, "losses": [], "seconds": 0}')
         (tmp_path / PROGRESS_WEIGHTS).write_bytes((tmp_path / "segmenter.safetensors").read_bytes())
         train_segmenter(tiles, cfg, run, folder=tmp_path, progress=False)
+
+
+def test_keep_unmarked_turns_a_blob_without_marker_into_a_nucleus():
+    inst = _touching_pair()
+    hv = hv_maps(inst).transpose(2, 0, 1)
+    yy, xx = np.indices(inst.shape)
+    blob = (yy - 38) ** 2 + (xx - 56) ** 2 <= 12  # 37 px: above the 10 px minimum, too small for a marker
+    hv[:, blob] = np.where((yy + xx)[blob] % 2, 1.0, -1.0)  # a checkerboard: high Sobel energy everywhere
+    fg = (inst > 0) | blob
+    logits = np.stack([~fg * 4.0 - 2, fg * 4.0 - 2]).astype(np.float32)
+    config = Config(CONSEP.to_list(), mpp=MPP)
+    dropped = instance_map(logits, hv, config)
+    kept = instance_map(logits, hv, replace(config, keep_unmarked=True))
+    assert dropped.max() == 2 and not dropped[blob].any()
+    assert kept.max() == 3 and np.all(kept[blob] == kept[38, 56]) and kept[38, 56] > 0

@@ -24,6 +24,7 @@ class SegmenterConfig:
     sobel_kernel: int = 21
     marker_threshold: float = 0.4
     min_area_um2: float = 0.625  # HoVer-Net drops objects under 10 px at 0.25 µm/px
+    keep_unmarked: bool = False  # HoVer-Net drops foreground no marker reaches; True makes each such blob a nucleus
 
     def __post_init__(self) -> None:
         self.classes = ClassSet(tuple(self.classes)).to_list()

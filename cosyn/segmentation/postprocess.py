@@ -4,7 +4,8 @@ Foreground = argmax of the NP branch; the Sobel gradients of the min-max normali
 high between nuclei; markers are the foreground where that gradient energy is below the marker
 threshold (holes filled, opened with a disk of radius 2, small ones dropped); a marker-controlled
 watershed of the smoothed energy inside the foreground gives the instances. Each instance then
-takes the majority nucleus class of its pixels in the NC branch.
+takes the majority nucleus class of its pixels in the NC branch. With `keep_unmarked`, foreground
+that no marker reaches becomes nuclei of its own instead of being dropped.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from monai.apps.pathology.transforms.post.array import (
     GenerateWatershedMask,
     Watershed,
 )
+from scipy import ndimage as ndi
 from skimage.segmentation import relabel_sequential
 
 from cosyn.core.instances import instance_table
@@ -33,8 +35,15 @@ def instance_map(np_logits: np.ndarray, hv: np.ndarray, config: SegmenterConfig)
     energy = GenerateDistanceMap()(mask, border)
     markers = GenerateWatershedMarkers(threshold=config.marker_threshold, radius=2, min_object_size=min_size)(
         mask, border)
-    inst = Watershed(connectivity=1, dtype=np.int32)(energy, mask, markers)
-    return relabel_sequential(np.asarray(inst)[0].astype(np.int32))[0]
+    inst = np.asarray(Watershed(connectivity=1, dtype=np.int32)(energy, mask, markers))[0].astype(np.int32)
+    if config.keep_unmarked:
+        # Foreground blobs without a marker (soft HV maps leave small or flat nuclei unmarked) are
+        # nuclei of their own instead of being dropped.
+        orphans, _ = ndi.label((np.asarray(mask)[0] > 0) & (inst == 0))
+        inst = np.where(orphans > 0, orphans + inst.max(), inst)
+        sizes = np.bincount(inst.ravel())
+        inst[sizes[inst] < min_size] = 0
+    return relabel_sequential(inst)[0]
 
 
 def instance_classes(inst: np.ndarray, nc_probs: np.ndarray) -> dict[int, int]:
