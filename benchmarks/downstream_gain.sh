@@ -3,7 +3,7 @@
 # (dihedral + jitter + density perturbations, one per real tile), then benchmarks/downstream_study.py over
 # its arms and seeds; results accumulate in benchmarks/downstream_study_cpu.json. Each segmenter is about
 # 40-80 min of one busy core (2,500 steps); every step is resumable, so rerun the script after a stop.
-# ENRICH="inflammatory=2,other=3" adds the rare-class arm once `cosyn augment --enrich` exists.
+# ENRICH="inflammatory=2,other=3" adds the rare-class arm (tiles from `cosyn augment --enrich`).
 set -e
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=1

@@ -116,6 +116,7 @@ def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path):
     for (name, a), b in zip(straight.net.state_dict().items(), resumed.net.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
     assert not (tmp_path / PROGRESS_WEIGHTS).exists() and Segmenter.load(tmp_path).train_info["steps"] == 6
+    assert resumed.train_info["loss_per_100_steps"] == straight.train_info["loss_per_100_steps"]  # the whole curve
     with pytest.raises(ValueError, match="other settings"):
         (tmp_path / PROGRESS_JSON).write_text('{"step": 2, "settings": {}, "losses": [], "seconds": 0}')
         (tmp_path / PROGRESS_WEIGHTS).write_bytes((tmp_path / "segmenter.safetensors").read_bytes())

@@ -128,6 +128,8 @@ def train_segmenter(
     losses = info["losses"]
     seg.train_info = {**asdict(train), "tiles": len(tiles), "data": data_key,
                       "final_loss": float(np.mean(losses[-max(1, len(losses) // 10):])),
+                      "loss_per_100_steps": [round(float(np.mean(losses[i:i + 100])), 4)
+                                             for i in range(0, len(losses), 100)],
                       "seconds": round(time.perf_counter() - t0, 1)}
     if out is not None:
         seg.save(out)
