@@ -11,6 +11,10 @@ from scipy import ndimage as ndi
 
 RING = 3  # px of known surroundings a donor must match
 DONORS = 256  # random places tried per hole
+# The bank's tiles are JPEGs with 4:2:0 chroma, coded in 16 px blocks from their corner. Copying a block to a
+# position congruent mod 16 keeps its compression grid on the output's, so the output re-compresses as
+# gently as a real tile does; a copy off the grid leaves a double-compression trace a judge learns at once.
+JPEG_GRID = 16
 MIN_SPLIT = 4  # a hole piece this small with no donor takes its surroundings' mean colour
 
 
@@ -40,7 +44,7 @@ def _fill(out: np.ndarray, holes: np.ndarray, box: tuple[int, int, int, int],
     hole[by1 - y0:] = False
     hole[:, : bx0 - x0] = False
     hole[:, bx1 - x0:] = False
-    donor = _best_donor(out[y0:y1, x0:x1], hole, donors, rng)
+    donor = _best_donor(out[y0:y1, x0:x1], hole, donors, (y0, x0), rng)
     if donor is None:
         if max(by1 - by0, bx1 - bx0) <= MIN_SPLIT:
             donor = np.broadcast_to(out[y0:y1, x0:x1][~hole].mean(0), out[y0:y1, x0:x1].shape)
@@ -61,7 +65,7 @@ def _fill(out: np.ndarray, holes: np.ndarray, box: tuple[int, int, int, int],
 
 
 def _best_donor(window: np.ndarray, hole: np.ndarray, donors: list[tuple[np.ndarray, np.ndarray]],
-                rng: np.random.Generator) -> np.ndarray | None:
+                at: tuple[int, int], rng: np.random.Generator) -> np.ndarray | None:
     """The block of a slide tile, of the window's size and without a nucleus pixel where the hole is, closest
     to the window outside the hole."""
     h, w = hole.shape
@@ -72,7 +76,9 @@ def _best_donor(window: np.ndarray, hole: np.ndarray, donors: list[tuple[np.ndar
         th, tw = image.shape[:2]
         if th < h or tw < w:
             continue
-        corners = zip(rng.integers(0, th - h + 1, per_tile), rng.integers(0, tw - w + 1, per_tile), strict=True)
+        # on the donor's JPEG grid as the output is on its own (see JPEG_GRID), so recompression stays idempotent
+        ys, xs = (on_grid(a, span, rng, per_tile) for a, span in ((at[0], th - h), (at[1], tw - w)))
+        corners = [(y, x) for y, x in zip(ys, xs, strict=True) if y <= th - h and x <= tw - w]
         ok = [(y, x) for y, x in corners if not (nuclei[y:y + h, x:x + w] & hole).any()]
         if not ok:
             continue
@@ -82,3 +88,9 @@ def _best_donor(window: np.ndarray, hole: np.ndarray, donors: list[tuple[np.ndar
         if cost[k] < best_cost:
             best, best_cost = blocks[k], cost[k]
     return best
+
+
+def on_grid(at: int, span: int, rng: np.random.Generator, n: int) -> np.ndarray:
+    """`n` random positions in [0, span] congruent to `at` modulo JPEG_GRID (possibly beyond span if none is)."""
+    first = at % JPEG_GRID
+    return first + JPEG_GRID * rng.integers(0, max((span - first) // JPEG_GRID + 1, 1), n)
