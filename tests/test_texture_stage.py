@@ -147,6 +147,9 @@ def test_saved_stage_loads_through_the_registry_contract(stage: TextureStage, tm
     assert isinstance(loaded, SecondStage) and len(loaded.sha256) == 64
     with pytest.raises(BankError, match="classes"):
         load(tmp_path / "second_stage", spec, StageContext(CLASSES[:3], 0.5, 3))
+    for bad in ({"patch": 40}, {"overlap": 48}, {"weights": {"key": float("nan")}}, {"slides": 0}, {"colour": 1}):
+        with pytest.raises(BankError, match="config.json: bad texture settings"):
+            load(tmp_path / "second_stage", {**spec, "settings": bad}, StageContext(CLASSES, 0.5, len(CLASSES)))
     (tmp_path / "second_stage" / "texture_bank.safetensors").write_bytes(b"changed")
     with pytest.raises(BankError, match="texture_bank.safetensors"):
         load(tmp_path / "second_stage", spec, StageContext(CLASSES, 0.5, len(CLASSES)))
