@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import SHARED_DATA
 
 from cosyn.core.layout import Layout, Point
 from cosyn.core.triple import Triple
@@ -209,3 +210,26 @@ def test_a_bank_within_budget_keeps_every_slide(tmp_path: Path) -> None:
     samples[0].mpp = 0.5
     with pytest.raises(BankError, match="one µm/px"):
         bank_from_samples(samples, CLASSES, "test")
+
+
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"the CoNSeP patches are not at {SHARED_DATA}")
+def test_on_real_tiles_no_copy_exceeds_the_cap_and_no_centroid_is_missed(tmp_path: Path) -> None:
+    """A bank of three real training slides; a real validation tile's layout, its base triple at 0.5 µm/px."""
+    from cosyn.core.resample import at_mpp
+    from cosyn.data.dataset import resample_sample, split_by_source
+    from cosyn.data.formats import read_dataset
+    from cosyn.data.targets import triple_from_sample
+    from cosyn.training.config import TrainConfig
+
+    seq = read_dataset(SHARED_DATA)
+    samples = [seq[i] for i in range(len(seq))]
+    train, val = split_by_source(samples, TrainConfig.val_fraction, TrainConfig.seed)
+    slides = sorted({samples[i].source for i in train})[:3]
+    bank = bank_from_samples([samples[i] for i in train if samples[i].source in slides], CLASSES, "test")
+    stage = TextureStage(bank)
+    real = samples[val[5]]
+    base = at_mpp(triple_from_sample(resample_sample(real, 0.5)), 0.5)
+    for seed in range(3):
+        out = stage.to_mpp(base, 0.25, seed)
+        assert out.image.shape == real.image.shape and out.params["missed_centroids"] == 0
+        assert 0 < out.params["largest_copy_um"] <= stage.settings.copy_cap_px * 0.25

@@ -62,6 +62,12 @@ class TextureSettings:
         if self.slides < 1 or not all(np.isfinite(v) and 0 <= v <= 100 for v in numbers):
             raise ValueError("slides must be at least 1, and the weights and seam_sigma finite numbers in 0..100")
 
+    @property
+    def copy_cap_px(self) -> int:
+        """The documented cap on an output's largest verbatim copy: a patch and both its overlaps (a patch never
+        continues the copy of the patch left of or above it)."""
+        return self.patch + 2 * self.overlap
+
     @classmethod
     def from_dict(cls, d: dict) -> TextureSettings:
         d = dict(d)
