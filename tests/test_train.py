@@ -6,6 +6,7 @@ import functools
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -204,6 +205,14 @@ def test_fine_tune_maps_classes_by_name(tmp_path):
     assert json.loads((tmp_path / "ck" / "config.json").read_text())["second_stage"]["name"] == "texture"
     assert (ft / "second_stage" / "texture_bank.safetensors").is_file()
     assert load_bank(tmp_path / "ck" / "second_stage" / "texture_bank.safetensors").classes == PANNUKE.to_list()
+    shutil.rmtree(ft / "second_stage")  # no bank yet, and the data it would come from is gone
+    shutil.rmtree(tmp_path / "pannuke")
+    with pytest.raises(TrainingError, match="--second-stage upsampler"):
+        export_checkpoint(ft, tmp_path / "ck3")
+    assert not (tmp_path / "ck3").exists()
+    export_checkpoint(ft, tmp_path / "ck3", second_stage="upsampler")
+    assert json.loads((tmp_path / "ck3" / "config.json").read_text())["second_stage"] == {"name": "upsampler"}
+    assert not (tmp_path / "ck3" / "second_stage").exists()
     assert "# CoSyn checkpoint `ck`" in (tmp_path / "ck" / "MODEL_CARD.md").read_text()
     export_checkpoint(ft, tmp_path / "ck2")
     tuned = CoSynPipeline.from_pretrained(tmp_path / "ck2")
