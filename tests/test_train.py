@@ -205,6 +205,14 @@ def test_fine_tune_maps_classes_by_name(tmp_path):
     assert json.loads((tmp_path / "ck" / "config.json").read_text())["second_stage"]["name"] == "texture"
     assert (ft / "second_stage" / "texture_bank.safetensors").is_file()
     assert load_bank(tmp_path / "ck" / "second_stage" / "texture_bank.safetensors").classes == PANNUKE.to_list()
+    assert "# CoSyn checkpoint `ck`" in (tmp_path / "ck" / "MODEL_CARD.md").read_text()
+    export_checkpoint(ft, tmp_path / "ck2")
+    tuned = CoSynPipeline.from_pretrained(tmp_path / "ck2")
+    assert tuned.config.classes == PANNUKE.to_list()
+    old_w, new_w = base.model.label_in.weight, tuned.model.label_in.weight
+    for name in ("inflammatory", "epithelial"):
+        assert np.allclose(new_w[:, PANNUKE.id_of(name)].detach(), old_w[:, CONSEP.id_of(name)].detach(), atol=1e-3)
+
     shutil.rmtree(ft / "second_stage")  # no bank yet, and the data it would come from is gone
     shutil.rmtree(tmp_path / "pannuke")
     with pytest.raises(TrainingError, match="--second-stage upsampler"):
@@ -213,13 +221,6 @@ def test_fine_tune_maps_classes_by_name(tmp_path):
     export_checkpoint(ft, tmp_path / "ck3", second_stage="upsampler")
     assert json.loads((tmp_path / "ck3" / "config.json").read_text())["second_stage"] == {"name": "upsampler"}
     assert not (tmp_path / "ck3" / "second_stage").exists()
-    assert "# CoSyn checkpoint `ck`" in (tmp_path / "ck" / "MODEL_CARD.md").read_text()
-    export_checkpoint(ft, tmp_path / "ck2")
-    tuned = CoSynPipeline.from_pretrained(tmp_path / "ck2")
-    assert tuned.config.classes == PANNUKE.to_list()
-    old_w, new_w = base.model.label_in.weight, tuned.model.label_in.weight
-    for name in ("inflammatory", "epithelial"):
-        assert np.allclose(new_w[:, PANNUKE.id_of(name)].detach(), old_w[:, CONSEP.id_of(name)].detach(), atol=1e-3)
 
 
 def test_two_processes_read_disjoint_data_and_only_rank0_writes(tmp_path):
