@@ -26,6 +26,7 @@ from cosyn.core.maps import distance_map
 from cosyn.core.resample import at_mpp, resample_image, resample_instances
 from cosyn.core.triple import Triple
 from cosyn.io.fileio import record_checksum, verified_sha256
+from cosyn.stages.base import StageContext
 from cosyn.stages.texture.bank import BANK_NAME, BankError, TextureBank, load_bank, save_bank
 from cosyn.stages.texture.catalogue import PatchIndex, patch_index
 from cosyn.stages.texture.fill import JPEG_GRID, fill_holes
@@ -271,7 +272,7 @@ def largest_copy(source: np.ndarray) -> int:
     return int(np.sqrt(sizes.max())) if len(sizes) else 0
 
 
-def load(stage_folder: Path, spec: dict, context: object) -> TextureStage:
+def load(stage_folder: Path, spec: dict, context: StageContext) -> TextureStage:
     """The registry's loader: the bank in `stage_folder`, checked against its checksum and the base model's classes."""
     path = Path(stage_folder) / BANK_NAME
     try:
@@ -281,7 +282,7 @@ def load(stage_folder: Path, spec: dict, context: object) -> TextureStage:
     except ValueError as e:
         raise BankError(str(e)) from None
     bank = load_bank(path)
-    classes = list(getattr(context, "classes", bank.classes))
+    classes = list(context.classes)
     if bank.classes != classes:
         raise BankError(f"{path}: bank of classes {bank.classes}, but the model's are {classes}")
     try:
