@@ -155,7 +155,7 @@ def test_evaluate_end_to_end_writes_every_section(checkpoint, pipe, data, tmp_pa
             progress=False)
     cfg = EvalConfig(checkpoint=str(checkpoint), data=str(data), out=str(tmp_path / "eval"), sampling=FAST,
                      sections=SECTIONS, segmenter_train=SegTrainConfig(steps=4, batch=2, crop=32),
-                     segmenter_widths=(8, 16), seeds=3, synthetic=str(syn), speed_runs=1)
+                     seeds=3, synthetic=str(syn), speed_runs=1)
     report = evaluate(cfg, pipe=pipe)
     out = Path(cfg.out)
     saved = json.loads((out / "report.json").read_text())
@@ -198,7 +198,7 @@ def test_downstream_refuses_synthetic_tiles_from_evaluated_layouts(checkpoint, p
             rank=0, world=1, progress=False)
     cfg = EvalConfig(checkpoint=str(checkpoint), data=str(data), out=str(tmp_path / "eval"), sampling=FAST,
                      sections=("downstream",), synthetic=str(syn), seeds=1,
-                     segmenter_train=SegTrainConfig(steps=1, batch=1, crop=32), segmenter_widths=(8, 16))
+                     segmenter_train=SegTrainConfig(steps=1, batch=1, crop=32))
     with pytest.raises(ValueError, match="evaluated sources"):
         evaluate(cfg, pipe=pipe)
 

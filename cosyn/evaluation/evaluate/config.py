@@ -30,7 +30,6 @@ class EvalConfig:
     sections: tuple[str, ...] = DEFAULT_SECTIONS
     segmenter: str | None = None
     segmenter_train: SegTrainConfig = field(default_factory=SegTrainConfig)
-    segmenter_widths: tuple[int, ...] = (16, 32, 64, 128)
     seeds: int = 3
     synthetic: str | None = None
     synthetic_share: float | None = None
