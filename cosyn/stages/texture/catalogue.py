@@ -3,9 +3,10 @@ blurred colour and the nucleus layout on a coarse grid), built the first time a 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
+import faiss
 import numpy as np
 
 from cosyn.stages.texture.bank import TextureBank
@@ -22,6 +23,11 @@ class PatchIndex:
     yx: np.ndarray  # (M, 2) top-left corner in the tile
     keys: np.ndarray  # (M, D) float32
     patch: int
+    search: faiss.IndexFlatL2 = field(init=False, repr=False)  # over `keys`, built once per slide
+
+    def __post_init__(self) -> None:
+        self.search = faiss.IndexFlatL2(self.keys.shape[1])
+        self.search.add(self.keys)
 
 
 def colour_key(blurred: np.ndarray, nucleus_fraction: np.ndarray, corners: np.ndarray, patch: int,

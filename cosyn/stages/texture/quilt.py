@@ -8,7 +8,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import cv2
-import faiss
 import numpy as np
 
 from cosyn.stages.texture.bank import TextureBank
@@ -105,9 +104,7 @@ def quilt(bank: TextureBank, index: PatchIndex, guide: np.ndarray, target_nuclei
         blurred = np.pad(blurred, ((0, padded_h - h), (0, padded_w - w), (0, 0)), mode="edge")
         fraction = np.pad(fraction, ((0, padded_h - h), (0, padded_w - w)), mode="edge")
     queries = colour_key(blurred, fraction, corners, p, nucleus_weight)
-    search = faiss.IndexFlatL2(index.keys.shape[1])
-    search.add(index.keys)
-    key_dist, found = search.search(queries, min(CANDIDATES, len(index.keys)))
+    key_dist, found = index.search.search(queries, min(CANDIDATES, len(index.keys)))
 
     image = np.zeros((padded_h, padded_w, 3), np.float32)
     nuclei = np.zeros((padded_h, padded_w), bool)
