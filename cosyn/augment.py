@@ -56,7 +56,8 @@ from cosyn.data.formats import read_dataset
 from cosyn.data.sample import Sample, sample_from_triple
 from cosyn.data.targets import layout_from_sample
 from cosyn.enrichment import enrich, parse_request, record_in
-from cosyn.io.fileio import atomic_write
+from cosyn.io.fileio import atomic_write, remove_leftovers_in
+from cosyn.io.guards import refuse_overlap
 from cosyn.model.pipeline import CoSynPipeline, read_pipeline_config
 from cosyn.model.settings import SamplingSettings
 from cosyn.training.config import TrainConfig
@@ -341,6 +342,7 @@ class AugmentConfig:
 def augment(cfg: AugmentConfig, pipe: CoSynPipeline | None = None, rank: int | None = None, world: int | None = None,
             progress: bool = True) -> dict[str, int]:
     """Plan N jobs from `cfg.data` and generate this rank's share into `cfg.out`."""
+    refuse_overlap(cfg.data, cfg.out, "--out")  # synthetic tiles must never land among (or around) the real ones
     cfg.perturbation = cfg.perturbation or Perturbation()
     cfg.sampling = cfg.sampling or SamplingSettings()
     if rank is None or world is None:
@@ -351,6 +353,7 @@ def augment(cfg: AugmentConfig, pipe: CoSynPipeline | None = None, rank: int | N
     if classes.names != pipe.class_set.names:
         raise AugmentError(f"{cfg.data} has classes {classes.to_list()}, the model {pipe.class_set.to_list()}")
     out = Path(cfg.out)
+    remove_leftovers_in(out)  # what a killed run left half-written; live ranks' files are kept
     check_run_settings(out, cfg.settings(pipe.sha256))
     jobs = plan_jobs(tiles, cfg.n, cfg.seed, cfg.random_layouts, cfg.perturbation, pipe.config.mpp, cfg.enrich)
     tissues = {t.layout.tissue for t in tiles}

@@ -7,9 +7,13 @@ import importlib
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cosyn.core.layout import LayoutError
-from cosyn.model.sampling_args import add_sampling_arguments
+from cosyn.model.sampling_args import add_sampling_arguments, add_trust_argument
+
+if TYPE_CHECKING:
+    from cosyn.model.settings import SamplingSettings
 
 
 def _prepare(args: argparse.Namespace) -> int:
@@ -25,10 +29,22 @@ def _train(args: argparse.Namespace) -> int:
     from cosyn.training.config import merged_config, read_options
     from cosyn.training.trainer import train
 
+    def checked(path: Path | str, key: str | None = None) -> dict:
+        """The options in `path` (under `key`), valid on their own: a bad value is named with its file."""
+        opts = read_options(path)  # an unreadable file: an error naming it
+        opts = opts.get(key) if key else opts
+        if not isinstance(opts, dict):
+            raise SystemExit(f"train: {path}: no {key!r} object of training options")
+        try:
+            merged_config(opts)
+        except ValueError as e:
+            raise SystemExit(f"train: {path}{f' [{key!r}]' if key else ''}: {e}") from None
+        return opts
+
     saved = Path(args.out or "") / "run_config.json"
     # a resume continues the run as configured; only what is given again on this command line changes
-    recorded = read_options(saved)["train"] if args.resume and args.out and saved.is_file() else None
-    given = read_options(args.config) if args.config else None  # an unreadable file: an error naming it
+    recorded = checked(saved, "train") if args.resume and args.out and saved.is_file() else None
+    given = checked(args.config) if args.config else None
     flags = {key: getattr(args, key) for key in TRAIN_FLAGS}
     try:
         cfg = merged_config(recorded, given, flags, {"bf16": False} if args.fp32 else None)
@@ -36,7 +52,7 @@ def _train(args: argparse.Namespace) -> int:
         raise SystemExit(f"train: {e}") from None
     if not cfg.data:
         raise SystemExit("train: --data is required (or --resume an existing --out run)")
-    run = train(cfg, resume=args.resume)
+    run = train(cfg, resume=args.resume, overwrite=args.overwrite)
     print(f"run folder: {run}")
     return 0
 
@@ -58,26 +74,23 @@ def _export(args: argparse.Namespace) -> int:
 
 def _prompt_cache(args: argparse.Namespace) -> int:
     from cosyn.core.classes import ClassSet
+    from cosyn.io.fileio import output_folder
     from cosyn.model.pipeline import read_pipeline_config
     from cosyn.model.text import TextEncoder
     from cosyn.model.text_cache import all_structure_prompts, write_prompt_cache
 
     config = read_pipeline_config(args.checkpoint)
     prompts = all_structure_prompts(ClassSet(tuple(config.classes)), config.tissues)
-    path = write_prompt_cache(TextEncoder(config.text_encoder), prompts, args.out)
+    with output_folder(Path(args.out).parent, depth=1):  # a read-only or full disk is said before the encoding
+        path = write_prompt_cache(TextEncoder(config.text_encoder), prompts, args.out)
     print(f"wrote {len(prompts)} prompt embeddings to {path} ({path.stat().st_size / 1e6:.1f} MB)")
     return 0
 
 
 def _sample(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from cosyn.core.layout import Layout
-    from cosyn.core.resample import at_mpp
-    from cosyn.enrichment import enrich, parse_request, record_in
-    from cosyn.io.export import check_formats, write_bundle
-    from cosyn.io.fileio import check_writable
-    from cosyn.model.pipeline import CoSynPipeline, crowding_warnings, read_pipeline_config
+    from cosyn.io.export import check_formats
+    from cosyn.io.fileio import output_folder
+    from cosyn.io.guards import refuse_overlap
     from cosyn.model.settings import SamplingSettings
 
     # everything that can be checked before minutes of sampling is checked first
@@ -86,15 +99,32 @@ def _sample(args: argparse.Namespace) -> int:
     check_formats(formats)
     out = Path(args.out)
     folders = [out / f"{i:03d}" for i in range(settings.n)]
+    for folder in folders:  # --overwrite replaces each bundle folder whole: none may hold an input
+        refuse_overlap(args.layout, folder, "--out")
+        refuse_overlap(args.checkpoint, folder, "--out")
     taken = [f for f in folders if f.exists()]
     if taken and not args.overwrite:
         raise FileExistsError(f"{taken[0]} exists; pass --overwrite to replace it, or choose another --out")
-    check_writable(out)
+    with output_folder(out):  # writable; a refused or failed run leaves no empty --out behind, a rerun no temp files
+        return _sample_checked(args, settings, formats, folders)
+
+
+def _sample_checked(args: argparse.Namespace, settings: SamplingSettings, formats: tuple[str, ...],
+                    folders: list[Path]) -> int:
+    """`_sample` once its options passed and --out is writable: load, sample, write the bundles."""
+    from tqdm import tqdm
+
+    from cosyn.core.layout import Layout
+    from cosyn.core.resample import at_mpp
+    from cosyn.enrichment import enrich, parse_request, record_in
+    from cosyn.io.export import write_bundle
+    from cosyn.model.pipeline import CoSynPipeline, crowding_warnings, read_pipeline_config
+
     layout = Layout.load(args.layout)
     config = read_pipeline_config(args.checkpoint)
     factors = parse_request(args.enrich, config.classes)
     layout, enrichment = enrich(layout, factors, settings.seed, config.mpp) if factors else (layout, None)
-    pipe = CoSynPipeline.from_pretrained(args.checkpoint)
+    pipe = CoSynPipeline.from_pretrained(args.checkpoint, trust_unverified=args.trust_unverified)
     for warning in crowding_warnings(pipe.conform_layout(layout)):
         print(f"warning: {args.layout}: {warning}", file=sys.stderr)
     with tqdm(total=settings.steps, desc="sampling", unit="step") as bar:
@@ -110,6 +140,14 @@ def _sample(args: argparse.Namespace) -> int:
         missed = tr.params["missed_centroids"]
         print(f"{folder}: {len(tr.inst_classes)} instances, {missed} of {tr.params['centroids']} centroids missed "
               f"({' + '.join(tr.params['stages'])} at {tr.layout.mpp:g} µm/px)")
+    return 0
+
+
+def _checksum(args: argparse.Namespace) -> int:
+    from cosyn.model.pipeline import record_checksums
+
+    for path, done in record_checksums(args.checkpoint).items():
+        print(f"{path}: {done}")
     return 0
 
 
@@ -162,7 +200,9 @@ def _add_train(sub: Subparsers) -> None:
     tr.add_argument("--save-every", dest="save_every", type=int)
     tr.add_argument("--preview-every", dest="preview_every", type=int)
     tr.add_argument("--config", help="JSON file of TrainConfig options; flags override it")
-    tr.add_argument("--resume", action="store_true")
+    tr.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
+    tr.add_argument("--overwrite", action="store_true",
+                    help="delete the run already in --out (checkpoints, metrics, status, previews) and start again")
     tr.add_argument("--fp32", action="store_true", help="disable bf16 autocast")
     tr.set_defaults(func=_train)
 
@@ -188,9 +228,17 @@ def _add_prompt_cache(sub: Subparsers) -> None:
     pc.set_defaults(func=_prompt_cache)
 
 
+def _add_checksum(sub: Subparsers) -> None:
+    cs = sub.add_parser("checksum", help="record the sha256 of a checkpoint's weight files you trust (in its "
+                        "checksums.json), so it loads without --trust-unverified")
+    cs.add_argument("checkpoint", help="checkpoint folder (config.json, model.safetensors, second_stage/)")
+    cs.set_defaults(func=_checksum)
+
+
 def _add_sample(sub: Subparsers) -> None:
     sa = sub.add_parser("sample", help="layout JSON → export bundles")
     sa.add_argument("--checkpoint", required=True)
+    add_trust_argument(sa)
     sa.add_argument("--layout", required=True)
     sa.add_argument("--prompt")
     add_sampling_arguments(sa)
@@ -211,7 +259,7 @@ def _add_sample(sub: Subparsers) -> None:
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cosyn", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
-    for add in (_add_prepare, _add_train, _add_export, _add_prompt_cache, _add_sample):
+    for add in (_add_prepare, _add_train, _add_export, _add_prompt_cache, _add_sample, _add_checksum):
         add(sub)
     # augment and evaluate import torch and diffusers to build their parsers: only pay for that when one
     # of them is the command (`cosyn --help` stays instant; `cosyn augment --help` shows every option).
@@ -227,12 +275,14 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser(argv).parse_args(argv)
     from cosyn.data.sample import DataError
+    from cosyn.io.fileio import in_words
     from cosyn.model.pipeline import CheckpointError
     from cosyn.training.config import TrainingError
 
     try:
         return args.func(args)
     except (DataError, LayoutError, CheckpointError, TrainingError, OSError, ValueError) as e:
-        # OSError names the file (missing, unreadable, disk full); ValueError covers a bad --config JSON
-        print(f"error: {e}", file=sys.stderr)
+        # OSError names the file (missing, unreadable; a full or read-only disk in words); ValueError covers a
+        # bad --config JSON
+        print(f"error: {in_words(e) if isinstance(e, OSError) else e}", file=sys.stderr)
         return 2

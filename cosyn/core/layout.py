@@ -6,6 +6,7 @@ Coordinates are pixels, origin top-left, x = column.
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from cosyn.core.classes import ClassSet
 
 MAX_CANVAS = 2048
 MAX_POINTS = 20000
+MAX_LAYOUT_BYTES = 50 * 10**6  # a QuPath export of MAX_POINTS polygon cells is about half of it
 
 
 class LayoutError(ValueError):
@@ -199,14 +201,25 @@ def _text(v: Any) -> str:
 
 
 def read_json(path: Path) -> Any:
-    """A layout file's JSON; every way it can fail is a LayoutError that names the file."""
+    """A layout file's JSON; every way it can fail is a LayoutError that names the file. The read is
+    bounded by MAX_LAYOUT_BYTES, so a huge file (or /dev/zero) is refused rather than read whole."""
     try:
-        return json.loads(path.read_text())
+        with open(path, "rb") as f:
+            raw = f.read(MAX_LAYOUT_BYTES + 1)
     except FileNotFoundError:
         raise LayoutError(f"{path}: no such file") from None
+    except OSError as e:
+        raise LayoutError(f"{path}: cannot read it ({e.strerror or e})") from None
+    if len(raw) > MAX_LAYOUT_BYTES:
+        raise LayoutError(f"{path}: larger than the {MAX_LAYOUT_BYTES // 10**6} MB a layout file may have")
+    try:
+        return json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise LayoutError(f"{path}: not a text file, so not JSON") from None
     except json.JSONDecodeError as e:
         raise LayoutError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
     except RecursionError:
         raise LayoutError(f"{path}: JSON nested too deeply") from None
+    except ValueError:  # the one other failure: Python refuses to read integers of over 4300 digits
+        raise LayoutError(f"{path}: holds a number of more than {sys.get_int_max_str_digits()} digits, which no "
+                          "layout value needs") from None

@@ -18,6 +18,7 @@ from cosyn.data.formats import PathLike, detect_format, read_dataset, write_fold
 from cosyn.data.report import Report, Validator
 from cosyn.data.sample import DataError, Sample
 from cosyn.io.fileio import atomic_dir
+from cosyn.io.guards import refuse_overlap
 
 MAX_LISTED = 20  # bad tiles named in the error; the rest are counted
 
@@ -33,10 +34,12 @@ def prepare(
 ) -> Report:
     """Read `src` (format `fmt`, or detected), validate it and write the normalised dataset with
     `report.json` and `report.md` to `out`. Raises DataError on bad input, FileExistsError when
-    `out` holds files and `overwrite` is False; on any failure `out` is left as it was.
+    `out` holds files and `overwrite` is False, OverlapError when `out` is, holds or lies inside `src`;
+    on any failure `out` is left as it was.
     With `mpp`, every sample is resampled to it first (as training would): a smaller copy
     that trains without resampling again."""
     src, out = Path(src), Path(out)
+    refuse_overlap(src, out, "--out")  # replacing `out` whole must never take `src` with it
     if fmt == "auto":
         fmt = detect_format(src)
     reader = read_dataset(src, fmt, split)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -12,6 +13,9 @@ from PIL import Image
 from cosyn.core.layout import Layout
 from cosyn.editing.annotation import ANNOTATION_HELP
 from cosyn.editing.edit import EditError, edit_tile
+
+if TYPE_CHECKING:
+    from cosyn.model.settings import SamplingSettings
 
 
 def add_edit_parser(sub: argparse._SubParsersAction) -> None:
@@ -34,17 +38,26 @@ def add_edit_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_edit(args: argparse.Namespace) -> int:
-    from cosyn.editing.annotation import read_annotated_tile
-    from cosyn.io.export import write_bundle
-    from cosyn.io.fileio import check_writable
-    from cosyn.model.pipeline import CoSynPipeline
+    from cosyn.io.fileio import output_folder
+    from cosyn.io.guards import refuse_overlap
     from cosyn.model.settings import SamplingSettings
 
     settings = SamplingSettings(args.steps, args.guidance, args.sampler, args.seed, 1, refine=not args.no_refine)
     out = Path(args.out)
+    for source in (args.checkpoint, args.image, *args.annotation, args.layout, *([args.mask] if args.mask else [])):
+        refuse_overlap(source, out, "--out")  # --overwrite replaces the bundle folder whole
     if out.exists() and not args.overwrite:
         raise FileExistsError(f"{out} exists; pass --overwrite to replace it, or choose another --out")
-    check_writable(out.parent)
+    with output_folder(out.parent, depth=1):  # writable; a refused edit leaves no empty folder, a rerun no temp files
+        return _edit_checked(args, settings, out)
+
+
+def _edit_checked(args: argparse.Namespace, settings: SamplingSettings, out: Path) -> int:
+    """`run_edit` once its options passed and --out's folder is writable."""
+    from cosyn.editing.annotation import read_annotated_tile
+    from cosyn.io.export import write_bundle
+    from cosyn.model.pipeline import CoSynPipeline
+
     edited = Layout.load(args.layout)
     pipe = CoSynPipeline.from_pretrained(args.checkpoint)
     tile = read_annotated_tile(args.image, args.annotation, pipe.class_set, edited.mpp, edited.tissue)

@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import zipfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -43,7 +41,7 @@ import cosyn
 from cosyn.core.instances import instance_table
 from cosyn.core.layout import Layout
 from cosyn.core.triple import Triple
-from cosyn.io.fileio import atomic_dir
+from cosyn.io.fileio import atomic_dir, atomic_write
 
 FORMATS = ("png", "npy", "mat", "geojson", "coco")
 CORNER_OFFSET = 0.5  # pixel-centre coordinates (ours) -> pixel-corner coordinates (QuPath, COCO)
@@ -107,18 +105,14 @@ def zip_bundles(dirs: Iterable[str | Path], zip_path: str | Path) -> Path:
     if missing:
         raise FileNotFoundError(f"not bundle folders: {missing}")
     zip_path = Path(zip_path)
-    zip_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{zip_path.name}.", dir=zip_path.parent)
-    os.close(fd)
-    try:
+
+    def write(tmp: str) -> None:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
             for d in dirs:
                 for f in sorted(p for p in d.rglob("*") if p.is_file()):
                     zf.write(f, arcname=f"{d.name}/{f.relative_to(d).as_posix()}")
-        os.replace(tmp, zip_path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    atomic_write(zip_path, write)
     return zip_path
 
 

@@ -24,6 +24,7 @@ from safetensors.torch import save_file
 from cosyn.core.classes import ClassSet
 from cosyn.core.layout import Layout
 from cosyn.data.targets import prompt_vocabulary, structure_prompt
+from cosyn.io.fileio import atomic_write
 from cosyn.model.text import TextEncoder
 
 
@@ -88,14 +89,19 @@ def write_prompt_cache(encoder: TextEncoder, prompts: Sequence[str], path: str |
     states = torch.cat([p[0].half() for p in parts])
     masks = torch.cat([p[1] for p in parts])
     length = int(masks.sum(1).max())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(
-        {"states": states[:, :length].contiguous(), "masks": masks[:, :length].contiguous()},
-        path,
-        metadata={"prompts": json.dumps(list(prompts)), "encoder": encoder.name,
-                  "max_tokens": str(encoder.max_tokens)},
-    )
+    tensors = {"states": states[:, :length].contiguous(), "masks": masks[:, :length].contiguous()}
+    meta = {"prompts": json.dumps(list(prompts)), "encoder": encoder.name, "max_tokens": str(encoder.max_tokens)}
+    # atomic: a killed or failed write leaves no half cache, and a read-only or full disk is said in words
+    atomic_write(path, lambda tmp: _save(tensors, tmp, meta))
     return path
+
+
+def _save(tensors: dict[str, torch.Tensor], path: str, metadata: dict[str, str]) -> None:
+    """safetensors' save_file, whose failure to write (a full disk) is a SafetensorError, as an OSError."""
+    try:
+        save_file(tensors, path, metadata=metadata)
+    except SafetensorError as e:
+        raise OSError(f"{path}: {e}") from None
 
 
 class PromptCache:
