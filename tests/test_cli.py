@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 import scipy.io
 from conftest import SHARED_DATA
 from PIL import Image
+from test_fileio import cosyn_killed_at_publish, needs_unshare, on_small_disk, temp_files
 from tiny import tiny_pipeline
 
 from cosyn.core.layout import Layout, Point
@@ -85,14 +87,16 @@ def test_sample_bad_layout_is_a_clear_error(tmp_path):
     assert out.returncode == 2
     assert "bad.json: point 0 at (99, 1) lies outside the 64x64 canvas" in out.stderr
     assert "Traceback" not in out.stderr
+    assert not (tmp_path / "o").exists()  # a refused sample leaves no empty --out behind
 
 
 def test_sample_missing_checkpoint_is_a_clear_error(tmp_path):
     layout = Path(__file__).resolve().parents[1] / "assets" / "layouts" / "colon_mixed_stroma.json"
     out = _run("sample", "--checkpoint", str(tmp_path / "nope"), "--layout", str(layout),
-               "--out", str(tmp_path / "o"))
+               "--out", str(tmp_path / "o" / "deeper"))
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert "nope/config.json: missing" in out.stderr
+    assert list(tmp_path.iterdir()) == []  # neither --out nor the parent it created is left behind
 
 
 def test_sample_refuses_an_unwritable_out_before_loading_anything(tmp_path):
@@ -159,3 +163,76 @@ def test_train_with_a_missing_or_broken_config_names_the_file(tmp_path):
     (tmp_path / "bad.json").write_text("{lr: 1}")
     out = _run("train", "--data", str(tmp_path), "--out", str(tmp_path / "run"), "--config", str(tmp_path / "bad.json"))
     assert out.returncode == 2 and "bad.json: not valid JSON" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_killed_sample_leaves_no_temp_folder_after_a_successful_rerun(tmp_path):
+    tiny_pipeline().save_pretrained(tmp_path / "ck")
+    layout = ROOT / "assets" / "layouts" / "colon_mixed_stroma.json"
+    args = ("sample", "--checkpoint", str(tmp_path / "ck"), "--layout", str(layout), "--steps", "2", "--formats",
+            "png", "--out", str(tmp_path / "o"))
+    killed = cosyn_killed_at_publish("001", *args, "--n", "2")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert temp_files(tmp_path / "o")  # bundle 001's temp folder, written in full but never renamed
+    rerun = _run(*args, "--n", "1", "--overwrite")  # a rerun that writes only 000
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert temp_files(tmp_path / "o") == [] and sorted(p.name for p in (tmp_path / "o").iterdir()) == ["000"]
+
+
+def test_sample_refuses_to_overwrite_a_bundle_that_holds_its_layout(tmp_path):
+    tiny_pipeline().save_pretrained(tmp_path / "ck")
+    layout = tmp_path / "o" / "000" / "layout.json"
+    layout.parent.mkdir(parents=True)
+    layout.write_text((ROOT / "assets" / "layouts" / "colon_mixed_stroma.json").read_text())
+    out = _run("sample", "--checkpoint", str(tmp_path / "ck"), "--layout", str(layout), "--steps", "2",
+               "--overwrite", "--out", str(tmp_path / "o"))
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert f"--out {tmp_path / 'o' / '000'} contains the input {layout}" in out.stderr
+    assert layout.is_file()
+
+
+def test_a_huge_layout_file_or_number_is_refused_naming_the_file(tmp_path):
+    checkpoint = tmp_path / "nope"  # refused before the checkpoint is looked at
+    out = _run("sample", "--checkpoint", str(checkpoint), "--layout", "/dev/zero", "--out", str(tmp_path / "o"))
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "/dev/zero: larger than the 50 MB a layout file may have" in out.stderr
+    (tmp_path / "digits.json").write_text('{"width": ' + "1" * 5000 + ', "height": 64, "classes": []}')
+    out = _run("sample", "--checkpoint", str(checkpoint), "--layout", str(tmp_path / "digits.json"),
+               "--out", str(tmp_path / "o"))
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert f"{tmp_path / 'digits.json'}: holds a number of more than 4300 digits" in out.stderr
+    assert not (tmp_path / "o").exists()
+
+
+@needs_unshare
+def test_a_full_disk_in_sample_says_so_naming_the_folder_and_leaves_nothing(tmp_path):
+    tiny_pipeline().save_pretrained(tmp_path / "ck")
+    layout = ROOT / "assets" / "layouts" / "colon_mixed_stroma.json"
+    # 16 KiB: the 4 KiB write check passes, the bundle does not fit
+    script = ('"$1" -m cosyn sample --checkpoint "$2" --layout "$3" --steps 2 --out "$DISK/out"; echo "rc=$?"; '
+              'ls -A "$DISK"')
+    done = on_small_disk(tmp_path / "disk", script, sys.executable, str(tmp_path / "ck"), str(layout), kib=16)
+    assert "Traceback" not in done.stderr and "requested and" not in done.stderr
+    assert f"error: {tmp_path / 'disk' / 'out'}: cannot write there: the disk is full" in done.stderr
+    assert done.stdout.splitlines() == ["rc=2"]  # no temp folder, and the empty --out removed
+
+
+@needs_unshare
+def test_prompt_cache_into_a_read_only_folder_says_so(tmp_path):
+    tiny_pipeline().save_pretrained(tmp_path / "ck")
+    script = '"$1" -m cosyn prompt-cache --checkpoint "$2" --out "$DISK/p.safetensors"'
+    done = on_small_disk(tmp_path / "disk", script, sys.executable, str(tmp_path / "ck"), read_only=True)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert f"error: {tmp_path / 'disk'}: cannot write there: the file system is read-only" in done.stderr
+
+
+def test_prepare_refuses_an_out_that_holds_the_source_and_keeps_it(tmp_path, make_disc_sample):
+    from cosyn.data.formats import write_dataset
+
+    raw = tmp_path / "datasets" / "raw"
+    write_dataset([make_disc_sample(name="a_000")], raw, "folder")
+    before = sorted(p.relative_to(raw) for p in raw.rglob("*"))
+    for out in (raw.parent, raw, raw / "prepared"):
+        done = _run("prepare", str(raw), "--format", "folder", "--out", str(out), "--overwrite")
+        assert done.returncode == 2 and "Traceback" not in done.stderr
+        assert f"--out {out} " in done.stderr and str(raw) in done.stderr and "Choose a --out outside" in done.stderr
+        assert sorted(p.relative_to(raw) for p in raw.rglob("*")) == before

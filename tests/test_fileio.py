@@ -195,3 +195,28 @@ def test_a_read_only_disk_is_said_in_words(tmp_path):
     done = on_small_disk(tmp_path / "disk", '"$1" -c "$2"', sys.executable, code, read_only=True)
     assert done.stdout.strip() == f"{tmp_path / 'disk'}: cannot write there: the file system is read-only; choose a " \
                                   "folder you can write to", done.stderr
+
+
+_KILLED_AT_PUBLISH = """
+import os, runpy, signal, sys
+from pathlib import Path
+final_name = sys.argv.pop(1)
+def kill_at_publish(event, args):  # what a kill -9 mid-write leaves: the temp written, never renamed into place
+    if event == "os.rename" and Path(args[1]).name == final_name:
+        os.kill(os.getpid(), signal.SIGKILL)
+sys.addaudithook(kill_at_publish)
+sys.argv[0] = "cosyn"
+runpy.run_module("cosyn", run_name="__main__")
+"""
+
+
+def cosyn_killed_at_publish(final_name: str, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    """`python -m cosyn *args`, killed with SIGKILL at the moment it would rename a finished temp file or
+    folder to `final_name`: the same point every run, whatever the machine's speed."""
+    return subprocess.run([sys.executable, "-c", _KILLED_AT_PUBLISH, final_name, *args], capture_output=True,
+                          text=True, timeout=timeout, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def temp_files(folder: Path) -> list[Path]:
+    """Every temp file or folder anywhere under `folder`, ours or not."""
+    return sorted(p for p in folder.rglob("*") if p.name.endswith((".tmp", ".old")))
