@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -12,8 +15,10 @@ import torch
 import torch.nn.functional as F
 from tiny import text_encoder, tiny_pipeline
 
+from cosyn.cli import main
 from cosyn.core.layout import Layout, LayoutError, Point
-from cosyn.model.pipeline import CheckpointError, CoSynPipeline, SamplingCancelled, read_pipeline_config
+from cosyn.io.fileio import record_checksum
+from cosyn.model.pipeline import CheckpointError, CoSynPipeline, SamplingCancelled, SamplingError, read_pipeline_config
 from cosyn.model.settings import SamplingSettings
 
 
@@ -149,7 +154,7 @@ def test_checkpoint_errors(pipe, tmp_path):
         CoSynPipeline.from_pretrained(tmp_path / "ck")
     (tmp_path / "ck" / "checksums.json").unlink()  # as in a folder saved before checksums were kept
     with pytest.raises(CheckpointError, match="unreadable safetensors"):
-        CoSynPipeline.from_pretrained(tmp_path / "ck")
+        CoSynPipeline.from_pretrained(tmp_path / "ck", trust_unverified=True)
     pipe.save_pretrained(tmp_path / "ck2")
     cfg = json.loads((tmp_path / "ck2" / "config.json").read_text())
     cfg["classes"] = cfg["classes"][:-1]
@@ -163,8 +168,8 @@ def test_checkpoint_errors(pipe, tmp_path):
     with pytest.raises(CheckpointError, match="tensors do not have the shapes") as e:
         CoSynPipeline.from_pretrained(tmp_path / "ck2")
     assert "class count" not in str(e.value)  # narrower widths are not a class-count mismatch
-    for bad, message in (({"mpp": "0.5"}, "mpp must be a number"), ({"mpp": 0}, "mpp must be a number"),
-                         ({"train_crop": None}, "train_crop must be an integer"),
+    for bad, message in (({"mpp": "0.5"}, "mpp='0.5' must be a number"), ({"mpp": 0}, r"mpp=0 must lie in 0.01..10"),
+                         ({"train_crop": None}, "train_crop=None must be a whole number"),
                          ({"classes": "abc"}, "classes must be a list")):
         (tmp_path / "ck2" / "config.json").write_text(json.dumps({**cfg, **bad}))
         with pytest.raises(CheckpointError, match=message):
@@ -225,3 +230,168 @@ def test_a_layout_denser_than_any_training_tile_samples_with_a_warning(pipe):
 def test_a_prompt_that_is_not_text_is_refused(pipe):
     with pytest.raises(ValueError, match="prompt must be text, not list"):
         pipe.sample(_layout(), [1, 2], steps=1)
+
+
+def test_a_checkpoint_without_checksums_is_refused_unless_trusted_or_recorded(pipe, tmp_path, capsys):
+    """Deleting checksums.json must not switch the integrity check off (issue 23, item 5)."""
+    pipe.save_pretrained(tmp_path / "ck")
+    (tmp_path / "ck" / "checksums.json").unlink()
+    with pytest.raises(CheckpointError, match=r"model.safetensors: no checksum recorded \(there is no .*checksums"
+                                              r".json\).*`cosyn checksum <checkpoint folder>`.*--trust-unverified"):
+        CoSynPipeline.from_pretrained(tmp_path / "ck")
+    (tmp_path / "ck" / "checksums.json").write_text("{}")  # a book that lists other files only
+    with pytest.raises(CheckpointError, match="checksums.json does not list it"):
+        CoSynPipeline.from_pretrained(tmp_path / "ck")
+    assert len(CoSynPipeline.from_pretrained(tmp_path / "ck", trust_unverified=True).sha256) == 64
+
+    layout = tmp_path / "l.json"
+    _layout().save(layout)
+    sample = ["sample", "--checkpoint", str(tmp_path / "ck"), "--layout", str(layout), "--steps", "1",
+              "--formats", "png"]
+    assert main([*sample, "--out", str(tmp_path / "refused")]) == 2
+    assert "no checksum recorded" in capsys.readouterr().err
+    assert main([*sample, "--out", str(tmp_path / "trusted"), "--trust-unverified"]) == 0
+    assert (tmp_path / "trusted" / "000" / "image.png").is_file()
+
+    assert main(["checksum", str(tmp_path / "ck")]) == 0  # the way the refusal names
+    assert "model.safetensors: recorded sha256" in capsys.readouterr().out
+    assert main(["checksum", str(tmp_path / "ck")]) == 0
+    assert "already recorded, and matches" in capsys.readouterr().out
+    weights = tmp_path / "ck" / "model.safetensors"
+    assert CoSynPipeline.from_pretrained(tmp_path / "ck").sha256 == record_checksum(weights)
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    assert main(["checksum", str(tmp_path / "ck")]) == 2  # a damaged file is not blessed by recording it again
+    assert "damaged or was replaced" in capsys.readouterr().err
+
+
+def test_the_default_checkpoint_has_a_checksum_for_every_weight_file():
+    default = Path(__file__).resolve().parents[1] / "checkpoints" / "default"
+    books = {p.parent: json.loads(p.read_text()) for p in default.rglob("checksums.json")}
+    weights = sorted(default.rglob("*.safetensors"))
+    assert weights and all(w.name in books.get(w.parent, {}) for w in weights)
+
+
+def _with_weights(pipe: CoSynPipeline, folder: Path, change) -> Path:
+    """`pipe` saved to `folder`, its weights then changed by `change(state)` and their checksum recorded again:
+    a damaged file that checks out, or an export from a run that diverged."""
+    from safetensors.torch import load_file, save_file
+
+    pipe.save_pretrained(folder)
+    state = load_file(folder / "model.safetensors")
+    change(state)
+    save_file(state, folder / "model.safetensors")
+    (folder / "checksums.json").unlink()
+    record_checksum(folder / "model.safetensors")
+    return folder
+
+
+def test_weights_holding_nan_or_inf_are_refused_at_load_naming_the_file(pipe, tmp_path):
+    def poison(state):
+        state["head.3.bias"][0] = float("nan")
+        state["head.3.weight"].view(-1)[:5] = float("inf")
+
+    ck = _with_weights(pipe, tmp_path / "ck", poison)
+    with pytest.raises(CheckpointError, match=r"ck/model.safetensors: .* values of head.3.\w+ are NaN or infinite"):
+        CoSynPipeline.from_pretrained(ck)
+
+
+def test_nothing_non_finite_is_saved(tmp_path):
+    from tiny import tiny_pipeline
+
+    pipe = tiny_pipeline()
+    with torch.no_grad():
+        pipe.model.head[3].bias[0] = 1e5  # finite in float32, inf in float16
+    pipe.save_pretrained(tmp_path / "fp32")
+    with pytest.raises(CheckpointError, match=r"fp16: not saved: 1 of 9 values of head.3.bias are NaN or infinite "
+                                              r"\(largest \|value\| inf\) as float16"):
+        pipe.save_pretrained(tmp_path / "fp16", dtype=torch.float16)
+    assert not (tmp_path / "fp16").exists()
+
+
+def _constant_output(bias: float):
+    """A model whose image velocity is `bias` everywhere: +50 drives every pixel below black, 1e38 overflows."""
+    def change(state):
+        state["head.3.weight"].zero_()
+        state["head.3.bias"][:3] = bias
+    return change
+
+
+def test_sampling_refuses_a_black_or_non_finite_result(pipe, tmp_path, capsys):
+    """Before: NaN weights or guidance 1e30 wrote a black image and an all-NaN distance map, with exit code 0."""
+    black = CoSynPipeline.from_pretrained(_with_weights(pipe, tmp_path / "black", _constant_output(50.0)),
+                                          text_encoder=text_encoder())
+    with pytest.raises(SamplingError, match=r"sampled image 1 of 1 is entirely black.*weights \(sha256 \w+…\) have "
+                                            r"likely diverged"):
+        black.sample(_layout(), steps=3, seed=0)
+    overflow = CoSynPipeline.from_pretrained(_with_weights(pipe, tmp_path / "inf", _constant_output(1e38)),
+                                             text_encoder=text_encoder())
+    seen = []
+    with pytest.raises(SamplingError, match=r"became NaN or infinite at step \d of 4") as e:
+        overflow.sample(_layout(), steps=4, seed=0, on_step=lambda p: seen.append(p.step))
+    failed = int(str(e.value).split(" at step ")[1][0])
+    assert failed < 4 and seen == list(range(1, failed + 1))  # stopped at the first step that showed it
+
+    layout = tmp_path / "l.json"
+    _layout().save(layout)
+    code = main(["sample", "--checkpoint", str(tmp_path / "black"), "--layout", str(layout), "--steps", "3",
+                 "--out", str(tmp_path / "out")])
+    assert code == 2 and "entirely black" in capsys.readouterr().err
+    assert not list((tmp_path / "out").rglob("image.png"))
+
+
+HUGE = "a 5,001-digit integer"  # json.dumps cannot write 10**5000 itself: put in as text
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"denoiser": {"block_out_channels": [10**6, 10**6]}}, r"block_out_channels=\(1000000, 1000000\) must lie in 8.."),
+    ({"denoiser": {"layers_per_block": HUGE}}, r"not valid JSON \(Exceeds the limit \(4300 digits\)"),
+    ({"denoiser": {"block_out_channels": [16] * 7, "attention_levels": [False] * 7}}, "7 levels; 1..5 are allowed"),
+    ({"denoiser": {"cross_attention_dim": 2.5}}, "cross_attention_dim=2.5 must be a whole number"),
+    ({"schedule": {"num_train_timesteps": 0}}, r"num_train_timesteps=0 must be a whole number in 2..10000"),
+    ({"schedule": {"num_train_timesteps": 10**9}}, r"num_train_timesteps=1000000000 must be a whole number in 2.."),
+    ({"schedule": {"prediction_type": "epsilon"}}, "prediction_type='epsilon' is not supported"),
+    ({"schedule": {"clip_sample": True}}, r"schedule: unknown keys \['clip_sample'\]"),
+    ({"max_canvas": 10**9}, r"max_canvas=1000000000 must lie in 8..8192"),
+    ({"train_crop": 4}, r"train_crop=4 must lie in 8..2048"),
+])
+def test_absurd_checkpoint_configs_are_refused_by_name_before_anything_is_built(pipe, tmp_path, change, message):
+    pipe.save_pretrained(tmp_path / "ck")
+    path = tmp_path / "ck" / "config.json"
+    cfg = json.loads(path.read_text())
+    for key, value in change.items():
+        cfg[key] = {**cfg[key], **value} if isinstance(value, dict) else value
+    path.write_text(json.dumps(cfg).replace(json.dumps(HUGE), "1" + "0" * 5000))
+    with pytest.raises(CheckpointError, match=rf"ck/config.json: .*{message}"):
+        CoSynPipeline.from_pretrained(tmp_path / "ck")
+
+
+WIDE_CONFIG = """
+import json, resource, sys
+from pathlib import Path
+from cosyn.model.pipeline import CheckpointError, CoSynPipeline
+ck = Path(sys.argv[1])
+cfg = json.loads((ck / "config.json").read_text())
+cfg["denoiser"]["block_out_channels"] = [1024] * 4   # 721 million parameters: 2.9 GB as float32
+cfg["denoiser"]["attention_levels"] = [False, False, True, True]
+(ck / "config.json").write_text(json.dumps(cfg))
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+    CoSynPipeline.from_pretrained(ck)
+except CheckpointError as e:
+    print("REFUSED", e)
+print("GROWTH_MB", (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
+"""
+
+
+def test_a_config_wider_than_its_weights_is_refused_without_allocating_the_model(pipe, tmp_path):
+    """A crafted config.json with huge (in-range) widths once built the whole model before the shape check."""
+    pipe.save_pretrained(tmp_path / "ck")
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", WIDE_CONFIG, str(tmp_path / "ck")], capture_output=True, text=True,
+                         timeout=300, env={"PYTHONPATH": str(root), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
+    assert "REFUSED" in out.stdout and "tensors do not have the shapes config.json gives them" in out.stdout, \
+        out.stderr[-2000:]
+    growth = int(out.stdout.split("GROWTH_MB")[1])
+    assert growth < 500, f"loading grew the process by {growth} MB"  # the real model would take 2,900

@@ -20,13 +20,24 @@ from cosyn.model.settings import SamplingSettings
     ("steps", 0, r"steps=0 must lie in 1..1000"),
     ("steps", 1001, r"steps=1001 must lie in 1..1000"),
     ("n", 65, r"n=65 must lie in 1..64"),
-    ("seed", 2**63, "seed=9223372036854775808 must be a 64-bit integer"),
+    ("seed", 2**63, r"seed=9223372036854775808 must lie in -9223372036854775808..9223372036854775807 \(a signed 64"),
+    # finite but absurd: 1e30 sampled an all-NaN distance map and a black image with exit code 0
+    ("guidance", 1e30, r"guidance=1e\+30 must lie in 0..20 \(1 is unguided"),
+    ("guidance", -1, r"guidance=-1.0 must lie in 0..20"),
+    ("sampler", ["ddim"], r"unknown sampler \['ddim'\]"),
     ("sampler", "euler", "unknown sampler 'euler'; choose one of"),
     ("refine", "yes", "refine='yes' must be true or false"),
 ])
 def test_bad_values_are_refused_naming_the_field(field, value, message):
     with pytest.raises(ValueError, match=message):
         SamplingSettings(**{field: value})
+
+
+def test_an_integer_too_long_to_print_is_refused_by_name():
+    # Python refuses to turn an integer of over 4,300 digits into text: the message must not try
+    for name in ("seed", "steps", "n"):
+        with pytest.raises(ValueError, match=rf"{name}=<an integer of about 5001 digits> must lie in"):
+            SamplingSettings(**{name: 10**5000})
 
 
 def test_values_are_normalised_and_copies_are_checked_too():

@@ -143,16 +143,136 @@ def test_sigterm_to_the_process_group_saves_then_exits_cleanly(tmp_path):
     assert checkpoint_dirs(run)[-1].name == f"step_{status['step']:07d}"
 
 
-def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
-    data = _dataset(tmp_path / "data")
-    run = tmp_path / "run"
+def test_divergence_stops_at_the_first_step_and_keeps_the_last_good_checkpoint(tmp_path):
+    """Optimiser moments turned NaN (as a damaged checkpoint or an overflow leaves them): the update of step 4 writes
+    NaN into the weights. The run stops at that step, before its loss or a checkpoint could carry it on; only the
+    last checkpoint whose weights are finite stays, and it exports and samples."""
+    from cosyn.io.state_io import load_state, save_state
+
+    data, run = _dataset(tmp_path / "data"), tmp_path / "run"
     train(_cfg(data, run, steps=3))
-    # a finite but absurd learning rate: the weights overflow within a few steps
-    cfg = _cfg(data, run, steps=6, lr=1e30, warmup=0)
-    with pytest.raises(TrainingError, match=r"became (nan|inf|-inf) at step \d.*step_0000003"):
-        train(cfg)
+    optim = checkpoint_dirs(run)[-1] / "optim"
+    state = load_state(optim)
+    for moments in state["state"].values():
+        moments["exp_avg"].fill_(float("nan"))
+    save_state(state, optim)
+    with pytest.raises(TrainingError, match=r"the weights diverged at step 4 \(.* are NaN or infinite or beyond "
+                                            r"±65504.*\); stopped without saving them. Last good checkpoint: "
+                                            r".*step_0000003. Try a lower --lr"):
+        train(_cfg(data, run, steps=6), resume=True)
     assert [d.name for d in checkpoint_dirs(run)] == ["step_0000003"]
+    assert [m["step"] for m in _metrics(run)] == [1, 2, 3]
     assert json.loads((run / "status.json").read_text())["state"] == "failed"
+    for name in ("model.safetensors", "ema.safetensors"):
+        assert all(torch.isfinite(t).all() for t in load_file(checkpoint_dirs(run)[-1] / name).values())
+
+
+def test_weights_that_are_not_finite_are_never_written(tmp_path):
+    from diffusers.training_utils import EMAModel
+
+    from cosyn.model.denoiser import DenoiserConfig, JointDenoiser
+    from cosyn.training.checkpoints import save_checkpoint
+
+    model = JointDenoiser(DenoiserConfig(**TINY_DENOISER))
+    ema = EMAModel(model.parameters())
+    optimizer = torch.optim.AdamW(model.parameters())
+    sched = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    save_checkpoint(tmp_path, 1, model, ema, optimizer, sched, keep=2)
+    ema.shadow_params[0].fill_(3e27)  # the "last good checkpoint" lr=1e30 used to keep
+    with pytest.raises(TrainingError, match=r"diverged by step 2 \(.* of EMA gauss_in.weight are NaN or infinite or "
+                                            r"beyond ±65504 \(largest \|value\| 3e\+27\)\).*step_0000001"):
+        save_checkpoint(tmp_path, 2, model, ema, optimizer, sched, keep=2)
+    with torch.no_grad():
+        next(model.parameters())[0] = float("nan")
+    with pytest.raises(TrainingError, match="values of model gauss_in.weight are NaN"):
+        save_checkpoint(tmp_path, 3, model, ema, optimizer, sched, keep=2)
+    assert [d.name for d in checkpoint_dirs(tmp_path)] == ["step_0000001"]
+    assert not list((tmp_path / "checkpoints").glob(".*"))
+
+
+def test_export_refuses_weights_the_export_dtype_cannot_hold(tmp_path):
+    """A run of an earlier version kept weights of 3e27: exported as float16 they were all inf (issue 23)."""
+    from cosyn.io.state_io import load_state, save_state
+
+    data, run = _dataset(tmp_path / "data"), tmp_path / "run"
+    train(_cfg(data, run, steps=3))
+    ema = checkpoint_dirs(run)[-1] / "ema"
+    state = load_state(ema)
+    state["shadow_params"][0].fill_(3e27)
+    save_state(state, ema)
+    with pytest.raises(TrainingError, match=r"run: the EMA weights of .*step_0000003 cannot be exported as float16 "
+                                            r"\(.*beyond ±65504 \(largest \|value\| 3e\+27\)\): the run diverged"):
+        export_checkpoint(run, tmp_path / "ck", second_stage="upsampler")
+    assert not (tmp_path / "ck").exists()
+    state["shadow_params"][0].fill_(float("inf"))
+    save_state(state, ema)
+    with pytest.raises(TrainingError, match="cannot be exported as float32"):
+        export_checkpoint(run, tmp_path / "ck", dtype=torch.float32, second_stage="upsampler")
+    assert not (tmp_path / "ck").exists()
+
+
+def test_an_existing_run_needs_resume_or_overwrite(tmp_path):
+    """`train --out <finished run>` used to train into it: config and status rewritten, metrics appended, the old
+    checkpoints pruned by the new ones, and a later export's model card naming the wrong data."""
+    data, run = _dataset(tmp_path / "data"), tmp_path / "run"
+    train(_cfg(data, run, steps=3))
+    export_checkpoint(run, tmp_path / "ck")  # builds the run's texture bank in run/second_stage
+    before = {p: p.stat().st_mtime_ns for p in run.rglob("*")}
+    with pytest.raises(TrainingError, match=r"run already holds a run \(run_config.json, checkpoints, metrics.jsonl, "
+                                            r"status.json, train.log, second_stage\); pass --resume to continue it, "
+                                            r"or --overwrite to delete it and start again"):
+        train(_cfg(data, run, steps=2, seed=1))
+    assert {p: p.stat().st_mtime_ns for p in run.rglob("*")} == before  # untouched
+    cli = subprocess.run(_cli("train", "--data", str(data), "--out", str(run), "--steps", "2"), env=_env(),
+                         capture_output=True, text=True, timeout=240)
+    assert cli.returncode == 2 and "pass --resume to continue it, or --overwrite" in cli.stderr
+    assert "Traceback" not in cli.stderr
+    with pytest.raises(TrainingError, match="pass one of them"):
+        train(_cfg(data, run, steps=2), resume=True, overwrite=True)
+
+    (run / "notes.txt").write_text("the user's own")
+    train(_cfg(data, run, steps=2, seed=1, save_every=1), overwrite=True)
+    assert [m["step"] for m in _metrics(run)] == [1, 2]  # not 1, 2, 3, 1, 2
+    assert [d.name for d in checkpoint_dirs(run)] == ["step_0000001", "step_0000002"]
+    assert json.loads((run / "run_config.json").read_text())["train"]["seed"] == 1
+    assert not (run / "second_stage").exists()  # the old data's texture bank went with the old run
+    assert (run / "notes.txt").read_text() == "the user's own"
+    with pytest.raises(ValueError, match=r"--out .*data/run lies inside the input"):
+        train(_cfg(data, data / "run", steps=1), overwrite=True)
+
+
+@pytest.mark.parametrize(("options", "named"), [
+    ({"workers": 100000}, "workers=100000 is more than this machine's"),
+    ({"threads": -1}, "threads=-1 must lie in 0.."),
+    ({"lr": -1}, "lr=-1 must lie in 1e-12..0.1 (AdamW's step size: at 0 or below nothing is learnt"),
+    ({"lr": 1e30}, "lr=1e+30 must lie in 1e-12..0.1"),
+    ({"steps": 0}, "steps=0 must lie in 1..10000000"),
+    ({"batch": 10**6}, "batch=1000000 must lie in 1..1024"),
+    ({"ema_decay": 1.5}, "ema_decay=1.5 must lie in 0..0.99999"),
+    ({"weight_decay": 1e9}, "weight_decay=1000000000.0 must lie in 0..1"),
+    ({"crop": 10**9}, "crop=1000000000 must lie in 8..2048"),
+    ({"denoiser": {"block_out_channels": [10**7]}}, "denoiser: block_out_channels=(10000000,) must lie in 8..1024"),
+    ({"denoiser": {"block_out_channels": "wide"}}, "denoiser: block_out_channels='wide' must be a list"),
+])
+def test_finite_but_absurd_options_are_refused_with_their_range(options, named):
+    with pytest.raises(ValueError, match=re.escape(named)):
+        TrainConfig.from_dict({"data": "x", **options})
+
+
+def test_cli_names_the_file_of_a_bad_config_and_gives_the_lr_range(tmp_path):
+    cases = {"list.json": ("[1, 2]", "list.json: expected a JSON object of training options, got list"),
+             "digits.json": ('{"steps": 1' + "0" * 5000 + "}", "digits.json: not valid JSON (Exceeds the limit"),
+             "workers.json": ('{"workers": 100000}', "workers.json: invalid training options: workers=100000 is more "
+                                                     "than this machine's")}
+    for name, (text, message) in cases.items():
+        (tmp_path / name).write_text(text)
+        out = subprocess.run(_cli("train", "--data", "x", "--out", str(tmp_path / "run"), "--config",
+                                  str(tmp_path / name)), env=_env(), capture_output=True, text=True, timeout=240)
+        assert out.returncode != 0 and message in out.stderr and "Traceback" not in out.stderr, out.stderr[-2000:]
+    out = subprocess.run(_cli("train", "--data", "x", "--out", str(tmp_path / "run"), "--lr", "-1"), env=_env(),
+                         capture_output=True, text=True, timeout=240)
+    assert "lr=-1.0 must lie in 1e-12..0.1 (AdamW's step size" in out.stderr and "Traceback" not in out.stderr
+    assert not (tmp_path / "run").exists()
 
 
 DISK_FULL = """

@@ -19,8 +19,19 @@ from torch import nn
 
 from cosyn.io.fileio import dataclass_from_dict
 from cosyn.model.points import point_heatmaps
+from cosyn.model.ranges import Bounds, range_problems, shown
 
 GAUSSIAN_CHANNELS = 4  # RGB + distance
+
+# The architecture's sane ranges (inclusive; each block width on its own), checked before a module is built: a
+# crafted config.json must not allocate gigabytes before its shapes are compared. At the limits (5 levels of
+# 1024 channels, 4 layers each) the denoiser has about 1.2 billion parameters (tests/test_pipeline.py).
+DENOISER_RANGES: dict[str, Bounds] = {
+    "num_classes": (2, 64), "block_out_channels": (8, 1024), "layers_per_block": (1, 4),
+    "attention_head_dim": (1, 256), "cross_attention_dim": (8, 4096), "point_sigma": (0.1, 32.0),
+    "point_encoder_blocks": (0, 8), "norm_num_groups": (1, 64),
+}
+MAX_LEVELS = 5  # UNet resolutions: the canvas stride is 2 ** (levels - 1)
 
 
 @dataclass
@@ -36,12 +47,18 @@ class DenoiserConfig:
     norm_num_groups: int = 8
 
     def __post_init__(self) -> None:
-        self.block_out_channels = tuple(int(c) for c in self.block_out_channels)
-        self.attention_levels = tuple(bool(a) for a in self.attention_levels)
+        bad = _type_problems(self)
+        if bad:
+            raise ValueError("; ".join(bad))
+        self.block_out_channels = tuple(self.block_out_channels)
+        self.attention_levels = tuple(self.attention_levels)
+        bad = range_problems(asdict(self), DENOISER_RANGES)
+        if not 1 <= len(self.block_out_channels) <= MAX_LEVELS:
+            bad.append(f"block_out_channels has {len(self.block_out_channels)} levels; 1..{MAX_LEVELS} are allowed")
+        if bad:
+            raise ValueError("; ".join(bad))
         if len(self.block_out_channels) != len(self.attention_levels):
             raise ValueError("block_out_channels and attention_levels must have the same length")
-        if self.num_classes < 2:
-            raise ValueError("num_classes counts background plus at least one nucleus class")
         if any(c % self.norm_num_groups for c in self.block_out_channels):
             raise ValueError(f"every block width must be divisible by norm_num_groups={self.norm_num_groups}")
 
@@ -57,6 +74,24 @@ class DenoiserConfig:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+
+def _type_problems(cfg: DenoiserConfig) -> list[str]:
+    """Whole numbers where the architecture counts, true/false per attention level, a finite sigma."""
+    def whole(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    bad = [f"{k}={shown(getattr(cfg, k))} must be a whole number"
+           for k in ("num_classes", "layers_per_block", "attention_head_dim", "cross_attention_dim",
+                     "point_encoder_blocks", "norm_num_groups") if not whole(getattr(cfg, k))]
+    if not isinstance(cfg.block_out_channels, (list, tuple)) or not all(whole(c) for c in cfg.block_out_channels):
+        bad.append(f"block_out_channels={shown(cfg.block_out_channels)} must be a list of whole numbers")
+    levels = cfg.attention_levels
+    if not isinstance(levels, (list, tuple)) or not all(isinstance(a, bool) for a in levels):
+        bad.append(f"attention_levels={shown(cfg.attention_levels)} must be a list of true/false")
+    if isinstance(cfg.point_sigma, bool) or not isinstance(cfg.point_sigma, (int, float)):
+        bad.append(f"point_sigma={shown(cfg.point_sigma)} must be a number")  # NaN and inf fail its range
+    return bad
 
 
 class ResBlock(nn.Module):

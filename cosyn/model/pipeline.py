@@ -8,6 +8,7 @@ skip-step posterior q(x_s | x_t, x̂_0).
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,11 +26,12 @@ from cosyn.core.layout import Layout, LayoutError
 from cosyn.core.maps import point_map
 from cosyn.core.triple import Triple
 from cosyn.data.targets import structure_prompt
-from cosyn.io.fileio import ChecksumError, atomic_dir, record_checksum, verified_sha256
+from cosyn.io.fileio import CHECKSUMS_NAME, ChecksumError, atomic_dir, record_checksum, verified_sha256
 from cosyn.model.denoiser import DenoiserConfig, JointDenoiser
 from cosyn.model.diffusion.categorical import MultinomialDiffusion, index_to_log_onehot, log_onehot_to_index
 from cosyn.model.diffusion.gaussian import (
     DEFAULT_SCHEDULE,
+    check_schedule,
     model_to_dist,
     model_to_image,
     predict_start_from_v,
@@ -37,6 +39,7 @@ from cosyn.model.diffusion.gaussian import (
     training_scheduler,
 )
 from cosyn.model.known import HeldRegion, KnownRegion
+from cosyn.model.ranges import Bounds, range_problems, shown
 from cosyn.model.settings import SamplingSettings
 from cosyn.model.text import DEFAULT_TEXT_ENCODER, TextEncoder
 from cosyn.stages.base import SecondStage, StageContext, StageError
@@ -47,6 +50,9 @@ WEIGHTS_NAME = "model.safetensors"
 # where the learned refiner (removed; see git history) kept its weights: a checkpoint holding it is refused
 REFINER_DIR = "refiner"
 FORMAT_VERSION = 1
+# A checkpoint's own numbers (inclusive), checked with the denoiser's (denoiser.DENOISER_RANGES) and the noise
+# schedule's (gaussian.SCHEDULE_RANGES) before any module is built.
+PIPELINE_RANGES: dict[str, Bounds] = {"mpp": (0.01, 10.0), "train_crop": (8, 2048), "max_canvas": (8, 8192)}
 
 
 class CheckpointError(ValueError):
@@ -55,6 +61,10 @@ class CheckpointError(ValueError):
 
 class SamplingCancelled(RuntimeError):
     """Raised when an on_step callback returns False."""
+
+
+class SamplingError(ValueError):
+    """Sampling produced what cannot be an H&E tile (NaN, infinity, an all-black image): never a result."""
 
 
 @dataclass
@@ -71,15 +81,23 @@ class PipelineConfig:
     version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
-        self.schedule = dict(self.schedule or DEFAULT_SCHEDULE)
-        if isinstance(self.mpp, bool) or not isinstance(self.mpp, (int, float)) or not 0.01 <= self.mpp <= 10:
-            raise ValueError(f"mpp must be a number of microns per pixel in 0.01..10, got {self.mpp!r:.40}")
-        for key in ("train_crop", "max_canvas"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 8:
-                raise ValueError(f"{key} must be an integer >= 8, got {value!r:.40}")
+        self.schedule = dict(DEFAULT_SCHEDULE if self.schedule is None else self.schedule)
+        if not isinstance(self.denoiser, DenoiserConfig):
+            raise ValueError(f"denoiser must be a denoiser config, got {type(self.denoiser).__name__}")
+        bad = [f"{k}={shown(getattr(self, k))} must be a whole number" for k in ("train_crop", "max_canvas")
+               if isinstance(getattr(self, k), bool) or not isinstance(getattr(self, k), int)]
+        if isinstance(self.mpp, bool) or not isinstance(self.mpp, (int, float)):
+            bad.append(f"mpp={shown(self.mpp)} must be a number of microns per pixel")
+        if bad:
+            raise ValueError("; ".join(bad))
+        bad = range_problems({k: getattr(self, k) for k in PIPELINE_RANGES}, PIPELINE_RANGES)
+        if bad:
+            raise ValueError("; ".join(bad))
+        check_schedule(self.schedule)
         if not isinstance(self.classes, list) or not all(isinstance(c, str) for c in self.classes):
-            raise ValueError(f"classes must be a list of names, got {self.classes!r:.80}")
+            raise ValueError(f"classes must be a list of names, got {shown(self.classes)}")
+        if not all(isinstance(t, str) for t in self.tissues) or not isinstance(self.text_encoder, str):
+            raise ValueError("tissues must be a list of names and text_encoder a name")
         ClassSet(tuple(self.classes))
         if len(self.classes) != self.denoiser.num_classes:
             raise ValueError(
@@ -129,34 +147,76 @@ def crowding_warnings(canvas: Layout) -> list[str]:
             "expect merged or missing instances"]
 
 
+def record_checksums(folder: str | Path) -> dict[Path, str]:
+    """Record in checksums.json the sha256 of each weight file of the checkpoint in `folder` that has none yet
+    (its model and its second stage's files), so that it loads without --trust-unverified; a file whose
+    recorded sum no longer matches is refused, not re-recorded. Each file with what was done to it."""
+    folder = Path(folder)
+    weights = folder / WEIGHTS_NAME
+    if not weights.is_file():
+        raise CheckpointError(f"{weights}: missing; a checkpoint folder holds {CONFIG_NAME} and {WEIGHTS_NAME}")
+    done = {}
+    for path in [weights, *sorted((folder / STAGE_DIR).glob("*.safetensors"))]:
+        try:
+            verified_sha256(path, trust_unverified=True)  # refuses a recorded sum that differs
+            book = path.parent / CHECKSUMS_NAME
+            recorded = book.is_file() and path.name in json.loads(book.read_text())
+        except ChecksumError as e:
+            raise CheckpointError(str(e)) from None
+        done[path] = "already recorded, and matches" if recorded else f"recorded sha256 {record_checksum(path)}"
+    return done
+
+
 def read_pipeline_config(folder: str | Path) -> PipelineConfig:
     """A checkpoint folder's config, without touching its weights."""
     path = Path(folder) / CONFIG_NAME
     if not path.is_file():
         raise CheckpointError(f"{path}: missing; a checkpoint folder holds {CONFIG_NAME} and {WEIGHTS_NAME}")
     try:
-        return PipelineConfig.from_dict(json.loads(path.read_text()))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raw = json.loads(path.read_text())
+    except ValueError as e:  # not JSON, not UTF-8, or an integer of over 4,300 digits
         raise CheckpointError(f"{path}: not valid JSON ({e})") from None
     except RecursionError:
         raise CheckpointError(f"{path}: JSON nested too deeply") from None
-    except (OSError, KeyError, TypeError, ValueError) as e:
+    except OSError as e:
+        raise CheckpointError(f"{path}: unreadable ({e})") from None
+    try:
+        return PipelineConfig.from_dict(raw)
+    except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{path}: invalid config ({e})") from None
 
 
-def _load_stage(folder: Path, config: PipelineConfig) -> SecondStage:
+def unusable_weights(state: dict[str, torch.Tensor], limit: float = math.inf) -> str | None:
+    """What is wrong with weights holding NaN or infinity, or (with `limit`) a value beyond ±limit, naming the
+    first such tensor; None when all are usable. A model that diverged in training samples black images, which
+    nothing downstream would notice, so every reader and writer of weights asks this."""
+    for name, tensor in state.items():
+        if not tensor.is_floating_point():
+            continue
+        bad = ~torch.isfinite(tensor)
+        if limit < math.inf:
+            bad |= tensor.abs() > limit
+        if bad.any():
+            worst = tensor.detach().float().abs().nan_to_num(nan=math.inf, posinf=math.inf).max().item()
+            beyond = "" if limit == math.inf else f" or beyond ±{limit:g}"
+            return (f"{int(bad.sum())} of {tensor.numel()} values of {name} are NaN or infinite{beyond} "
+                    f"(largest |value| {worst:g})")
+    return None
+
+
+def _load_stage(folder: Path, config: PipelineConfig, trust_unverified: bool) -> SecondStage:
     """The second stage the checkpoint's config.json names (cosyn.stages), with its files."""
     if (folder / REFINER_DIR).exists():
         raise CheckpointError(f"{folder / REFINER_DIR}: this checkpoint holds a learned refiner, which CoSyn no longer "
                               "runs (the Upsampler measured better); remove the folder to use the base model")
     try:
-        return load_stage(folder, config.second_stage, stage_context(config))
+        return load_stage(folder, config.second_stage, stage_context(config, trust_unverified))
     except StageError as e:
         raise CheckpointError(str(e)) from None
 
 
-def stage_context(config: PipelineConfig) -> StageContext:
-    return StageContext(list(config.classes), config.mpp, config.denoiser.num_classes)
+def stage_context(config: PipelineConfig, trust_unverified: bool = False) -> StageContext:
+    return StageContext(list(config.classes), config.mpp, config.denoiser.num_classes, trust_unverified)
 
 
 @dataclass
@@ -197,50 +257,60 @@ class CoSynPipeline:
 
     # -- persistence ------------------------------------------------------------------------------------
     @classmethod
-    def from_pretrained(cls, folder: str | Path, device: str = "cpu",
-                        text_encoder: TextEncoder | None = None) -> CoSynPipeline:
+    def from_pretrained(cls, folder: str | Path, device: str = "cpu", text_encoder: TextEncoder | None = None,
+                        trust_unverified: bool = False) -> CoSynPipeline:
+        """The checkpoint in `folder`. Its weights must match the sha256 recorded in its checksums.json; one
+        without a recorded checksum loads only with `trust_unverified`."""
         folder = Path(folder)
         cfg_path, w_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
         config = read_pipeline_config(folder)
         if not w_path.is_file():
             raise CheckpointError(f"{w_path}: missing; a checkpoint folder holds {CONFIG_NAME} and {WEIGHTS_NAME}")
         try:
-            sha256 = verified_sha256(w_path)
+            sha256 = verified_sha256(w_path, trust_unverified)
         except ChecksumError as e:
             raise CheckpointError(str(e)) from None
         try:
             state = load_file(w_path, device="cpu")  # safetensors: no unpickling, ever
         except (SafetensorError, OSError, ValueError) as e:
             raise CheckpointError(f"{w_path}: unreadable safetensors file ({e})") from None
-        model = JointDenoiser(config.denoiser)
-        expected = model.state_dict()
-        differ = [k for k in expected if k in state and state[k].shape != expected[k].shape]
+        with torch.device("meta"):  # the shapes config.json describes, without allocating a byte for them
+            expected = {k: v.shape for k, v in JointDenoiser(config.denoiser).state_dict().items()}
+        differ = [k for k in expected if k in state and state[k].shape != expected[k]]
         if differ:  # other widths, depths or class count than config.json describes: name the first tensors
-            shown = ", ".join(f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}" for k in differ[:2])
+            shapes = ", ".join(f"{k} {tuple(state[k].shape)} vs {tuple(expected[k])}" for k in differ[:2])
             raise CheckpointError(f"{w_path}: {len(differ)} tensors do not have the shapes {cfg_path.name} "
-                                  f"gives them ({shown}; {len(config.classes)} classes in the config)")
+                                  f"gives them ({shapes}; {len(config.classes)} classes in the config)")
         missing, unexpected = set(expected) - set(state), set(state) - set(expected)
         if missing or unexpected:
             raise CheckpointError(
                 f"{w_path}: weights do not match {cfg_path.name} "
                 f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})"
             )
+        bad = unusable_weights(state)
+        if bad:
+            raise CheckpointError(f"{w_path}: {bad}: the weights diverged in training or were damaged; use an "
+                                  "earlier checkpoint")
+        model = JointDenoiser(config.denoiser)
         model.load_state_dict({k: v.float() for k, v in state.items()})
         return cls(model.to(device), config, text_encoder, sha256=sha256,
-                   second_stage=_load_stage(folder, config))
+                   second_stage=_load_stage(folder, config, trust_unverified))
 
     def save_pretrained(self, folder: str | Path, dtype: torch.dtype = torch.float32,
                         extras: Callable[[Path], None] | None = None) -> None:
         """Write config + weights as `folder`, replacing it whole (a card or report of the weights it
         held would describe another model) and atomically; `extras(new_folder)` may add files, such
         as a model card, before the new folder takes the old one's place."""
+        state = {k: v.detach().to("cpu", dtype).contiguous() for k, v in self.model.state_dict().items()}
+        bad = unusable_weights(state)
+        if bad:  # e.g. weights past float16's range, which became inf in the conversion: refused before writing
+            raise CheckpointError(f"{folder}: not saved: {bad} as {str(dtype).removeprefix('torch.')}")
         with atomic_dir(Path(folder)) as tmp:
             (tmp / STAGE_DIR).mkdir()
             self.config.second_stage = self.second_stage.save(tmp / STAGE_DIR)
             if not any((tmp / STAGE_DIR).iterdir()):
                 (tmp / STAGE_DIR).rmdir()  # a stage without files (the Upsampler) leaves no folder
             (tmp / CONFIG_NAME).write_text(json.dumps(self.config.to_dict(), indent=1))
-            state = {k: v.detach().to("cpu", dtype).contiguous() for k, v in self.model.state_dict().items()}
             save_file(state, tmp / WEIGHTS_NAME, metadata={"format": "pt"})
             (tmp / WEIGHTS_NAME).chmod(0o644)
             record_checksum(tmp / WEIGHTS_NAME)
@@ -307,9 +377,13 @@ class CoSynPipeline:
             "model_mpp": self.config.mpp, "layout_mpp": layout.mpp, "stages": ["base"],
             "warnings": crowding_warnings(canvas),
         }
+        images = model_to_image(x_img)
+        for i, image in enumerate(images):
+            if not image.any():
+                raise SamplingError(self._failure(f"sampled image {i + 1} of {len(images)} is entirely black",
+                                                  settings.guidance))
         base = [self._to_triple(canvas, img, d, lab, {**params, "index": i})
-                for i, (img, d, lab) in enumerate(zip(model_to_image(x_img), model_to_dist(x_dist), labels,
-                                                      strict=True))]
+                for i, (img, d, lab) in enumerate(zip(images, model_to_dist(x_dist), labels, strict=True))]
         if not (settings.refine and self.stage_runs(layout)):
             return base
         return [self._second_stage(t, layout.mpp, seed * 1009 + i) for i, t in enumerate(base)]
@@ -344,6 +418,9 @@ class CoSynPipeline:
         pts = pts.to(device)[None].expand(2 * n if guidance != 1 else n, h, w)
         text, mask = self._text_batch(prompt, n, with_uncond=guidance != 1)
         scheduler = sampling_scheduler(settings.sampler, self.config.schedule)
+        if steps > scheduler.config.num_train_timesteps:
+            raise ValueError(f"steps={steps}: this checkpoint's noise schedule has "
+                             f"{scheduler.config.num_train_timesteps} timesteps; sample with at most that many")
         scheduler.set_timesteps(steps)
         timesteps = [int(t) for t in scheduler.timesteps]
         alphas = scheduler.alphas_cumprod
@@ -368,6 +445,9 @@ class CoSynPipeline:
                 if on_step(preview) is False:
                     raise SamplingCancelled(f"cancelled at step {i + 1} of {len(timesteps)}")
             x = scheduler.step(v, t, x).prev_sample
+            if not torch.isfinite(x).all():  # every later step would only carry the NaN on: stop at the first
+                raise SamplingError(self._failure(f"the image or distance map became NaN or infinite at step "
+                                                  f"{i + 1} of {len(timesteps)}", guidance))
             x_img, x_dist = x[:, :3], x[:, 3:]
             t_n = torch.full((n,), t, dtype=torch.long)
             # the categorical posterior runs on the CPU with the CPU generator `gen`, so a seed draws the
@@ -378,6 +458,13 @@ class CoSynPipeline:
                 x_img, x_dist, log_label = held.impose(x_img, x_dist, log_label, s, alphas, self.categorical, gen)
         labels = log_onehot_to_index(log_label).byte().cpu().numpy()
         return x_img, x_dist, labels
+
+    def _failure(self, what: str, guidance: float) -> str:
+        """Why a sample is refused, with its likely causes (no healthy model makes these at a sane guidance)."""
+        weights = f"sha256 {self.sha256[:12]}…" if self.sha256 else "not loaded from a file"
+        return (f"{what}, which is never an H&E tile: the checkpoint's weights ({weights}) have likely diverged "
+                f"or been damaged, or guidance {guidance:g} is too strong for this model; "
+                "try a guidance near 2, or an earlier checkpoint")
 
     def _text_batch(self, prompt: str, n: int, with_uncond: bool) -> tuple[torch.Tensor, torch.Tensor]:
         prompts = [prompt] * n + ([""] * n if with_uncond else [])

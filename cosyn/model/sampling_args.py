@@ -17,3 +17,11 @@ def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-refine", dest="no_refine", action="store_true",
                    help="skip the second stage (the checkpoint's, by default the Upsampler: bicubic and sharpened): "
                         "triples stay at the base model's µm/px")
+
+
+def add_trust_argument(p: argparse.ArgumentParser) -> None:
+    """--trust-unverified, for every command that loads a checkpoint (CoSynPipeline.from_pretrained's
+    `trust_unverified`): without it, weights with no sha256 recorded in checksums.json are refused."""
+    p.add_argument("--trust-unverified", dest="trust_unverified", action="store_true",
+                   help="load a checkpoint whose weights have no checksum recorded (`cosyn checksum FOLDER` records "
+                        "one); damaged or replaced weights then go unnoticed")

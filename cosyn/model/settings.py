@@ -14,40 +14,42 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from cosyn.model.diffusion.gaussian import SAMPLERS
+from cosyn.model.ranges import Bounds, range_problems, shown
 
 MAX_STEPS, MAX_N = 1000, 64  # what the pipeline accepts in one call
-SEED_RANGE = (-(2**63), 2**63)  # torch.Generator.manual_seed takes a 64-bit integer
+# Every number's sane range (inclusive), checked in one place. Guidance past 20 only amplifies the model's
+# errors (1e30 made an all-NaN distance map and a black image); the seed is a 64-bit integer because
+# torch.Generator.manual_seed takes one.
+SETTINGS_RANGES: dict[str, Bounds] = {"steps": (1, MAX_STEPS), "guidance": (0.0, 20.0), "seed": (-(2**63), 2**63 - 1),
+                                      "n": (1, MAX_N)}
+SETTINGS_REASONS = {"guidance": "1 is unguided, about 2 is usual; beyond 20 it only amplifies the model's errors",
+                    "seed": "a signed 64-bit integer"}
 
 
 def _integer(name: str, value: Any) -> int:
     # 25.0 from a web form is 25; 2.5, "25", True or nan are refused rather than truncated or guessed
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{name}={value!r} must be an integer")
+        raise ValueError(f"{name}={shown(value)} must be an integer")
     if isinstance(value, numbers.Integral):
         return int(value)
     if not math.isfinite(value) or not float(value).is_integer():
-        raise ValueError(f"{name}={value!r} must be an integer")
+        raise ValueError(f"{name}={shown(value)} must be an integer")
     return int(value)
 
 
 def _finite(name: str, value: Any) -> float:
     # a NaN guidance would silently turn every pixel into NaN, written out as a black image
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise ValueError(f"{name}={value!r} must be a finite number")
+        raise ValueError(f"{name}={shown(value)} must be a finite number")
     return float(value)
-
-
-def _within(name: str, value: int, low: int, high: int) -> None:
-    if not low <= value <= high:
-        raise ValueError(f"{name}={value} must lie in {low}..{high}")
 
 
 @dataclass(frozen=True)
 class SamplingSettings:
     """- steps: denoising steps, 1..1000
-    - guidance: classifier-free guidance scale (1 = no guidance), any finite number
+    - guidance: classifier-free guidance scale (1 = no guidance, 0 = unconditional), 0..20
     - sampler: one of gaussian.SAMPLERS (ddim, dpm++, unipc)
-    - seed: the noise seed, a 64-bit integer
+    - seed: the noise seed, a signed 64-bit integer
     - n: triples per call, 1..64
     - refine: run the checkpoint's second stage (cosyn.stages; by default the Upsampler) when the layout
       is finer than the base model, so the triples come at the layout's µm/px (CoSynPipeline.stage_runs);
@@ -67,14 +69,13 @@ class SamplingSettings:
     def __post_init__(self) -> None:
         fixed = {"steps": _integer("steps", self.steps), "guidance": _finite("guidance", self.guidance),
                  "seed": _integer("seed", self.seed), "n": _integer("n", self.n)}
-        _within("steps", fixed["steps"], 1, MAX_STEPS)
-        _within("n", fixed["n"], 1, MAX_N)
-        if not SEED_RANGE[0] <= fixed["seed"] < SEED_RANGE[1]:
-            raise ValueError(f"seed={fixed['seed']} must be a 64-bit integer")
-        if self.sampler not in SAMPLERS:
-            raise ValueError(f"unknown sampler {self.sampler!r}; choose one of {sorted(SAMPLERS)}")
+        bad = range_problems(fixed, SETTINGS_RANGES, SETTINGS_REASONS)
+        if bad:
+            raise ValueError("; ".join(bad))
+        if not isinstance(self.sampler, str) or self.sampler not in SAMPLERS:
+            raise ValueError(f"unknown sampler {shown(self.sampler)}; choose one of {sorted(SAMPLERS)}")
         if not isinstance(self.refine, bool):
-            raise ValueError(f"refine={self.refine!r} must be true or false")
+            raise ValueError(f"refine={shown(self.refine)} must be true or false")
         for name, value in fixed.items():  # frozen: the dataclass way to normalise in __post_init__
             object.__setattr__(self, name, value)
 

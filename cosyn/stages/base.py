@@ -23,6 +23,7 @@ class StageContext:
     classes: list[str]
     base_mpp: float
     num_classes: int
+    trust_unverified: bool = False  # load files that have no recorded checksum (--trust-unverified)
 
 
 @runtime_checkable

@@ -15,10 +15,15 @@ from torch import nn
 from torch.optim.lr_scheduler import LRScheduler
 
 from cosyn.io.fileio import atomic_dir, atomic_write
+from cosyn.io.guards import refuse_overlap
 from cosyn.io.state_io import load_state, save_state
 from cosyn.model.denoiser import JointDenoiser
-from cosyn.model.pipeline import CoSynPipeline, PipelineConfig
+from cosyn.model.pipeline import CoSynPipeline, PipelineConfig, unusable_weights
 from cosyn.training.config import TrainConfig, TrainingError
+
+# float16's largest value (the default export dtype). No trained weight comes near it: one past it has diverged
+# (lr=1e30 once saved weights of 3e27 as the "last good checkpoint", exported as all-inf float16).
+WEIGHT_LIMIT = float(torch.finfo(torch.float16).max)
 
 
 def checkpoint_dirs(run: Path) -> list[Path]:
@@ -28,7 +33,14 @@ def checkpoint_dirs(run: Path) -> list[Path]:
 def save_checkpoint(run: Path, step: int, model: nn.Module, ema: EMAModel, optimizer: torch.optim.Optimizer,
                     lr_sched: LRScheduler, keep: int) -> Path:
     """Everything needed to continue exactly, written to a temp folder and renamed into place,
-    so a crash or a full disk never leaves a half checkpoint as the latest one."""
+    so a crash or a full disk never leaves a half checkpoint as the latest one. Weights (the model's or the
+    EMA's) that hold NaN, infinity or values past WEIGHT_LIMIT are never written: the run stops, and the
+    latest checkpoint stays the last good one."""
+    bad = diverged_weights(model, ema)
+    if bad:
+        prev = checkpoint_dirs(run)
+        raise TrainingError(f"the weights diverged by step {step} ({bad}); stopped without saving them. Last good "
+                            f"checkpoint: {prev[-1] if prev else '(none)'}. Try a lower --lr.")
     root = run / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step_{step:07d}"
@@ -47,6 +59,13 @@ def save_checkpoint(run: Path, step: int, model: nn.Module, ema: EMAModel, optim
     for old in checkpoint_dirs(run)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def diverged_weights(model: nn.Module, ema: EMAModel) -> str | None:
+    """What makes the model's or the EMA's weights unfit to keep (see save_checkpoint); None when they are fit."""
+    names = [name for name, _ in model.named_parameters()]
+    return unusable_weights({**{f"model {k}": v for k, v in model.state_dict().items()},
+                             **{f"EMA {n}": p for n, p in zip(names, ema.shadow_params, strict=True)}}, WEIGHT_LIMIT)
 
 
 def load_checkpoint(ckpt: Path, model: nn.Module, ema: EMAModel, optimizer: torch.optim.Optimizer,
@@ -85,8 +104,6 @@ def ema_model(model: JointDenoiser, ema: EMAModel) -> JointDenoiser:
     return copy.eval()
 
 
-
-
 def export_checkpoint(run: str | Path, out: str | Path, dtype: torch.dtype = torch.float16,
                       overwrite: bool = False, second_stage: str = "texture") -> Path:
     """The design's loadable folder from the run's latest EMA weights, with a model card and its second
@@ -97,6 +114,7 @@ def export_checkpoint(run: str | Path, out: str | Path, dtype: torch.dtype = tor
     from cosyn.training.model_card import model_card_text
 
     run, out = Path(run), Path(out)
+    refuse_overlap(run, out, "--out")  # --overwrite of the run itself, or of a folder holding it, would delete it
     if out.exists() and not overwrite:
         raise TrainingError(f"{out} exists; pass --overwrite to replace it (its weights, model card and "
                             "evaluation go with it)")
@@ -109,6 +127,11 @@ def export_checkpoint(run: str | Path, out: str | Path, dtype: torch.dtype = tor
     ema = EMAModel(model.parameters())
     ema.load_state_dict(load_state(ckpts[-1] / "ema"))
     ema.copy_to(model.parameters())
+    bad = unusable_weights(model.state_dict(), torch.finfo(dtype).max)
+    if bad:  # as float16, 3e27 would be written as inf: a checkpoint that samples black
+        raise TrainingError(f"{run}: the EMA weights of {ckpts[-1]} cannot be exported as "
+                            f"{str(dtype).removeprefix('torch.')} ({bad}): the run diverged; train it again with a "
+                            "lower --lr")
     step = json.loads((ckpts[-1] / "trainer.json").read_text())["step"]
     card = model_card_text(out, run, step, meta)
     pipe = CoSynPipeline(model, pcfg)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -21,7 +22,10 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from cosyn.training.checkpoints import checkpoint_dirs, ema_model, save_checkpoint
+from cosyn.io.guards import refuse_overlap
+from cosyn.model.pipeline import unusable_weights
+from cosyn.stages.registry import STAGE_DIR
+from cosyn.training.checkpoints import WEIGHT_LIMIT, checkpoint_dirs, ema_model, save_checkpoint
 from cosyn.training.config import TrainConfig, TrainingError
 from cosyn.training.loss import joint_loss
 from cosyn.training.schedule import TimeBudget, slowest_rank
@@ -29,11 +33,19 @@ from cosyn.training.setup import Session, set_up
 from cosyn.training.status import StatusFile
 from cosyn.training.stopping import StopFlag
 
+# What a run writes into its folder: their presence makes the folder a run that only --resume continues and
+# only --overwrite replaces (the texture bank is built from the run's data, so it goes with the run).
+RUN_FILES = ("run_config.json", "checkpoints", "metrics.jsonl", "status.json", "train.log", "previews",
+             STAGE_DIR)
 
-def train(cfg: TrainConfig, resume: bool = False) -> Path:
-    """Train or fine-tune; returns the run folder. Safe to interrupt: SIGINT/SIGTERM save first."""
+
+def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> Path:
+    """Train or fine-tune; returns the run folder. Safe to interrupt: SIGINT/SIGTERM save first. A folder
+    that already holds a run is continued with `resume`, or deleted and started again with `overwrite`;
+    without either it is refused, untouched."""
     from accelerate import Accelerator
 
+    claim_run(Path(cfg.out), cfg.data, resume, overwrite)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.backends.cudnn.benchmark = True  # crops have one fixed shape: let cuDNN pick its fastest kernels
@@ -59,6 +71,27 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         raise
     finally:
         stop.restore()
+
+
+def claim_run(run: Path, data: str, resume: bool, overwrite: bool) -> None:
+    """Refuse to mix a new run into an earlier one (its metrics appended, its config rewritten, its checkpoints
+    pruned by the new ones), and clear the earlier one first when `overwrite` says so."""
+    if resume and overwrite:
+        raise TrainingError("--resume continues the run in --out and --overwrite deletes it: pass one of them")
+    if data:
+        refuse_overlap(data, run, "--out")  # --overwrite must never reach the data
+    found = [name for name in RUN_FILES if (run / name).exists()]
+    if not found or resume:
+        return
+    if not overwrite:
+        raise TrainingError(f"{run} already holds a run ({', '.join(found)}); pass --resume to continue it, or "
+                            "--overwrite to delete it and start again (or choose another --out)")
+    for name in found:
+        path = run / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
 
 
 def _loop(s: Session, stop: StopFlag) -> Path:
@@ -117,10 +150,24 @@ def _step(s: Session, batch: dict[str, Any], step: int) -> dict[str, torch.Tenso
         raise TrainingError(f"gradient norm became {float(grad_norm)} at step {step}; stopped before the update. "
                             f"Last good checkpoint: {prev[-1] if prev else '(none)'}. Try a lower --lr.")
     s.optimizer.step()
+    _check_weights(s, step)
     s.lr_sched.step()
     s.optimizer.zero_grad(set_to_none=True)
     s.ema.step(acc.unwrap_model(s.model).parameters())
     return losses
+
+
+def _check_weights(s: Session, step: int) -> None:
+    """Stop at the update that made a weight NaN, infinite or larger than any trained weight (WEIGHT_LIMIT):
+    the loss would only show it a step later, and the checkpoint due then would keep it."""
+    # the largest |weight|, as one device sync; max() keeps a NaN
+    peak = torch.stack([torch.linalg.vector_norm(p.detach(), math.inf) for p in s.model.parameters()]).max()
+    if peak <= WEIGHT_LIMIT:  # False for NaN too
+        return
+    bad = unusable_weights(dict(s.acc.unwrap_model(s.model).named_parameters()), WEIGHT_LIMIT)
+    prev = checkpoint_dirs(s.run)
+    raise TrainingError(f"the weights diverged at step {step} ({bad}); stopped without saving them. Last good "
+                        f"checkpoint: {prev[-1] if prev else '(none)'}. Try a lower --lr.")
 
 
 class _Rate:

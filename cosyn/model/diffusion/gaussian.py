@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, SchedulerMixin, UniPCMultistepScheduler
 
+from cosyn.model.ranges import shown
+
 DEFAULT_SCHEDULE: dict[str, Any] = {
     "num_train_timesteps": 1000,
     "beta_schedule": "squaredcos_cap_v2",
@@ -15,6 +17,37 @@ DEFAULT_SCHEDULE: dict[str, Any] = {
     # in multistep solvers (docs/model.md), and it converged faster in the measured probes.
     "prediction_type": "v_prediction",
 }
+
+# What a checkpoint's "schedule" may hold. The loss and the samplers are written for v-prediction, so that is
+# the only prediction type; the step count is bounded (0 divided by zero, 10⁹ allocated a table of 10⁹ betas).
+SCHEDULE_RANGES = {"num_train_timesteps": (2, 10_000)}
+BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
+_BETA_BOUNDS = {"beta_start": (1e-6, 0.5), "beta_end": (1e-6, 0.999)}
+
+
+def check_schedule(schedule: dict[str, Any]) -> None:
+    """Refuse a noise schedule this code cannot train or sample with, naming the key and what is allowed."""
+    if not isinstance(schedule, dict):
+        raise ValueError(f"schedule must be an object, got {type(schedule).__name__}")
+    known = {*SCHEDULE_RANGES, *_BETA_BOUNDS, "beta_schedule", "prediction_type"}
+    unknown = sorted(set(schedule) - known)
+    if unknown:
+        raise ValueError(f"schedule: unknown keys {unknown}; known: {sorted(known)}")
+    steps = schedule.get("num_train_timesteps", DEFAULT_SCHEDULE["num_train_timesteps"])
+    low, high = SCHEDULE_RANGES["num_train_timesteps"]
+    if isinstance(steps, bool) or not isinstance(steps, int) or not low <= steps <= high:
+        raise ValueError(f"schedule: num_train_timesteps={shown(steps)} must be a whole number in {low}..{high}")
+    for key, (low, high) in _BETA_BOUNDS.items():
+        v = schedule.get(key, low)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not low <= v <= high:
+            raise ValueError(f"schedule: {key}={shown(v)} must be a number in {low:g}..{high:g}")
+    if schedule.get("beta_schedule", BETA_SCHEDULES[0]) not in BETA_SCHEDULES:
+        raise ValueError(f"schedule: beta_schedule={shown(schedule['beta_schedule'])} must be one of "
+                         f"{list(BETA_SCHEDULES)}")
+    if schedule.get("prediction_type", "v_prediction") != "v_prediction":
+        raise ValueError(f"schedule: prediction_type={shown(schedule['prediction_type'])} is not supported; "
+                         "CoSyn trains and samples v_prediction")
+
 
 SAMPLERS: dict[str, tuple[type, dict[str, Any]]] = {
     "ddim": (DDIMScheduler, {"timestep_spacing": "trailing", "clip_sample": False}),
