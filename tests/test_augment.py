@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import disc_sample
+from test_fileio import cosyn_killed_at_publish, temp_files
 
 from cosyn.augment import (
     AugmentConfig,
@@ -28,6 +30,7 @@ from cosyn.augment import (
 from cosyn.core.classes import CONSEP
 from cosyn.data.dataset import dihedral
 from cosyn.data.formats import read_dataset
+from cosyn.io.guards import OverlapError
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = SamplingSettings(steps=2, guidance=2.0)
@@ -166,3 +169,25 @@ def _train_tiles(data: Path):
     samples = list(read_dataset(data, "folder"))
     train_idx, _ = split_by_source(samples, 0.15, 0)
     return [samples[i] for i in train_idx]
+
+
+def test_a_killed_augment_leaves_no_temp_file_after_a_successful_rerun(checkpoint, data, tmp_path):
+    out = tmp_path / "syn"
+    args = ("augment", "--checkpoint", str(checkpoint), "--data", str(data), "--n", "2", "--out", str(out),
+            "--steps", "2", "--threads", "1")
+    killed = cosyn_killed_at_publish("syn_000001.tif", *args)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert [p.parent.name for p in temp_files(out)] == ["instances"]  # the tile's label, written, never renamed
+    rerun = subprocess.run([sys.executable, "-m", "cosyn", *args], cwd=ROOT, capture_output=True, text=True,
+                           timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert temp_files(out) == [] and sorted(read_dataset(out, "folder").names) == ["syn_000000", "syn_000001"]
+
+
+@pytest.mark.parametrize("where", ["inside", "same", "around"])
+def test_augment_refuses_an_out_that_overlaps_the_real_data(checkpoint, pipe, data, where):
+    out = {"inside": data / "syn", "same": data, "around": data.parent}[where]
+    before = sorted(p.relative_to(data.parent) for p in data.parent.rglob("*"))
+    with pytest.raises(OverlapError, match="--out"):
+        augment(_cfg(checkpoint, data, out, 1), pipe=pipe, rank=0, world=1, progress=False)
+    assert sorted(p.relative_to(data.parent) for p in data.parent.rglob("*")) == before

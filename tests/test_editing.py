@@ -153,6 +153,11 @@ def test_cli_edit_writes_a_bundle_that_keeps_the_tile_outside_the_edit(tile, tmp
     assert params["edit"]["annotation"] == [str(mat)] and params["edit"]["region_pixels"] > 0
     again = subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=Path(__file__).parents[1])
     assert again.returncode == 2 and "exists; pass --overwrite" in again.stderr and "Traceback" not in again.stderr
+    # --overwrite replaces --out whole: a folder holding the tile being edited is refused, the tile kept
+    over = [*args[:args.index("--out")], "--out", str(tmp_path / "real"), "--overwrite"]
+    refused = subprocess.run(over, capture_output=True, text=True, timeout=300, cwd=Path(__file__).parents[1])
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert f"--out {tmp_path / 'real'} contains the input {image}" in refused.stderr and image.is_file()
 
 
 def test_with_the_texture_stage_an_added_nucleus_is_a_real_one_in_the_kept_tissue(tile, tmp_path):
