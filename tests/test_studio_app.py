@@ -205,6 +205,15 @@ def test_api_errors_read_as_messages(studio):
     assert list(client.view_api(return_format="dict")["named_endpoints"]) == ["/generate"]
 
 
+def test_api_refuses_fractional_counts_as_the_cli_does(studio):
+    from gradio_client import Client
+
+    client = Client(studio.url, verbose=False)
+    for name, value in (("seed", 1.5), ("steps", 2.5), ("n", 1.5)):  # once rounded to 2, 2 and 2 unsaid
+        with pytest.raises(Exception, match=f"{name}={value} must be an integer"):
+            client.predict(layout_json=EXAMPLE.read_text(), **{name: value}, api_name="/generate")
+
+
 def test_api_requests_are_bounded_and_old_results_deleted(studio):
     from gradio_client import Client
 
@@ -232,8 +241,9 @@ def test_api_requests_are_bounded_and_old_results_deleted(studio):
 
 
 # -- the page in a browser ----------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def browser():
+def chromium():
+    """Headless Chromium for a module's browser tests (a generator for a fixture to yield from); skips the
+    module, saying why, without playwright or /usr/bin/chromium."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
@@ -244,6 +254,11 @@ def browser():
         b = p.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS)
         yield b
         b.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    yield from chromium()
 
 
 @pytest.fixture

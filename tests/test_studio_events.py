@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from conftest import disc_sample
 from gradio.blocks import convert_component_dict_to_list
+from PIL import Image
 from tiny import text_encoder, tiny_pipeline
 
 from cosyn.core.layout import Layout, Point
@@ -61,7 +62,8 @@ def _generate(demo, model: str, refine: bool, browser: str = "", confirmed: str 
         components = GenerateForm.components(demo.cosyn_synthesize)
         assert set(components.values()) == set(event.inputs)  # the form reads every input, by name
         values = {c: getattr(form, name) for name, c in components.items()}
-        updates = list(event.fn(values, request=session, progress=lambda *a, **k: None))
+        loading, *updates = event.fn(values, request=session)
+    assert loading == {demo.cosyn_synthesize.status: "Loading the model…"}  # the status line says what runs
     for u in updates:
         convert_component_dict_to_list(list(event.outputs), u)  # raises for a key that is not an output
     return updates
@@ -76,10 +78,15 @@ def test_generate_says_which_stages_ran_and_shows_the_triple_at_its_size(demo, m
     assert previews and all(set(p) == {*_results(demo), _status(demo)} for p in previews)
     assert all(p[_status(demo)].startswith("Sampling: step") for p in previews)
     assert done[_status(demo)] == f"Done: 1 result (seed 3), {stages}."
-    assert {done[r].shape for r in _results(demo)} == {(side, side, 3)}
+    assert {_picture(done[r]).shape for r in _results(demo)} == {(side, side, 3)}
     entries = next(v for v in done.values() if isinstance(v, list) and v and isinstance(v[0], dict))
     assert entries[0]["caption"].startswith("#1 · seed 3")
     assert isinstance(done[_canvas(demo)], np.ndarray)
+
+
+def _picture(path: str) -> np.ndarray:
+    """A result panel's picture: a PNG in the browser's folder (so Clear results can find Gradio's copy)."""
+    return np.asarray(Image.open(path).convert("RGB"))
 
 
 def _outputs_by_id(demo, name: str) -> dict:
@@ -164,16 +171,21 @@ def test_results_survive_a_reload_and_go_only_on_clear_or_expiry(demo, tmp_path)
     folder = Path(entries[0]["dir"]).parent
     on_open = _event(demo, "on_open").fn
     # a reload hands back the id and the entries the browser kept: the same results, nothing deleted
-    reopened = on_open("browser-a", entries)
+    reopened = on_open("browser-a", entries, 0.5)
     assert [e["dir"] for e in next(v for v in reopened.values() if v and isinstance(v, list)
                                    and isinstance(v[0], dict))] == [entries[0]["dir"]]
     assert Path(entries[0]["image"]).is_file()
+    # the result panels show the latest result again, from files in this browser's folder
+    panels = [reopened[r] for r in _results(demo)]
+    assert all(Path(p).parent == folder / "views" for p in panels)
+    assert np.array_equal(_picture(panels[0]), _picture(done[_results(demo)[0]]))
     # another browser's id does not open this browser's results, and a new browser gets an id of its own
-    assert all(v in ([], "browser-b") for v in on_open("browser-b", entries).values())
-    assert len(next(v for v in on_open("", []).values() if isinstance(v, str))) == 32
-    # Clear results deletes this browser's folder
-    cleared = _event(demo, "on_clear").fn("browser-a")
+    assert all(v in ([], "browser-b", None) for v in on_open("browser-b", entries, 0.5).values())
+    assert len(next(v for v in on_open("", [], 0.5).values() if isinstance(v, str))) == 32
+    # Clear results deletes this browser's folder and empties the panels
+    cleared = _event(demo, "on_clear").fn("browser-a", cv.new_canvas(Layout(64, 64, CLASSES, [])), "neutral")
     assert not folder.exists() and "Results cleared." in cleared.values()
+    assert all(cleared[r] is None for r in _results(demo))
     # expiry: folders untouched for KEEP_DAYS go, newer ones stay
     old, new = tmp_path / ("a" * 32), tmp_path / ("b" * 32)
     for f in (old, new):
@@ -224,5 +236,22 @@ def test_the_studio_edits_a_loaded_real_tile_and_keeps_the_rest(demo):
     yy, xx = np.indices((64, 64))
     outside = (xx - 58) ** 2 + (yy - 58) ** 2 > 32**2
     assert image.shape == tile.image.shape and np.array_equal(image[outside], tile.image[outside])
-    with pytest.raises(Exception, match="Load a real tile first"):
-        _generate(demo, "default", False, browser="editor", edit_source={})
+    with pytest.warns(UserWarning, match="Load a real tile first"):  # gr.Warning, outside a page
+        (refused,) = _generate(demo, "default", False, browser="editor", edit_source={})
+    assert refused[_status(demo)].startswith("Refused: Load a real tile first")
+
+
+def test_a_loaded_example_is_drawn_without_the_previous_real_tile(demo):
+    from cosyn.studio.synthesize_tab import NEUTRAL, REAL_TILE
+
+    ui = demo.cosyn_synthesize
+    start = cv.new_canvas(Layout(64, 64, CLASSES, [], 0.25, "colon"))
+    loaded = _event(demo, "on_dataset").fn(start, str(demo.cosyn_tiles), 0, "default", "neutral", None, None, True,
+                                           "", "stale")
+    assert loaded[ui.background] == REAL_TILE
+    example = _event(demo, "on_example").fn(loaded[ui.canvas_state], "colon_mixed_stroma", "default", REAL_TILE,
+                                            None, loaded[ui.edit_source], True, "")
+    convert_component_dict_to_list(list(_event(demo, "on_example").outputs), example)
+    assert (example[ui.background], example[ui.edit_source], example[ui.edit_mode]) == (NEUTRAL, None, False)
+    layout = cv.layout_of(example[ui.canvas_state])
+    assert np.array_equal(example[ui.canvas_img], cv.render(layout))  # on the neutral background, not the tile

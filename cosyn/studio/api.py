@@ -46,11 +46,12 @@ def build(ctx: StudioContext) -> None:
         inputs = [
             gr.Textbox(label="layout_json"),
             gr.Textbox("", label="prompt"),
-            gr.Number(25, precision=0, label="steps"),
+            # no `precision`: Gradio would round 2.5 to 2 before SamplingSettings could refuse it
+            gr.Number(25, label="steps"),
             gr.Number(2.0, label="guidance"),
             gr.Dropdown(sorted(SAMPLERS), value="dpm++", label="sampler"),
-            gr.Number(0, precision=0, label="seed"),
-            gr.Number(1, precision=0, label="n"),
+            gr.Number(0, label="seed"),
+            gr.Number(1, label="n"),
             gr.Textbox(default_model, label="checkpoint"),
             gr.Checkbox(True, label="refine"),  # last: clients that pass arguments by position keep working
         ]

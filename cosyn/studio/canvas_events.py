@@ -23,15 +23,16 @@ from cosyn.data.targets import layout_from_sample, structure_prompt
 from cosyn.studio import canvas as cv
 from cosyn.studio import sources
 from cosyn.studio.context import StudioContext
-from cosyn.studio.errors import readable
+from cosyn.studio.errors import notified
 from cosyn.studio.gallery import session_dir
 from cosyn.studio.models import ModelView, model_view
 from cosyn.studio.paths import confine
 from cosyn.studio.random_layout import random_layout_of_density, requested_count
 from cosyn.studio.real_tile import keep_tile, uploaded_tile
-from cosyn.studio.synthesize_tab import LAST_IMAGE, MAX_MIX, REAL_TILE, SynthesizeUI, Updates
+from cosyn.studio.synthesize_tab import LAST_IMAGE, MAX_MIX, NEUTRAL, REAL_TILE, SynthesizeUI, Updates
 
 QUIET = {"show_progress": "hidden"}  # canvas edits are instant: no spinner flicker
+warned = notified()  # a refusal is a warning toast; the canvas and its views stay as they were
 
 
 @dataclass
@@ -82,7 +83,7 @@ def _wire_editing(ui: SynthesizeUI) -> None:
     def shown(canvas: cv.Canvas, *view_values) -> Updates:
         return show(canvas, *view_values).updates(ui)
 
-    @readable
+    @warned
     def on_click(canvas, cls, bg, last, tile, auto, text, evt: gr.SelectData):  # explicit: Gradio finds `evt`
         layout = cv.layout_of(canvas)  # by its place among named parameters
         zoom = cv.display_zoom(layout.width, layout.height)
@@ -92,24 +93,26 @@ def _wire_editing(ui: SynthesizeUI) -> None:
     # "multiple": quick successive clicks all count, in order
     ui.canvas_img.select(on_click, [ui.canvas_state, ui.cls_radio, *view], out, trigger_mode="multiple", **QUIET)
     for btn, edit in ((ui.undo_btn, cv.undo), (ui.redo_btn, cv.redo), (ui.clear_btn, cv.clear)):
-        btn.click(readable(lambda canvas, *v, edit=edit: shown(edit(canvas), *v)), [ui.canvas_state, *view], out,
+        btn.click(warned(lambda canvas, *v, edit=edit: shown(edit(canvas), *v)), [ui.canvas_state, *view], out,
                   **QUIET)
     for toggle in (ui.background, ui.auto_prompt):  # .input: not when a handler sets them (typing would race)
-        toggle.input(readable(shown), [ui.canvas_state, *view], out, **QUIET)
+        toggle.input(warned(shown), [ui.canvas_state, *view], out, **QUIET)
     ui.prompt.input(lambda: False, None, ui.auto_prompt, **QUIET)  # typing takes the prompt over
     ui.preset.input(lambda name: {ui.prompt: sources.presets()[name], ui.auto_prompt: False}, ui.preset,
                     [ui.prompt, ui.auto_prompt])
 
-    @readable
+    @warned
     def on_size(canvas, side, *v):
         layout, cut = cv.resized(cv.layout_of(canvas), int(side), int(side))
         if cut:
             gr.Warning(f"{cut} points fell outside the smaller canvas and were removed (Undo brings them back)")
         return shown(cv.replace(canvas, layout), *v)
 
-    ui.size.release(on_size, [ui.canvas_state, ui.size, *view], out)
+    # keys that step the slider send `release` too (ui.SIZE_KEYS_JS): typing into its box resizes on Enter or
+    # when the box loses focus, not at each digit (typing 640 would first cut the canvas to 64)
+    ui.size.release(on_size, [ui.canvas_state, ui.size, *view], out, trigger_mode="always_last")
 
-    @readable
+    @warned
     def on_tissue(canvas, name, *v):
         layout = cv.layout_of(canvas)
         layout.tissue = name
@@ -127,16 +130,25 @@ def _wire_sources(ctx: StudioContext, ui: SynthesizeUI) -> None:
         fitted = fitted_to(layout, model_view(ctx.models, model, layout.mpp))
         return show(cv.replace(canvas, fitted), *view_values).updates(ui)
 
-    _wire_made_layouts(ctx, ui, replaced)
-    _wire_loaded_layouts(ctx, ui, replaced)
+    def unrelated(canvas: cv.Canvas, layout: Layout, model: str | None, background: str, last_image: str | None,
+                  _edit_source: dict | None, auto_prompt: bool, prompt: str) -> Updates:
+        """Show a layout that is not the loaded real tile's (a random one, an example, an upload, pasted JSON)
+        without that tile: drawn over it, stretched to another size, it would look like its layout, and Edit
+        would regenerate the tile from it. The arguments after `model` are view_inputs."""
+        background = NEUTRAL if background == REAL_TILE else background
+        return {**replaced(canvas, layout, model, background, last_image, None, auto_prompt, prompt),
+                ui.background: background, ui.edit_source: None, ui.edit_mode: False}
+
+    _wire_made_layouts(ctx, ui, unrelated)
+    _wire_loaded_layouts(ctx, ui, replaced, unrelated)
 
 
-def _wire_made_layouts(ctx: StudioContext, ui: SynthesizeUI, replaced: Replaced) -> None:
+def _wire_made_layouts(ctx: StudioContext, ui: SynthesizeUI, unrelated: Replaced) -> None:
     """Random layouts and the shipped examples."""
     cfg = ctx.config
-    view, out = ui.view_inputs, ui.canvas_outputs
+    view, out = ui.view_inputs, [*ui.canvas_outputs, *ui.tile_outputs]
 
-    @readable
+    @warned
     def on_random(canvas, model, density, *rest):
         weights, v = rest[:MAX_MIX], rest[MAX_MIX:]
         current = cv.layout_of(canvas)
@@ -148,21 +160,21 @@ def _wire_made_layouts(ctx: StudioContext, ui: SynthesizeUI, replaced: Replaced)
         wanted = requested_count(current.width, current.height, mpp, float(density))
         if len(layout.points) < wanted:
             gr.Warning(f"placed {len(layout.points)} of {wanted} nuclei: the canvas is full at this spacing")
-        return replaced(canvas, layout, model, *v)
+        return unrelated(canvas, layout, model, *v)
 
     ui.random_btn.click(on_random, [ui.canvas_state, ui.model_dd, ui.density, *ui.mix, *view], out)
 
-    @readable
+    @warned
     def on_example(canvas, name, model, *v):
         path = sources.example_layouts().get(name)
         if path is None:
             raise gr.Error("Choose an example layout first.")
-        return replaced(canvas, Layout.load(path), model, *v)
+        return unrelated(canvas, Layout.load(path), model, *v)
 
     ui.example_btn.click(on_example, [ui.canvas_state, ui.example_dd, ui.model_dd, *view], out)
 
 
-def _wire_loaded_layouts(ctx: StudioContext, ui: SynthesizeUI, replaced: Replaced) -> None:
+def _wire_loaded_layouts(ctx: StudioContext, ui: SynthesizeUI, replaced: Replaced, unrelated: Replaced) -> None:
     """Layouts from a dataset sample (kept as the tile to edit), an upload or pasted JSON; the download."""
     cfg = ctx.config
     view, out = ui.view_inputs, ui.canvas_outputs
@@ -178,7 +190,7 @@ def _wire_loaded_layouts(ctx: StudioContext, ui: SynthesizeUI, replaced: Replace
 
     tile_outputs = [*out, ui.edit_source, ui.background, ui.brush]
 
-    @readable
+    @warned
     def on_dataset(canvas, folder, index, model, *v):
         tile = sources.dataset_tile(confine(folder, cfg.dataset_roots, "dataset folder"), int(index or 0))
         return editing(canvas, tile, model, *v)
@@ -186,7 +198,7 @@ def _wire_loaded_layouts(ctx: StudioContext, ui: SynthesizeUI, replaced: Replace
     ui.ds_btn.click(on_dataset, [ui.canvas_state, ui.ds_path, ui.ds_index, ui.model_dd, *view, ui.browser_id],
                     tile_outputs)
 
-    @readable
+    @warned
     def on_tile(canvas, image, annotation, model, *v):
         current = cv.layout_of(canvas)
         tile = uploaded_tile(image, annotation, current, ClassSet(tuple(current.classes)), cfg.max_upload_bytes)
@@ -195,20 +207,21 @@ def _wire_loaded_layouts(ctx: StudioContext, ui: SynthesizeUI, replaced: Replace
     ui.tile_btn.click(on_tile, [ui.canvas_state, ui.tile_image, ui.tile_annotation, ui.model_dd, *view,
                                 ui.browser_id], tile_outputs)
 
-    @readable
+    @warned
     def on_upload(canvas, file, cls, model, *v):
         layout = sources.uploaded_layout(file, cv.layout_of(canvas), cls, cfg.max_upload_bytes)
-        return replaced(canvas, layout, model, *v)
+        return unrelated(canvas, layout, model, *v)
 
-    ui.upload.upload(on_upload, [ui.canvas_state, ui.upload, ui.cls_radio, ui.model_dd, *view], out)
+    ui.upload.upload(on_upload, [ui.canvas_state, ui.upload, ui.cls_radio, ui.model_dd, *view],
+                     [*out, *ui.tile_outputs])
 
-    @readable
+    @warned
     def on_json(canvas, text, model, *v):
-        return replaced(canvas, sources.pasted_layout(text, cfg.max_upload_bytes, "layout JSON"), model, *v)
+        return unrelated(canvas, sources.pasted_layout(text, cfg.max_upload_bytes, "layout JSON"), model, *v)
 
-    ui.json_btn.click(on_json, [ui.canvas_state, ui.layout_json, ui.model_dd, *view], out)
+    ui.json_btn.click(on_json, [ui.canvas_state, ui.layout_json, ui.model_dd, *view], [*out, *ui.tile_outputs])
 
-    @readable
+    @warned
     def on_download(canvas, fmt, browser):
         folder = session_dir(cfg.outputs, browser) / "layouts"
         return str(sources.layout_file(cv.layout_of(canvas), fmt, folder))
@@ -221,7 +234,7 @@ def _wire_model(ctx: StudioContext, demo: gr.Blocks, ui: SynthesizeUI) -> None:
     outputs = [ui.model_dd, ui.notice, ui.card, ui.cls_radio, ui.tissue, ui.size, *ui.mix, ui.status,
                *ui.canvas_outputs]
 
-    @readable
+    @warned
     def on_model(name, canvas, *v):
         listed = ctx.model_names()
         name = name if name in listed else (listed[0] if listed else None)

@@ -1,11 +1,13 @@
 """A session's results as export bundles on disk; the gallery state is a list of plain dicts.
 
 Every triple is written as a full bundle (all formats) the moment it is made, so
-exporting is only zipping, and `params.json` inside reproduces it.
+exporting is only zipping, and `params.json` inside reproduces it. The result panels' pictures are
+files in the browser's folder too, so that Clear results can find every copy Gradio made of them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import secrets
 import shutil
@@ -13,13 +15,20 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+from gradio.processing_utils import hash_file
+from gradio_client.utils import strip_invalid_filename_characters
+from PIL import Image
+
 from cosyn.core.triple import Triple
 from cosyn.io.export import FORMATS, read_bundle, write_bundle, zip_bundles
+from cosyn.io.fileio import atomic_write
 
 Entry = dict[str, str]  # {"dir": bundle folder, "image": its image.png, "caption": gallery caption}
 
 
 KEEP_DAYS = 7  # a browser's results stay this long after its last change, or until Clear results
+VIEWS = "views"  # the result panels' pictures, in the browser's folder
 
 
 def new_browser_id() -> str:
@@ -87,3 +96,39 @@ def export_zip(entries: Sequence[Entry], out_dir: Path) -> Path:
 
 def load(entry: Entry) -> Triple:
     return read_bundle(entry["dir"])
+
+
+def picture_files(pictures: Sequence[np.ndarray], folder: Path) -> list[str]:
+    """Each RGB picture as a PNG in `folder / VIEWS`, named by its content (the same picture is one file)."""
+    paths = []
+    for picture in pictures:
+        data = np.ascontiguousarray(picture, dtype=np.uint8)
+        path = folder / VIEWS / f"{hashlib.sha256(data.tobytes() + str(data.shape).encode()).hexdigest()[:32]}.png"
+        if not path.is_file():
+            atomic_write(path, lambda tmp, data=data: Image.fromarray(data).save(tmp, format="PNG"))
+        paths.append(str(path))
+    return paths
+
+
+def forget(paths: Sequence[Path], gradio_cache: Path) -> int:
+    """Delete `paths` (files or folders) and the copies Gradio made of their files to serve them; the
+    number of copies deleted.
+
+    Gradio serves a file from its cache folder as CACHE/<hash of the file>/<file name> (the hash seeded
+    per installation: gradio.processing_utils.hash_file), and keeps it for a day: without this, a cleared
+    result would stay downloadable from its old URL."""
+    deleted = 0
+    for path in paths:
+        files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+        for f in files:
+            copy = gradio_cache / hash_file(f) / strip_invalid_filename_characters(f.name)
+            if copy.is_file():
+                copy.unlink()
+                deleted += 1
+                with contextlib.suppress(OSError):  # another file of the same content may be cached there
+                    copy.parent.rmdir()
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    return deleted

@@ -6,10 +6,12 @@ depends on the order of an outputs list.
 
 from __future__ import annotations
 
+import contextlib
 import random
-import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -21,25 +23,27 @@ from cosyn.model.settings import SamplingSettings
 from cosyn.studio import canvas as cv
 from cosyn.studio import gallery
 from cosyn.studio.context import SAMPLING_GROUP, StudioContext
-from cosyn.studio.errors import readable
+from cosyn.studio.errors import notified
 from cosyn.studio.gallery import session_dir
-from cosyn.studio.real_tile import brush_mask, kept_tile
+from cosyn.studio.real_tile import TILES, brush_mask, kept_tile
 from cosyn.studio.sampling import LONG_RUN_S, Request, Saved, TileEdit, duration
-from cosyn.studio.synthesize_tab import LAST_IMAGE, SynthesizeUI, Updates
-from cosyn.studio.views import Views, missed_line, preview_views, stages_line, triple_views
+from cosyn.studio.synthesize_tab import LAST_IMAGE, NEUTRAL, SynthesizeUI, Updates
+from cosyn.studio.views import missed_line, preview_views, stages_line, triple_views
 
 CANCEL_WAIT_S = 30.0  # longest a Cancel waits for the current step to end
 SWEEP_EVERY_S = 3600.0  # expired browser folders are looked for at most hourly
 
 
-def panels(ui: SynthesizeUI, v: Views) -> Updates:
-    return dict(zip(ui.results, (v.image, v.overlay, v.contours, v.dist), strict=True))
+def panels(ui: SynthesizeUI, pictures: Sequence[Any]) -> Updates:
+    return dict(zip(ui.results, pictures, strict=True))
 
 
-def shown_triple(ui: SynthesizeUI, t: Triple, opacity: float) -> Updates:
+def shown_triple(ui: SynthesizeUI, t: Triple, opacity: float, folder: Path) -> Updates:
     """The result panels and the missed-centroid line for `t`, drawn at the triple's own size
-    (a refined triple is at the canvas' µm/px, a base one at the model's)."""
-    return {**panels(ui, triple_views(t, opacity)), ui.missed: missed_line(t.params)}
+    (a refined triple is at the canvas' µm/px, a base one at the model's). The pictures are files in
+    the browser's `folder`, so Clear results finds Gradio's copies of them."""
+    pictures = gallery.picture_files(triple_views(t, opacity).pictures, folder)
+    return {**panels(ui, pictures), ui.missed: missed_line(t.params)}
 
 
 def done_line(saved: list[gallery.Entry], first: Triple) -> str:
@@ -58,7 +62,7 @@ def enriched_line(t: Triple) -> str:
 
 def wire(ctx: StudioContext, demo: gr.Blocks, ui: SynthesizeUI) -> None:
     _wire_generate(ctx, ui)
-    _wire_results(ui)
+    _wire_results(ctx, ui)
     _wire_export(ctx, demo, ui)
 
 
@@ -133,11 +137,10 @@ def _wire_generate(ctx: StudioContext, ui: SynthesizeUI) -> None:
     outputs = [*ui.results, ui.missed, ui.gallery_view, ui.entries, ui.shown, ui.last_image, ui.canvas_img,
                ui.status, ui.confirmed]
 
-    @readable
-    def on_generate(values: dict, request: gr.Request,
-                    progress=gr.Progress()):  # noqa: B008 (how Gradio hands out a bar)
+    @notified(ui.status)
+    def on_generate(values: dict, request: gr.Request):
         form = GenerateForm.read(ui, values)
-        progress(0, desc="loading the model")
+        yield {ui.status: "Loading the model…"}
         req = form_request(ctx, form)
         note = _long_run_note(ctx, form, req)
         if note is not None:
@@ -149,32 +152,33 @@ def _wire_generate(ctx: StudioContext, ui: SynthesizeUI) -> None:
         items = gallery.own_entries(form.items, folder)
         try:
             for item in req.run(flag, folder, first_index=len(items) + 1, checkpoint=form.model):
-                if isinstance(item, StepPreview):
-                    progress((item.step, item.total), desc="sampling")
-                    yield {**panels(ui, preview_views(item, req.canvas, form.opacity)),
+                if isinstance(item, StepPreview):  # previews are arrays: Gradio's daily sweep deletes them
+                    yield {**panels(ui, preview_views(item, req.canvas, form.opacity).pictures),
                            ui.status: f"Sampling: step {item.step} of {item.total}"}
                     continue
                 ctx.speed.record(req.settings, req.canvas, time.monotonic() - started)
-                yield _finished(ui, form, [*items, *item.entries], item)
+                yield _finished(ui, form, [*items, *item.entries], item, folder)
         except SamplingCancelled as e:
             yield {ui.status: f"Cancelled ({e})."}
         finally:
             ctx.cancels.end(request.session_hash, flag)
 
+    # the status line says what runs ("Sampling: step k of n"); Gradio's own progress text stays out of it
     generating = ui.generate_btn.click(on_generate, set(GenerateForm.components(ui).values()), outputs,
-                                       concurrency_id=SAMPLING_GROUP, concurrency_limit=1,
-                                       show_progress_on=[ui.status])
+                                       concurrency_id=SAMPLING_GROUP, concurrency_limit=1, show_progress="hidden")
 
     _wire_cancel(ctx, ui, generating)
     ui.dice.click(lambda: random.randrange(2**31), None, ui.seed, show_progress="hidden")
 
 
-def _finished(ui: SynthesizeUI, form: GenerateForm, items: list[gallery.Entry], saved: Saved) -> Updates:
+def _finished(ui: SynthesizeUI, form: GenerateForm, items: list[gallery.Entry], saved: Saved,
+              folder: Path) -> Updates:
     """The page once a run is saved: its first triple shown, the gallery grown, the canvas redrawn."""
     first = saved.triples[0]
     back = first.image if form.background == LAST_IMAGE else None
-    return {**shown_triple(ui, first, form.opacity), ui.gallery_view: [(e["image"], e["caption"]) for e in items],
-            ui.entries: items, ui.shown: saved.entries[0], ui.last_image: saved.entries[0]["image"],
+    return {**shown_triple(ui, first, form.opacity, folder),
+            ui.gallery_view: [(e["image"], e["caption"]) for e in items], ui.entries: items,
+            ui.shown: saved.entries[0], ui.last_image: saved.entries[0]["image"],
             ui.canvas_img: cv.render(cv.layout_of(form.canvas), back), ui.status: done_line(saved.entries, first),
             ui.confirmed: None}
 
@@ -190,24 +194,33 @@ def _wire_cancel(ctx: StudioContext, ui: SynthesizeUI, generating: gr.events.Dep
     ui.cancel_btn.click(on_cancel, None, ui.status, cancels=[generating], queue=False)
 
 
-def _wire_results(ui: SynthesizeUI) -> None:
-    @readable
-    def on_opacity(entry, opacity):
+def _wire_results(ctx: StudioContext, ui: SynthesizeUI) -> None:
+    outputs = ctx.config.outputs
+
+    @notified()
+    def on_opacity(entry, opacity, browser):
         # gr.skip() alone leaves every output as it is (an empty dict is not read that way)
-        return panels(ui, triple_views(gallery.load(entry), opacity)) if entry else gr.skip()
+        if not entry:
+            return gr.skip()
+        folder = session_dir(outputs, browser)
+        return panels(ui, gallery.picture_files(triple_views(gallery.load(entry), opacity).pictures, folder))
 
-    ui.opacity.release(on_opacity, [ui.shown, ui.opacity], ui.results, show_progress="hidden")
+    ui.opacity.release(on_opacity, [ui.shown, ui.opacity, ui.browser_id], ui.results, show_progress="hidden")
 
-    @readable
-    def on_pick(items, opacity, evt: gr.SelectData):
-        entry = items[evt.index]
-        return {**shown_triple(ui, gallery.load(entry), opacity), ui.shown: entry}
+    @notified()
+    def on_pick(items, opacity, browser, evt: gr.SelectData):
+        folder = session_dir(outputs, browser)
+        (entry,) = gallery.own_entries((items or [])[evt.index:evt.index + 1], folder) or [None]
+        if entry is None:
+            raise FileNotFoundError("That result is no longer on the server (cleared or expired): generate again.")
+        return {**shown_triple(ui, gallery.load(entry), opacity, folder), ui.shown: entry}
 
-    ui.gallery_view.select(on_pick, [ui.entries, ui.opacity], [*ui.results, ui.missed, ui.shown])
+    ui.gallery_view.select(on_pick, [ui.entries, ui.opacity, ui.browser_id], [*ui.results, ui.missed, ui.shown])
 
 
 def _wire_export(ctx: StudioContext, demo: gr.Blocks, ui: SynthesizeUI) -> None:
     outputs = ctx.config.outputs
+    gradio_cache = ctx.config.gradio_temp.resolve()
 
     def export(chosen: list[gallery.Entry], browser: str) -> str:
         chosen = gallery.own_entries(chosen, session_dir(outputs, browser))
@@ -215,36 +228,50 @@ def _wire_export(ctx: StudioContext, demo: gr.Blocks, ui: SynthesizeUI) -> None:
             raise gr.Error("Nothing to export: select a result in the gallery (or generate first).")
         return str(gallery.export_zip(chosen, session_dir(outputs, browser) / "exports"))
 
-    @readable
+    @notified()
     def on_export_selected(entry, browser):
         return export([entry] if entry else [], browser)
 
-    @readable
+    @notified()
     def on_export_all(items, browser):
         return export(items, browser)
 
     ui.export_sel.click(on_export_selected, [ui.shown, ui.browser_id], ui.export_file)
     ui.export_all.click(on_export_all, [ui.entries, ui.browser_id], ui.export_file)
 
-    @readable
-    def on_clear(browser):
-        shutil.rmtree(session_dir(outputs, browser), ignore_errors=True)
-        return {ui.entries: [], ui.gallery_view: [], ui.shown: None, ui.export_file: None,
-                ui.status: "Results cleared."}
+    @notified(ui.status)
+    def on_clear(browser, canvas, background):
+        """Delete this browser's results (the loaded real tile stays: it is a layout source, not a result),
+        with the copies Gradio made to serve them, and empty every view of them."""
+        folder = session_dir(outputs, browser)
+        results = [p for p in folder.iterdir() if p.name != TILES] if folder.is_dir() else []
+        gallery.forget(results, gradio_cache)
+        with contextlib.suppress(OSError):  # kept when it holds the loaded tile
+            folder.rmdir()
+        redrawn = {ui.background: NEUTRAL, ui.canvas_img: cv.render(cv.layout_of(canvas))} \
+            if background == LAST_IMAGE else {}  # the canvas showed a cleared image
+        return {ui.entries: [], ui.gallery_view: [], ui.shown: None, ui.export_file: None, ui.last_image: None,
+                **dict.fromkeys(ui.results), ui.missed: "", **redrawn, ui.status: "Results cleared."}
 
-    ui.clear_results.click(on_clear, ui.browser_id, [ui.entries, ui.gallery_view, ui.shown, ui.export_file,
-                                                      ui.status])
+    ui.clear_results.click(on_clear, [ui.browser_id, ui.canvas_state, ui.background],
+                           [ui.entries, ui.gallery_view, ui.shown, ui.export_file, ui.last_image, *ui.results,
+                            ui.missed, ui.background, ui.canvas_img, ui.status])
 
     last_sweep = [-SWEEP_EVERY_S]
 
-    def on_open(browser, items):
-        """A page (re)opened: give a new browser its id, and show the results this browser kept."""
+    @notified()
+    def on_open(browser, items, opacity):
+        """A page (re)opened: give a new browser its id, and show the results this browser kept, the
+        latest in the result panels."""
         browser = browser or gallery.new_browser_id()
         if time.monotonic() - last_sweep[0] >= SWEEP_EVERY_S:  # walking every folder on each page open is waste
             last_sweep[0] = time.monotonic()
             gallery.sweep_expired(outputs)
-        items = gallery.own_entries(items, session_dir(outputs, browser))
-        return {ui.browser_id: browser, ui.entries: items,
+        folder = session_dir(outputs, browser)
+        items = gallery.own_entries(items, folder)
+        latest = shown_triple(ui, gallery.load(items[-1]), opacity, folder) if items else {}
+        return {ui.browser_id: browser, ui.entries: items, ui.shown: items[-1] if items else None, **latest,
                 ui.gallery_view: [(e["image"], e["caption"]) for e in items]}
 
-    demo.load(on_open, [ui.browser_id, ui.entries], [ui.browser_id, ui.entries, ui.gallery_view])
+    demo.load(on_open, [ui.browser_id, ui.entries, ui.opacity],
+              [ui.browser_id, ui.entries, ui.gallery_view, ui.shown, *ui.results, ui.missed])

@@ -36,7 +36,7 @@ class ModelInfo:
         card = self.path / CARD_NAME
         if not card.is_file():
             return f"*`{self.name}` has no {CARD_NAME}.*"
-        return inline_images(card.read_text(), self.path)
+        return unlink_relative(inline_images(card.read_text(), self.path))
 
     def config(self) -> PipelineConfig:
         """The checkpoint's config without loading its weights (for palettes and limits)."""
@@ -149,3 +149,19 @@ def inline_images(markdown: str, folder: Path) -> str:
         return f"![{m.group(1)}](data:{kind};base64,{base64.b64encode(target.read_bytes()).decode()})"
 
     return IMAGE_LINK.sub(inline, markdown)
+
+
+LINK = re.compile(r"(?<!!)\[([^\]]*)\]\(([^)\s]+)\)")  # [text](target), not an image
+OPEN_SCHEMES = ("http://", "https://", "mailto:", "#")
+
+
+def unlink_relative(markdown: str) -> str:
+    """The card's links to files beside it (`[docs/limits.md](../../docs/limits.md)`) as plain text: the
+    studio serves no files of the repository, so such a link would open an error page. Web links stay."""
+    def plain(m: re.Match) -> str:
+        text, target = m.group(1), m.group(2)
+        if target.lower().startswith(OPEN_SCHEMES):
+            return m.group(0)
+        return text if Path(target).name in text else f"{text} ({Path(target).name})"
+
+    return LINK.sub(plain, markdown)

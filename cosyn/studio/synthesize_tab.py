@@ -105,6 +105,11 @@ class SynthesizeUI:
     def canvas_outputs(self) -> list[gr.components.Component]:
         return [self.canvas_state, self.canvas_img, self.legend, self.layout_json, self.prompt]
 
+    @property
+    def tile_outputs(self) -> list[gr.components.Component]:
+        """What a layout unrelated to the loaded real tile resets (canvas_events.unrelated)."""
+        return [self.background, self.edit_source, self.edit_mode]
+
 
 def build(ctx: StudioContext) -> SynthesizeUI:
     """Place the tab's components inside the open Blocks."""
@@ -242,7 +247,7 @@ def _settings(ctx: StudioContext, c: dict, names: list[str], first: str | None, 
                                     brush=gr.Brush(colors=["#00e5ff"], color_mode="fixed", default_size=12),
                                     elem_id="cosyn-brush")
     with gr.Row():
-        c["seed"] = gr.Number(0, precision=0, label="Seed", scale=3, elem_id="cosyn-seed")
+        c["seed"] = gr.Number(0, label="Seed", scale=3, elem_id="cosyn-seed")
         c["dice"] = gr.Button("⚄ Random seed", size="sm", scale=1)
     with gr.Row():
         c["generate_btn"] = gr.Button("Generate", variant="primary", elem_id="cosyn-generate")

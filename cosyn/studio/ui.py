@@ -11,7 +11,7 @@ from starlette.middleware import Middleware
 from cosyn.studio import api, canvas_events, generate_events, synthesize_tab, train_events, train_tab
 from cosyn.studio.config import StudioConfig
 from cosyn.studio.context import StudioContext
-from cosyn.studio.login import LoginGuard
+from cosyn.studio.login import LoginGate, LoginGuard
 from cosyn.studio.upload_quota import UploadQuota
 
 CSS = """
@@ -24,6 +24,16 @@ CSS = """
 .cosyn-result img {width: 100%; height: 100%; object-fit: contain; image-rendering: pixelated;}
 """
 DELETE_CACHE = (3600, 24 * 3600)  # every hour, drop Gradio's cached copies older than a day
+# Gradio's slider sends `release` (which resizes the canvas) only on a pointer up or when its number box loses
+# focus: a key that steps it (arrows, Page Up/Down, Home, End) or Enter in its box would change the number
+# and leave the canvas as it was. Such a key ends with the pointer-up the slider listens for.
+SIZE_KEYS_JS = """() => {
+  document.addEventListener("keyup", (e) => {
+    if (e.target.closest?.("#cosyn-size") && /^(Arrow|Page|Home$|End$|Enter$)/.test(e.key)) {
+      e.target.dispatchEvent(new PointerEvent("pointerup", {bubbles: true}));  // Svelte listens on the root
+    }
+  });
+}"""
 
 
 def build_app(config: StudioConfig) -> gr.Blocks:
@@ -55,17 +65,22 @@ def build_app(config: StudioConfig) -> gr.Blocks:
 def launch_options(config: StudioConfig) -> dict[str, Any]:
     """gr.Blocks.launch keywords for `config` (bind address, auth, upload limit, served folders)."""
     config.outputs.mkdir(parents=True, exist_ok=True)
+    guard = None if config.auth is None else LoginGuard(*config.auth)
+    quota_bytes = int(config.upload_quota_mb * 2**20)
+    middleware = [Middleware(UploadQuota, folder=config.gradio_temp, per_client_bytes=quota_bytes,
+                             folder_bytes=2 * quota_bytes)]
+    if guard is not None:
+        middleware.append(Middleware(LoginGate, guard=guard))
     return {
         "server_name": config.host,
         "server_port": config.port,
         "share": config.share,
-        "auth": None if config.auth is None else LoginGuard(*config.auth),
+        "auth": guard,
         "max_file_size": config.max_upload_bytes,
         "allowed_paths": [str(config.outputs.resolve())],  # generated bundles, nothing else on disk
         "css": CSS,
+        "js": SIZE_KEYS_JS,
         "footer_links": ["api", "settings"],
         "run_history": False,  # Gradio 6 would otherwise keep every call's inputs in the browser
-        "app_kwargs": {"middleware": [Middleware(
-            UploadQuota, folder=config.gradio_temp, per_client_bytes=int(config.upload_quota_mb * 2**20),
-            folder_bytes=int(2 * config.upload_quota_mb * 2**20))]},
+        "app_kwargs": {"middleware": middleware},
     }

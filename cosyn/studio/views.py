@@ -21,6 +21,11 @@ class Views:
     contours: np.ndarray
     dist: np.ndarray
 
+    @property
+    def pictures(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """In the order of the result panels."""
+        return self.image, self.overlay, self.contours, self.dist
+
 
 def _dist_rgb(dist: np.ndarray) -> np.ndarray:
     grey = (np.clip(dist, 0, 1) * 255).round().astype(np.uint8)
