@@ -182,3 +182,21 @@ def test_the_live_view_keeps_its_preview_through_a_half_written_png_and_skips_an
     tick = live_update(ctx, tick.seen)  # next tick: both arrive
     assert list(tick.plot["step"]) == [1, 2] and tick.picture.shape == (8, 8, 3)
     assert tick.seen["preview"].endswith("step_0000004.png")
+
+
+def test_a_run_or_export_folder_that_holds_its_input_is_refused_before_anything_starts(tmp_path):
+    runs, ckpts = tmp_path / "runs", tmp_path / "checkpoints"
+    uploaded = _dataset(runs / "uploads" / "tiles-1234")  # where the Train tab unpacks an uploaded zip
+    manager = JobManager(runs, ckpts)
+    with pytest.raises(JobError, match="run name .*uploads contains the input"):
+        manager.start(JobSpec("uploads", str(uploaded), options=TINY_OPTIONS))
+    cached = {**TINY_OPTIONS, "text_cache": str(runs / "cache" / "t")}  # an input option inside the run
+    with pytest.raises(JobError, match="run name .* contains the input"):
+        manager.start(JobSpec("cache", str(_dataset(tmp_path / "data")), options=cached))
+    assert manager.view() is None and sorted(p.name for p in runs.iterdir()) == ["uploads"]  # nothing launched
+    # an export whose folder would hold the run it exports (checkpoints configured inside the runs folder)
+    inside = JobManager(runs, runs / "tiny")
+    (runs / "tiny").mkdir()
+    inside._save_record({"run": str(runs / "tiny"), "export_name": "ckpt"})
+    with pytest.raises(JobError, match="export name .* lies inside the input"):
+        inside.export()

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from cosyn.io.fileio import atomic_write
+from cosyn.io.guards import OverlapError, refuse_overlap
 from cosyn.studio.paths import check_name
 from cosyn.training.config import merged_config
 from cosyn.training.status import read_status
@@ -36,6 +37,14 @@ ACTIVE = ("starting", "loading", "running")
 
 class JobError(RuntimeError):
     """A job request the studio refuses; the message says why."""
+
+
+def _refuse_overlap(source: str | Path, out: Path, what: str) -> None:
+    """guards.refuse_overlap, as a JobError (what the Train tab and the export watcher expect)."""
+    try:
+        refuse_overlap(source, out, what)
+    except OverlapError as e:
+        raise JobError(str(e)) from None
 
 
 @dataclass
@@ -163,6 +172,11 @@ class JobManager:
             if previous is not None:  # ended just now, before its watcher looked: export it before it is replaced
                 self._auto_export(previous["pid"])
             run = self.runs / check_name(spec.run_name, "run name")
+            # the run folder is written, and is what an export later reads: never the data or its parent
+            # (an uploaded dataset lies in RUNS/uploads, so the run name "uploads" would hold it)
+            _refuse_overlap(spec.data, run, "run name")
+            if spec.options.get("text_cache"):
+                _refuse_overlap(spec.options["text_cache"], run, "run name")
             if (run / "checkpoints").is_dir() and any((run / "checkpoints").iterdir()):
                 raise JobError(f"run {run.name!r} already has checkpoints: Resume it, or choose another run name")
             export_name = check_name(spec.export_name or spec.run_name, "export name")
@@ -208,6 +222,7 @@ class JobManager:
                 raise JobError("there is no training run to export")
             name = check_name(name or rec["export_name"], "export name")
             out = self.checkpoints / name
+            _refuse_overlap(rec["run"], out, "export name")  # replacing `out` must not delete the run
             # the run may replace the folder it last wrote, also after a Resume (which clears "exported")
             if out.exists() and str(out) != rec.get("own_export"):
                 raise JobError(f"checkpoint {name!r} already exists and was not exported by this run; "
