@@ -92,3 +92,42 @@ def test_the_card_inlines_its_own_images_and_nothing_outside_its_folder(tmp_path
                        folder)
     assert "![grid](data:image/jpeg;base64,/9hqcGVnIGJ5dGVz)" in md
     assert "![s](../secret.png)" in md and "![none](missing.png)" in md and "![w](https://x.org/a.png)" in md
+
+
+def test_a_checkpoint_without_a_checksum_is_refused_unless_the_studio_trusts_it(root, tmp_path):
+    from cosyn.io.fileio import CHECKSUMS_NAME
+    from cosyn.studio.config import parse_args
+    from cosyn.studio.context import StudioContext
+    from cosyn.studio.models import unverified_warning
+
+    (root / "zeta" / CHECKSUMS_NAME).unlink()  # deleting the record must not switch the check off
+    zeta, default = PipelineCache(root).info("zeta"), PipelineCache(root).info("default")
+    assert zeta.unverified and not default.unverified and unverified_warning(default, False) == ""
+    with pytest.raises(CheckpointError, match="no checksum recorded"):
+        PipelineCache(root).get("zeta")
+    refused = unverified_warning(zeta, False)
+    assert "--trust-unverified" in refused and f"cosyn checksum {root / 'zeta'}" in refused
+    assert "It is loaded because" in unverified_warning(zeta, True)
+    # the operator's flag reaches the cache, which then loads it
+    trusted = parse_args(["--trust-unverified", "--checkpoints", str(root)], cwd=tmp_path)
+    assert trusted.trust_unverified and not parse_args([], cwd=tmp_path).trust_unverified
+    assert StudioContext.create(trusted).models.get("zeta") is not None
+
+
+def test_choosing_an_unverified_model_warns_on_the_page(root, tmp_path):
+    from cosyn.core.layout import Layout
+    from cosyn.io.fileio import CHECKSUMS_NAME
+    from cosyn.studio import canvas as cv
+    from cosyn.studio.config import StudioConfig
+    from cosyn.studio.ui import build_app
+
+    (root / "zeta" / CHECKSUMS_NAME).unlink()
+    demo = build_app(StudioConfig(checkpoints=root, runs=tmp_path / "runs", outputs=tmp_path / "out"))
+    on_model = next(f for f in demo.fns.values() if f.name == "on_model")
+    canvas = cv.new_canvas(Layout(64, 64, list(CONSEP.to_list()), [], 0.25, "colon"))
+    status = demo.cosyn_synthesize.status
+    with pytest.warns(UserWarning, match="has no recorded checksum"):  # gr.Warning, outside a page
+        chosen = on_model.fn("zeta", canvas, "neutral", None, None, True, "")
+    assert chosen[status].startswith("Ready: model `zeta`. ⚠ `zeta` has no recorded checksum")
+    assert chosen[status].endswith(f"record a checksum with `cosyn checksum {root / 'zeta'}`.")
+    assert on_model.fn("default", canvas, "neutral", None, None, True, "")[status] == "Ready: model `default`."

@@ -25,7 +25,7 @@ from cosyn.studio import sources
 from cosyn.studio.context import StudioContext
 from cosyn.studio.errors import notified
 from cosyn.studio.gallery import session_dir
-from cosyn.studio.models import ModelView, model_view
+from cosyn.studio.models import ModelView, model_view, unverified_warning
 from cosyn.studio.paths import confine
 from cosyn.studio.random_layout import random_layout_of_density, requested_count
 from cosyn.studio.real_tile import keep_tile, uploaded_tile
@@ -229,6 +229,16 @@ def _wire_loaded_layouts(ctx: StudioContext, ui: SynthesizeUI, replaced: Replace
     ui.dl_btn.click(on_download, [ui.canvas_state, ui.dl_format, ui.browser_id], ui.dl_file)
 
 
+def ready_line(ctx: StudioContext, name: str | None) -> str:
+    """The status line for the chosen model, with a warning (also a toast) for one without a checksum."""
+    if not name:
+        return "Ready (no model: layouts only)."
+    warning = unverified_warning(ctx.models.info(name), ctx.config.trust_unverified)
+    if warning:
+        gr.Warning(warning, title="Unverified checkpoint")
+    return f"Ready: model `{name}`." + (f" {warning}" if warning else "")
+
+
 def _wire_model(ctx: StudioContext, demo: gr.Blocks, ui: SynthesizeUI) -> None:
     """The model choice: palette, tissues and canvas limit follow it."""
     outputs = [ui.model_dd, ui.notice, ui.card, ui.cls_radio, ui.tissue, ui.size, *ui.mix, ui.status,
@@ -253,7 +263,7 @@ def _wire_model(ctx: StudioContext, demo: gr.Blocks, ui: SynthesizeUI) -> None:
             ui.tissue: gr.Dropdown(choices=mv.tissues, value=fitted.tissue),
             ui.size: gr.Slider(maximum=mv.side_limit, value=min(max(fitted.width, fitted.height), mv.side_limit)),
             **dict(zip(ui.mix, mix, strict=True)),
-            ui.status: f"Ready: model `{name}`." if name else "Ready (no model: layouts only).",
+            ui.status: ready_line(ctx, name),
             **show(cv.replace(canvas, fitted), *v).updates(ui),
         }
 

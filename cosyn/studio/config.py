@@ -27,6 +27,7 @@ class StudioConfig:
     upload_quota_mb: float = 1000.0  # per client address and hour; the upload folder holds at most 2x
     max_queue: int = 16
     canvas_mpp: float = DEFAULT_CANVAS_MPP
+    trust_unverified: bool = False  # load checkpoints whose weights have no recorded checksum
 
     @property
     def max_upload_bytes(self) -> int:
@@ -77,6 +78,9 @@ def parse_args(argv: Sequence[str] | None = None, cwd: Path | None = None) -> St
     p.add_argument("--upload-quota-mb", type=float, default=1000.0,
                    help="uploads one client address may send per hour (the upload folder holds at most twice that)")
     p.add_argument("--max-queue", type=int, default=16, help="requests waiting beyond this are turned away")
+    p.add_argument("--trust-unverified", action="store_true",
+                   help="load checkpoints that have no recorded checksum (checksums.json), whose damage or "
+                        "replacement cannot be detected; the model list warns about each (default: refuse them)")
     a = p.parse_args(argv)
     if a.auth is None and os.environ.get(AUTH_ENV):
         try:
@@ -87,4 +91,5 @@ def parse_args(argv: Sequence[str] | None = None, cwd: Path | None = None) -> St
     roots = tuple(a.data_roots) if a.data_roots else default_data_roots(cwd)
     return StudioConfig(host=a.host, port=a.port, share=a.share, auth=a.auth, checkpoints=a.checkpoints,
                         data_roots=roots, runs=a.runs, outputs=a.outputs, max_upload_mb=a.max_upload_mb,
-                        upload_quota_mb=a.upload_quota_mb, max_queue=a.max_queue)
+                        upload_quota_mb=a.upload_quota_mb, max_queue=a.max_queue,
+                        trust_unverified=a.trust_unverified)

@@ -22,8 +22,8 @@ class StudioContext:
 
     @classmethod
     def create(cls, config: StudioConfig) -> StudioContext:
-        return cls(config, PipelineCache(config.checkpoints), JobManager(config.runs, config.checkpoints),
-                   CancelRegistry(), SpeedModel())
+        models = PipelineCache(config.checkpoints, trust_unverified=config.trust_unverified)
+        return cls(config, models, JobManager(config.runs, config.checkpoints), CancelRegistry(), SpeedModel())
 
     def model_list(self) -> list[ModelInfo]:
         return list_models(self.config.checkpoints, self.config.default_checkpoint)

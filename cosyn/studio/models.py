@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import re
 import threading
 from collections import OrderedDict
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from cosyn.core.classes import CONSEP, TISSUES
 from cosyn.core.layout import MAX_CANVAS
+from cosyn.io.fileio import CHECKSUMS_NAME
 from cosyn.model.pipeline import (
     CONFIG_NAME,
     WEIGHTS_NAME,
@@ -41,6 +43,27 @@ class ModelInfo:
     def config(self) -> PipelineConfig:
         """The checkpoint's config without loading its weights (for palettes and limits)."""
         return read_pipeline_config(self.path)
+
+    @property
+    def unverified(self) -> bool:
+        """Its weights have no checksum recorded in checksums.json (loading then checks it, and says more)."""
+        try:
+            recorded = json.loads((self.path / CHECKSUMS_NAME).read_text())
+        except (OSError, ValueError):
+            return True
+        return not isinstance(recorded, dict) or WEIGHTS_NAME not in recorded
+
+
+def unverified_warning(info: ModelInfo, trusted: bool) -> str:
+    """What the page says about a checkpoint without a recorded checksum ('' for one with)."""
+    if not info.unverified:
+        return ""
+    risk = (f"⚠ `{info.name}` has no recorded checksum ({CHECKSUMS_NAME}), so damage to its weights or their "
+            "replacement cannot be detected.")
+    if trusted:
+        return f"{risk} It is loaded because the studio was started with --trust-unverified."
+    return (f"{risk} The studio loads it only when started with --trust-unverified; if you trust the files, record "
+            f"a checksum with `cosyn checksum {info.path}`.")
 
 
 def list_models(root: Path, default: str = "default") -> list[ModelInfo]:
@@ -86,10 +109,11 @@ def max_side(model_max_canvas: int, model_mpp: float, layout_mpp: float | None) 
 
 class PipelineCache:
     """Pipelines loaded once per checkpoint (reloaded when its weights change on disk), all
-    sharing one text encoder per encoder name; the oldest is dropped beyond `capacity`."""
+    sharing one text encoder per encoder name; the oldest is dropped beyond `capacity`. A checkpoint
+    without a recorded checksum loads only with `trust_unverified` (the studio's --trust-unverified)."""
 
-    def __init__(self, root: Path, capacity: int = 3) -> None:
-        self.root, self.capacity = Path(root), capacity
+    def __init__(self, root: Path, capacity: int = 3, trust_unverified: bool = False) -> None:
+        self.root, self.capacity, self.trust_unverified = Path(root), capacity, trust_unverified
         self._pipes: OrderedDict[Path, tuple[float, CoSynPipeline]] = OrderedDict()
         self._texts: dict[str, TextEncoder] = {}
         self._lock = threading.Lock()
@@ -120,7 +144,7 @@ class PipelineCache:
                 self._pipes.move_to_end(info.path)
                 return cached[1]
         text = self.text_encoder(info.config().text_encoder)
-        pipe = CoSynPipeline.from_pretrained(info.path, text_encoder=text)
+        pipe = CoSynPipeline.from_pretrained(info.path, text_encoder=text, trust_unverified=self.trust_unverified)
         with self._lock:
             self._pipes[info.path] = (stamp, pipe)
             self._pipes.move_to_end(info.path)
