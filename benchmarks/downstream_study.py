@@ -10,10 +10,12 @@ Every (arm, synthetic set, seed) is one run: its segmenter trains (resumably) un
 scored, and lands in --results beside the checkpoint's sha256, the second stage the synthetic
 tiles came from and the training time. Runs already in --results are skipped, so the study can
 run in parts (`--arm`, `--seed`); the summary (per-arm means, per-seed paired differences from
-real, ratios) is rebuilt after every run. `--controls` adds known-bad references for real seed 0:
-an untrained segmenter, and the trained one scored against the labels of other tiles.
+real, ratios) is rebuilt after every run and printed as a table. `--controls` adds known-bad
+references for real seed 0: an untrained segmenter, and the trained one scored against the labels of
+other tiles. `--summary` prints the table of --results and trains nothing.
 
     .venv/bin/python benchmarks/downstream_study.py --arm real --seed 0 --controls
+    .venv/bin/python benchmarks/downstream_study.py --summary
 """
 
 from __future__ import annotations
@@ -34,7 +36,13 @@ sys.path.insert(0, str(ROOT))
 
 from cosyn.data.dataset import split_by_source  # noqa: E402
 from cosyn.data.formats import read_dataset  # noqa: E402
-from cosyn.evaluation.evaluate.sections.downstream import BASELINE, paired_summary, read_synthetic  # noqa: E402
+from cosyn.evaluation.evaluate.sections.downstream import (  # noqa: E402
+    BASELINE,
+    controls,
+    paired_summary,
+    read_synthetic,
+    summary_markdown,
+)
 from cosyn.evaluation.evaluate.tiles import RealData  # noqa: E402
 from cosyn.evaluation.segmenter import Truth, score, truths  # noqa: E402
 from cosyn.io.fileio import atomic_write, file_sha256  # noqa: E402
@@ -91,21 +99,17 @@ def second_stage_of(folder: Path) -> str:
     return "+".join(stages) if stages else "unknown"
 
 
-def shuffled(tiles: list[Truth]) -> list[Truth]:
-    """Each image paired with the labels of the tile half the list away (another slide region): the
-    known-bad reference a trained segmenter must score far below its own figures on."""
-    half = len(tiles) // 2
-    return [Truth(t.image, tiles[(i + half) % len(tiles)].inst_map, tiles[(i + half) % len(tiles)].inst_classes)
-            for i, t in enumerate(tiles)]
-
-
 def add_controls(results: dict[str, Any], of: str, config: SegmenterConfig, tests: list[Truth]) -> None:
-    """Known-bad references beside run `of`: an untrained segmenter, and run `of`'s own segmenter
-    scored against the labels of other tiles. A yardstick that does not rank these far below the
-    trained segmenter cannot rank the arms either."""
+    """`controls` (untrained; trained but scored against other tiles' labels) beside run `of`."""
     trained = Segmenter.load(results["runs"][of]["checkpoint"])
-    results["controls"] = {"of": of, "untrained": score(Segmenter.new(config, seed=0), tests),
-                           "labels_of_other_tiles": score(trained, shuffled(tests))}
+    results["controls"] = {"of": of, **controls(trained, config, tests)}
+
+
+def print_summary(results: dict[str, Any]) -> None:
+    """The summary table of every synthetic set, with the controls as rows."""
+    for synthetic_set, summary in results["summary"].items():
+        print(f"\nsynthetic set {synthetic_set} (controls beside {results['controls'].get('of', 'none')}):")
+        print("\n".join(summary_markdown(summary, results["controls"])), flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,7 +127,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--backbone", default=SegmenterConfig.backbone)
     p.add_argument("--controls", action="store_true", help="known-bad references beside real seed 0")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--summary", action="store_true", help="print the table of --results; train nothing")
     args = p.parse_args(argv)
+    if args.summary:
+        print_summary(json.loads(args.results.read_text()))
+        return 0
     torch.set_num_threads(args.threads)
 
     seq = read_dataset(args.data)
@@ -176,10 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.controls and control_of in results["runs"] and results["controls"].get("of") != control_of:
         add_controls(results, control_of, config, tests)
         save_results(args.results, results)
-    for name in ("untrained", "labels_of_other_tiles"):
-        if name in results["controls"]:
-            c = results["controls"][name]
-            print(f"control {name}: PQ {c['pq']:.3f} mPQ+ {c['mpq_plus']:.3f} AJI {c['aji']:.3f}", flush=True)
+    print_summary(results)
     return 0
 
 

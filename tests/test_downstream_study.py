@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cosyn.evaluation.evaluate.sections.downstream import paired_summary
+from cosyn.evaluation.evaluate.sections.downstream import paired_summary, summary_markdown
 from cosyn.io.fileio import file_sha256
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "downstream_study.py"
@@ -39,6 +39,22 @@ def test_paired_summary_pairs_seeds_and_reports_ratios():
     assert aug["pq_spindle"]["diffs"] == pytest.approx([0.005, -0.0025])
     assert s["paired"]["synthetic"]["pq"]["ratio"] == pytest.approx(0.5)  # against real seed 1 alone
     assert "real" not in s["paired"]
+
+
+def test_summary_markdown_shows_arms_per_seed_differences_ratios_and_controls():
+    runs = {"real": {0: _scores(0.40), 1: _scores(0.30)}, "real+synthetic": {0: _scores(0.42), 1: _scores(0.29)},
+            "synthetic": {0: _scores(0.20), 1: _scores(0.15)}}
+    known_bad = {"of": "real|none|seed0", "untrained": _scores(0.003)}
+    lines = summary_markdown(paired_summary(runs), known_bad)
+    assert lines[0] == ("| arm | seeds | PQ | mPQ+ | AJI | PQ other | PQ inflammatory | PQ epithelial "
+                        "| PQ spindle |")
+    rows = {line.split(" | ")[0].lstrip("| "): line.split(" | ")[1:] for line in lines[2:]}
+    assert rows["real"][:2] == ["0, 1", "0.350 ± 0.050"]
+    assert rows["real+synthetic − real, per seed (mean)"][1] == "+0.020, -0.010 (+0.005)"
+    assert rows["synthetic / real"][1] == "0.50×"  # the train-on-synthetic ratio of mean PQ
+    assert rows["control: untrained"][:2] == ["–", "0.003"]
+    assert len(rows) == 3 + 2 * 2 + 1  # the controls' "of" is not a row
+    assert summary_markdown(paired_summary({}), known_bad) == []
 
 
 def test_study_accumulates_resumes_and_refuses_another_budget(data, tmp_path, capsys):

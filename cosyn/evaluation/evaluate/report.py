@@ -11,6 +11,7 @@ import operator
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from cosyn.evaluation.evaluate.sections.downstream import summary_markdown
 from cosyn.evaluation.judge_report import realism_judge_markdown
 from cosyn.evaluation.realism import MORPHOLOGY
 
@@ -126,7 +127,9 @@ def downstream_markdown(d: dict[str, Any]) -> list[str]:
     return md + _table(["metric", "real", "real + synthetic", "diff"],
                        [[m, f"{_fmt(v['real_mean'])} ± {_fmt(v['real_std'])}",
                          f"{_fmt(v['augmented_mean'])} ± {_fmt(v['augmented_std'])}",
-                         f"{_fmt(v['diff_mean'])} ± {_fmt(v['diff_std'])}"] for m, v in d["summary"].items()]) + [""]
+                         f"{_fmt(v['diff_mean'])} ± {_fmt(v['diff_std'])}"] for m, v in d["summary"].items()]) + [
+        "", "Every arm (synthetic: trained on the synthetic tiles alone), per-seed paired differences, ratios "
+        "to real and the known-bad controls:", "", *summary_markdown(d["paired"], d.get("controls")), ""]
 
 
 def speed_markdown(s: dict[str, Any]) -> list[str]:
