@@ -21,13 +21,14 @@ from cosyn.core.classes import ClassSet
 from cosyn.studio import jobs
 from cosyn.studio.context import StudioContext
 from cosyn.studio.datasets import mapping_text, validate_dataset
-from cosyn.studio.errors import readable
+from cosyn.studio.errors import notified
 from cosyn.studio.jobs import JobSpec, JobView
 from cosyn.studio.paths import check_upload, confine, extract_zip
 from cosyn.studio.synthesize_tab import Updates
 from cosyn.studio.train_tab import SCRATCH, TrainUI
 
 POLL_S = 2.0
+warned = notified()  # a refusal is a warning toast, with no Error overlay on the form
 
 
 def _duration(seconds: float | None) -> str:
@@ -123,7 +124,7 @@ def _wire_dataset(ctx: StudioContext, ui: TrainUI) -> None:
     def base_classes(name: str) -> ClassSet | None:
         return None if name == SCRATCH else ClassSet(tuple(ctx.models.info(name).config().classes))
 
-    @readable
+    @warned
     def on_zip(file):
         path = check_upload(file, cfg.max_upload_bytes)
         dest = cfg.uploads / f"{Path(path).stem[:40]}-{uuid.uuid4().hex[:8]}"
@@ -131,7 +132,7 @@ def _wire_dataset(ctx: StudioContext, ui: TrainUI) -> None:
 
     ui.data_zip.upload(on_zip, ui.data_zip, ui.data_path)
 
-    @readable
+    @warned
     def on_validate(folder, fmt_name, base_name, progress=gr.Progress()):  # noqa: B008
         path = confine(folder, cfg.dataset_roots, "dataset folder")
         result = validate_dataset(path, fmt_name, progress=lambda i, total: progress((i, total), desc="reading"))
@@ -142,7 +143,7 @@ def _wire_dataset(ctx: StudioContext, ui: TrainUI) -> None:
     ui.validate_btn.click(on_validate, [ui.data_path, ui.fmt, ui.base],
                           [ui.report, ui.tiles, ui.data_classes, ui.mapping])
 
-    @readable
+    @warned
     def on_base(name, classes):
         return mapping_text(base_classes(name), ClassSet(tuple(classes))) if classes else ""
 
@@ -152,7 +153,7 @@ def _wire_dataset(ctx: StudioContext, ui: TrainUI) -> None:
 def _wire_job(ctx: StudioContext, ui: TrainUI) -> None:
     cfg = ctx.config
 
-    @readable
+    @warned
     def on_start(folder, fmt_name, base_name, run, export, n_steps, n_batch, rate, crop_px, extra):
         try:
             more = json.loads(extra or "{}")
@@ -169,10 +170,10 @@ def _wire_job(ctx: StudioContext, ui: TrainUI) -> None:
 
     ui.start_btn.click(on_start, [ui.data_path, ui.fmt, ui.base, ui.run_name, ui.export_name, ui.steps, ui.batch,
                                   ui.lr, ui.crop, ui.options], ui.job_md)
-    ui.stop_btn.click(readable(lambda: job_markdown(ctx.jobs.stop())), None, ui.job_md)
-    ui.resume_btn.click(readable(lambda n_steps: job_markdown(ctx.jobs.resume(int(n_steps)))), ui.steps, ui.job_md)
+    ui.stop_btn.click(warned(lambda: job_markdown(ctx.jobs.stop())), None, ui.job_md)
+    ui.resume_btn.click(warned(lambda n_steps: job_markdown(ctx.jobs.resume(int(n_steps)))), ui.steps, ui.job_md)
 
-    @readable
+    @warned
     def on_export(name):
         out = ctx.jobs.export(name or None)
         gr.Info(f"exported {out.name}: pick it in the Synthesize tab's model list")
