@@ -130,7 +130,9 @@ def _feature_points(feature: Any, at: str) -> list[tuple[float, float]]:
         if kind == "Point":
             return [_xy(coords)]
         if kind == "MultiPoint":
-            return [_xy(c) for c in coords]
+            if not isinstance(coords, list):
+                raise ValueError("MultiPoint coordinates must be a list of positions")
+            return [_xy(c) for c in coords]  # [] holds no point
         if not nucleus:
             return []
         if kind in ("Polygon", "MultiPolygon"):
@@ -181,15 +183,32 @@ def _geometry(feature: Any, at: str) -> tuple[Any, Any, bool]:
 
 def _outer_rings(kind: str, coords: Any) -> list[np.ndarray]:
     """The outer ring of each polygon (holes ignored: a nucleus has none)."""
-    polygons = [coords] if kind == "Polygon" else coords
-    return [np.array([_xy(c) for c in poly[0]], np.float64).reshape(-1, 2) for poly in polygons]
+    polygons = [coords] if kind == "Polygon" else _listed(coords)
+    return [np.array([_xy(c) for c in _listed(_listed(poly)[0])], np.float64).reshape(-1, 2) for poly in polygons]
+
+
+def _listed(v: Any) -> list[Any]:
+    """`v` when it is a non-empty JSON list; ValueError otherwise (GeoJSON nests lists of positions)."""
+    if not isinstance(v, list) or not v:
+        raise ValueError("expected a non-empty list")
+    return v
 
 
 def _xy(c: Any) -> tuple[float, float]:
-    x, y = float(c[0]), float(c[1])
+    """A GeoJSON position [x, y(, z)] as finite floats; ValueError for anything else."""
+    if not isinstance(c, (list, tuple)) or len(c) < 2 or not all(_is_number(v) for v in c[:2]):
+        raise ValueError("a position must be [x, y] numbers")
+    try:
+        x, y = float(c[0]), float(c[1])
+    except OverflowError:  # an integer beyond float range
+        raise ValueError("coordinate out of range") from None
     if not (np.isfinite(x) and np.isfinite(y)):
         raise ValueError("non-finite coordinate")
     return x, y
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def _polygons_centroid(rings: list[np.ndarray]) -> tuple[float, float]:
@@ -256,12 +275,15 @@ def load_mat(
         raise LayoutError(f"{path}: not a readable .mat file ({e})") from None
     if "inst_centroid" not in mat:
         raise LayoutError(f"{path}: no 'inst_centroid' in this .mat (variables: {sorted(shapes)})")
-    xy = np.asarray(mat["inst_centroid"], np.float64)
+    try:
+        xy = np.asarray(mat["inst_centroid"], np.float64)
+        types = np.asarray(mat.get("inst_type", np.zeros(len(xy))), np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise LayoutError(f"{path}: inst_centroid and inst_type must be numeric arrays") from None
     if xy.size == 0:
         xy = xy.reshape(0, 2)
     if xy.ndim != 2 or xy.shape[1] != 2:
         raise LayoutError(f"{path}: inst_centroid must be (N, 2) of (x, y), got shape {xy.shape}")
-    types = np.asarray(mat.get("inst_type", np.zeros(len(xy))), np.float64).reshape(-1)
     if len(types) != len(xy):
         raise LayoutError(f"{path}: {len(types)} inst_type rows for {len(xy)} centroids")
     if not np.isfinite(xy).all() or not np.isfinite(types).all():
@@ -269,7 +291,9 @@ def load_mat(
     if width is None or height is None:
         if "inst_map" not in shapes:
             raise LayoutError(f"{path}: no inst_map to take the canvas size from; pass width and height")
-        height, width = shapes["inst_map"][:2]
+        if len(shapes["inst_map"]) != 2:
+            raise LayoutError(f"{path}: inst_map must be a 2-D label map, got shape {shapes['inst_map']}")
+        height, width = shapes["inst_map"]
     names = [_mat_class(t, i, class_set, default_class, str(path)) for i, t in enumerate(types)]
     points = [Point(float(x), float(y), n) for (x, y), n in zip(xy, names, strict=True)]
     return _make_layout(int(width), int(height), class_set, points, str(path))
