@@ -93,6 +93,7 @@ def test_leftovers_are_found_below_the_output_and_only_ours_of_dead_writers(tmp_
     dead = _killed_write(images / "syn_000001.png")  # a level down, as augment's images/ and instances/
     (tmp_path / ".notes.tmp").write_text("the user's own")  # a dot-file that merely looks temporary
     (tmp_path / ".000.abc123.tmp").mkdir()  # a name of our old scheme: no writer recorded, so not touched
+    (tmp_path / ".cosyn-tmp.odd.tmp").write_text("")  # our prefix, but not a name we write
     code = ("import sys; from pathlib import Path; from cosyn.io.fileio import atomic_write\n"
             "def write(tmp):\n"
             "    print(tmp, flush=True); sys.stdin.readline(); Path(tmp).write_text('done')\n"
@@ -102,7 +103,8 @@ def test_leftovers_are_found_below_the_output_and_only_ours_of_dead_writers(tmp_
     try:
         writing = Path(live.stdout.readline().strip())  # the live writer's temp file, mid-write
         assert remove_leftovers_in(tmp_path) == [dead]
-        assert writing.exists() and (tmp_path / ".notes.tmp").exists() and (tmp_path / ".000.abc123.tmp").exists()
+        assert writing.exists() and all((tmp_path / n).exists() for n in (".notes.tmp", ".000.abc123.tmp",
+                                                                            ".cosyn-tmp.odd.tmp"))
         live.stdin.write("go\n")
         live.stdin.flush()
         assert live.wait(timeout=60) == 0

@@ -46,7 +46,7 @@ def _is_leftover(p: Path) -> bool:
     try:
         host, pid = name[len(TEMP_PREFIX):-4].rsplit(".", 2)[1].rsplit("-", 1)
         pid_n = int(pid)
-    except ValueError:
+    except (ValueError, IndexError):
         return False  # not a name we write
     if host != _host():
         return False
