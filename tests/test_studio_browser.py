@@ -84,9 +84,16 @@ def _panel_sources(page) -> list[str]:
 def test_browser_results_come_back_after_a_reload_and_clear_deletes_every_copy(studio, browser):
     page = _open(browser, studio.url)
     _set_number(page, "#cosyn-sample-steps", "2")
+    page.evaluate("""() => {  // every picture the panels show, live previews included
+        window.__cosynShown = new Set();
+        const note = () => document.querySelectorAll('.cosyn-result img').forEach(i => window.__cosynShown.add(i.src));
+        new MutationObserver(note).observe(document.body, {subtree: true, childList: true, attributes: true});
+    }""")
     page.locator("#cosyn-generate").click()
     _wait_text(page, "#cosyn-status", "Done")
     before = _panel_sources(page)
+    previews = set(page.evaluate("() => [...window.__cosynShown]")) - set(before)
+    assert previews and {page.request.get(u).status for u in previews} == {403}  # gone when the run ended
 
     page.reload()  # the panels show the latest result again, without a click on its thumbnail
     _wait_text(page, "#cosyn-status", "Ready")

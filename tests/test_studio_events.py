@@ -77,6 +77,9 @@ def test_generate_says_which_stages_ran_and_shows_the_triple_at_its_size(demo, m
     *previews, done = _generate(demo, model, refine)
     assert previews and all(set(p) == {*_results(demo), _status(demo)} for p in previews)
     assert all(p[_status(demo)].startswith("Sampling: step") for p in previews)
+    # previews are served from files that go, with Gradio's copies, when the run ends
+    shown = [Path(p[r]) for p in previews for r in _results(demo)]
+    assert {f.parent.name for f in shown} == {"previews"} and not any(f.exists() for f in shown)
     assert done[_status(demo)] == f"Done: 1 result (seed 3), {stages}."
     assert {_picture(done[r]).shape for r in _results(demo)} == {(side, side, 3)}
     entries = next(v for v in done.values() if isinstance(v, list) and v and isinstance(v[0], dict))

@@ -2,7 +2,8 @@
 
 Every triple is written as a full bundle (all formats) the moment it is made, so
 exporting is only zipping, and `params.json` inside reproduces it. The result panels' pictures are
-files in the browser's folder too, so that Clear results can find every copy Gradio made of them.
+files in the browser's folder too, so that Clear results can find every copy Gradio made of them (a run's
+live previews, and Gradio's copies of them, are deleted when the run ends).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ Entry = dict[str, str]  # {"dir": bundle folder, "image": its image.png, "captio
 
 KEEP_DAYS = 7  # a browser's results stay this long after its last change, or until Clear results
 VIEWS = "views"  # the result panels' pictures, in the browser's folder
+PREVIEWS = "previews"  # a running sampling's live previews, there until the run ends
 
 
 def new_browser_id() -> str:
@@ -99,11 +101,11 @@ def load(entry: Entry) -> Triple:
 
 
 def picture_files(pictures: Sequence[np.ndarray], folder: Path) -> list[str]:
-    """Each RGB picture as a PNG in `folder / VIEWS`, named by its content (the same picture is one file)."""
+    """Each RGB picture as a PNG in `folder`, named by its content (the same picture is one file)."""
     paths = []
     for picture in pictures:
         data = np.ascontiguousarray(picture, dtype=np.uint8)
-        path = folder / VIEWS / f"{hashlib.sha256(data.tobytes() + str(data.shape).encode()).hexdigest()[:32]}.png"
+        path = folder / f"{hashlib.sha256(data.tobytes() + str(data.shape).encode()).hexdigest()[:32]}.png"
         if not path.is_file():
             atomic_write(path, lambda tmp, data=data: Image.fromarray(data).save(tmp, format="PNG"))
         paths.append(str(path))

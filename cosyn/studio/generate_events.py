@@ -42,7 +42,7 @@ def shown_triple(ui: SynthesizeUI, t: Triple, opacity: float, folder: Path) -> U
     """The result panels and the missed-centroid line for `t`, drawn at the triple's own size
     (a refined triple is at the canvas' µm/px, a base one at the model's). The pictures are files in
     the browser's `folder`, so Clear results finds Gradio's copies of them."""
-    pictures = gallery.picture_files(triple_views(t, opacity).pictures, folder)
+    pictures = gallery.picture_files(triple_views(t, opacity).pictures, folder / gallery.VIEWS)
     return {**panels(ui, pictures), ui.missed: missed_line(t.params)}
 
 
@@ -136,6 +136,7 @@ def _long_run_note(ctx: StudioContext, form: GenerateForm, req: Request) -> tupl
 def _wire_generate(ctx: StudioContext, ui: SynthesizeUI) -> None:
     outputs = [*ui.results, ui.missed, ui.gallery_view, ui.entries, ui.shown, ui.last_image, ui.canvas_img,
                ui.status, ui.confirmed]
+    gradio_cache = ctx.config.gradio_temp.resolve()
 
     @notified(ui.status)
     def on_generate(values: dict, request: gr.Request):
@@ -152,8 +153,9 @@ def _wire_generate(ctx: StudioContext, ui: SynthesizeUI) -> None:
         items = gallery.own_entries(form.items, folder)
         try:
             for item in req.run(flag, folder, first_index=len(items) + 1, checkpoint=form.model):
-                if isinstance(item, StepPreview):  # previews are arrays: Gradio's daily sweep deletes them
-                    yield {**panels(ui, preview_views(item, req.canvas, form.opacity).pictures),
+                if isinstance(item, StepPreview):
+                    pictures = preview_views(item, req.canvas, form.opacity).pictures
+                    yield {**panels(ui, gallery.picture_files(pictures, folder / gallery.PREVIEWS)),
                            ui.status: f"Sampling: step {item.step} of {item.total}"}
                     continue
                 ctx.speed.record(req.settings, req.canvas, time.monotonic() - started)
@@ -162,6 +164,10 @@ def _wire_generate(ctx: StudioContext, ui: SynthesizeUI) -> None:
             yield {ui.status: f"Cancelled ({e})."}
         finally:
             ctx.cancels.end(request.session_hash, flag)
+            # Gradio has served every preview by now (it sends each yield before asking for the next), and the
+            # result replaced them (a cancelled run's last one stays on screen, already loaded): their files and
+            # Gradio's copies go, so no copy of them outlives the run
+            gallery.forget([folder / gallery.PREVIEWS], gradio_cache)
 
     # the status line says what runs ("Sampling: step k of n"); Gradio's own progress text stays out of it
     generating = ui.generate_btn.click(on_generate, set(GenerateForm.components(ui).values()), outputs,
@@ -203,7 +209,8 @@ def _wire_results(ctx: StudioContext, ui: SynthesizeUI) -> None:
         if not entry:
             return gr.skip()
         folder = session_dir(outputs, browser)
-        return panels(ui, gallery.picture_files(triple_views(gallery.load(entry), opacity).pictures, folder))
+        return panels(ui, gallery.picture_files(triple_views(gallery.load(entry), opacity).pictures,
+                                                folder / gallery.VIEWS))
 
     ui.opacity.release(on_opacity, [ui.shown, ui.opacity, ui.browser_id], ui.results, show_progress="hidden")
 
