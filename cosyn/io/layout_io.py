@@ -28,6 +28,7 @@ import scipy.io
 from cosyn.core.classes import ClassSet
 from cosyn.core.layout import Layout, LayoutError, Point, read_json
 from cosyn.io.export import CORNER_OFFSET
+from cosyn.io.fileio import atomic_write
 
 Classes = ClassSet | Sequence[str]
 NUCLEUS_OBJECT_TYPES = ("detection", "cell", None)  # None: plain GeoJSON without QuPath properties
@@ -310,6 +311,7 @@ def layout_to_mat(layout: Layout, path: str | Path) -> Path:
             "inst_type": layout.class_ids().reshape(n, 1),
             "classes": np.array(layout.classes, dtype=object),
         },
+        appendmat=False,  # the path as given: an atomic writer's temp name must not grow a ".mat"
     )
     return path
 
@@ -328,15 +330,15 @@ def _mat_class(t: float, i: int, class_set: ClassSet, default_class: str | None,
 
 
 def save_any(layout: Layout, path: str | Path) -> Path:
-    """Write a layout as .json (the layout contract), .geojson or .mat, by extension."""
+    """Write a layout as .json (the layout contract), .geojson or .mat, by extension, atomically."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".json":
-        layout.save(path)
+        atomic_write(path, lambda tmp: Path(tmp).write_text(layout.to_json()))
     elif suffix == ".geojson":
-        path.write_text(json.dumps(layout_to_geojson(layout)))
+        atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(layout_to_geojson(layout))))
     elif suffix == ".mat":
-        layout_to_mat(layout, path)
+        atomic_write(path, lambda tmp: layout_to_mat(layout, tmp))
     else:
         raise LayoutError(f"{path}: unknown layout file type {suffix!r}; expected .json, .geojson or .mat")
     return path
