@@ -98,6 +98,48 @@ def test_login_locks_out_guessing_and_doubles_the_wait(tmp_path):
     assert isinstance(opts["auth"], LoginGuard) and opts["auth"]("ann", "s3cret")
 
 
+def test_failed_logins_and_lockouts_are_logged_and_a_locked_login_is_told_for_how_long(caplog):
+    import asyncio
+    import logging
+
+    from cosyn.studio.login import LoginGate, LoginGuard
+
+    now = [0.0]
+    guard = LoginGuard("ann", "s3cret", free_failures=2, base_lock_s=30, clock=lambda: now[0])
+    checked, sent = [], []
+
+    async def gradio_login(scope, receive, send):  # stands in for Gradio's login route, which calls the check
+        checked.append(guard("ann", "wrong-pass"))
+
+    async def send(message):
+        sent.append(message)
+
+    def post(headers=()):
+        scope = {"type": "http", "method": "POST", "path": "/login", "client": ("10.0.0.7", 5555),
+                 "headers": list(headers)}
+        asyncio.run(LoginGate(gradio_login, guard)(scope, None, send))
+
+    with caplog.at_level(logging.INFO, logger="cosyn.studio"):
+        post()
+        post()  # the second failure in a row locks logins for 30 s
+        now[0] = 10.0
+        post()  # an API client: 429, Retry-After
+        post([(b"sec-fetch-mode", b"cors")])  # a browser's login form: 200 and no cookie, the page then says why
+    assert checked == [False, False]  # the locked tries never reached the check
+    starts = [m for m in sent if m["type"] == "http.response.start"]
+    assert [m["status"] for m in starts] == [429, 200]
+    assert dict(starts[0]["headers"])[b"retry-after"] == b"20"
+    bodies = [json.loads(m["body"]) for m in sent if m["type"] == "http.response.body"]
+    assert all(b["detail"].startswith("Too many failed logins: logins are locked for 20 s.") for b in bodies)
+    assert [r.getMessage() for r in caplog.records] == [
+        "failed login as 'ann' from 10.0.0.7 (1 in a row)",
+        "failed login as 'ann' from 10.0.0.7 (2 in a row)",
+        "logins locked for 30 s after 2 failed logins in a row (the last from 10.0.0.7)",
+        "login from 10.0.0.7 refused: logins are locked for 20 s more",
+        "login from 10.0.0.7 refused: logins are locked for 20 s more",
+    ]  # never the password
+
+
 def test_uploads_land_in_the_studios_own_folder_not_the_shared_gradio_temp(studio):
     import httpx
 
