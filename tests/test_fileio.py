@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from cosyn.io.fileio import atomic_dir, atomic_write, output_folder, remove_leftovers_in
+from cosyn.io.fileio import atomic_dir, atomic_write, in_words, output_folder, remove_leftovers_in
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -222,3 +222,12 @@ def cosyn_killed_at_publish(final_name: str, *args: str, timeout: int = 300) -> 
 def temp_files(folder: Path) -> list[Path]:
     """Every temp file or folder anywhere under `folder`, ours or not."""
     return sorted(p for p in folder.rglob("*") if p.name.endswith((".tmp", ".old")))
+
+
+def test_an_error_outside_a_write_names_its_path_without_errno_text(tmp_path):
+    missing = tmp_path / "nope.json"
+    with pytest.raises(OSError) as e:
+        missing.read_text()
+    assert str(in_words(e.value)) == f"{missing}: no such file or directory"  # was "[Errno 2] No such file ...: '…'"
+    denied = PermissionError(errno.EACCES, "Permission denied", str(missing))
+    assert str(in_words(denied)) == f"{missing}: permission denied"  # a read: not called a write failure

@@ -201,35 +201,43 @@ def output_folder(folder: Path, depth: int = 2) -> Iterator[Path]:
         raise
 
 
-class WriteError(OSError):
-    """A failed write said in words that name the folder (its str has no errno number or repr)."""
+class WordedError(OSError):
+    """An OSError said in words that name the path: its str has no errno number or repr."""
 
     def __str__(self) -> str:
         return str(self.strerror)
 
 
-_IN_WORDS = {
+_WRITE_FAILURES = {  # only a write fails so
     errno.ENOSPC: "the disk is full (no space left on the device); free some space or write elsewhere",
     errno.EDQUOT: "your disk quota is used up; free some space or write elsewhere",
     errno.EROFS: "the file system is read-only; choose a folder you can write to",
+}
+_DENIED = {  # a read fails so too: said as a write failure only where a write is known to have failed
     errno.EACCES: "permission denied; choose a folder you can write to",
     errno.EPERM: "operation not permitted; choose a folder you can write to",
 }
 
 
 def in_words(e: OSError, where: str | Path | None = None, probe: bool = False) -> OSError:
-    """`e` as a WriteError saying in words why `where` (or the file `e` names) cannot be written, for
-    a full disk, a quota, a read-only file system or missing permissions; other errors unchanged.
-    Some writers (numpy's) report a full disk only as "N requested and M written", with no errno:
-    with `probe`, such an error is tested by writing to `where` once more, which does set one."""
+    """`e` said in words, naming the path: with `where`, the folder a write into it failed (a full disk, a
+    quota, a read-only file system, missing permissions); without, the file `e` names, a full or read-only
+    disk as such and any other error as "PATH: reason" instead of "[Errno N] reason: 'PATH'". Some writers
+    (numpy's) report a full disk only as "N requested and M written", with no errno: with `probe`, such an
+    error is tested by writing to `where` once more, which does set one. Other errors come back unchanged."""
+    if isinstance(e, WordedError):
+        return e
     code = e.errno
     if code is None and probe and where is not None:
         code = _probe_errno(Path(where))
-    if code not in _IN_WORDS or isinstance(e, WriteError):
-        return e
-    named = e.filename if where is None and e.filename is not None else where
-    return WriteError(code, f"{named}: cannot write there: {_IN_WORDS[code]}" if named else _IN_WORDS[code],
-                      None if named is None else str(named))
+    words = _WRITE_FAILURES.get(code) or (_DENIED.get(code) if where is not None else None)
+    named = where if where is not None else e.filename
+    if words:
+        return WordedError(code, f"{named}: cannot write there: {words}" if named is not None else words,
+                           None if named is None else str(named))
+    if where is None and e.filename is not None and e.strerror:
+        return WordedError(code, f"{e.filename}: {e.strerror[:1].lower()}{e.strerror[1:]}", str(e.filename))
+    return e
 
 
 def _probe_errno(folder: Path) -> int | None:
@@ -252,7 +260,7 @@ def _write_probe(folder: Path, size: int) -> None:
 
 def dataclass_from_dict(cls: type[T], d: dict[str, Any], what: str) -> T:
     """`cls(**d)`, refusing unknown keys by name: a typo in a config must not be ignored."""
-    known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    known = {f.name for f in fields(cls)}
     unknown = set(d) - known
     if unknown:
         raise ValueError(f"unknown {what} {sorted(unknown)}; known: {sorted(known)}")
@@ -322,6 +330,6 @@ def check_writable(folder: Path) -> None:
         _write_probe(folder, 1 << 12)
     except OSError as e:
         explained = in_words(e, folder)
-        if isinstance(explained, WriteError):
+        if isinstance(explained, WordedError):
             raise explained from None
         raise OSError(f"{folder}: cannot write there ({e.strerror or e})") from None
