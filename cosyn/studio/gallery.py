@@ -123,7 +123,10 @@ def forget(paths: Sequence[Path], gradio_cache: Path) -> int:
     for path in paths:
         files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
         for f in files:
-            copy = gradio_cache / hash_file(f) / strip_invalid_filename_characters(f.name)
+            try:
+                copy = gradio_cache / hash_file(f) / strip_invalid_filename_characters(f.name)
+            except FileNotFoundError:  # deleted meanwhile (a Clear in another tab of the same browser)
+                continue
             if copy.is_file():
                 copy.unlink()
                 deleted += 1
