@@ -258,3 +258,21 @@ def test_a_loaded_example_is_drawn_without_the_previous_real_tile(demo):
     assert (example[ui.background], example[ui.edit_source], example[ui.edit_mode]) == (NEUTRAL, None, False)
     layout = cv.layout_of(example[ui.canvas_state])
     assert np.array_equal(example[ui.canvas_img], cv.render(layout))  # on the neutral background, not the tile
+
+
+def test_forget_deletes_the_copies_gradio_made_to_serve_the_files(tmp_path):
+    from gradio.processing_utils import save_file_to_cache
+
+    from cosyn.studio.gallery import forget
+
+    cache, results = tmp_path / "gradio", tmp_path / "browser"
+    (results / "001_seed3_0").mkdir(parents=True)
+    (results / "001_seed3_0" / "image.png").write_bytes(b"one")
+    (results / "export.zip").write_bytes(b"two")
+    (tmp_path / "other.png").write_bytes(b"three")  # another browser's file, served too
+    served = [Path(save_file_to_cache(f, str(cache)))  # what Gradio does before it serves a file
+              for f in (results / "001_seed3_0" / "image.png", results / "export.zip", tmp_path / "other.png")]
+    assert all(f.is_file() for f in served)
+    assert forget([results / "001_seed3_0", results / "export.zip"], cache) == 2
+    assert [f.exists() for f in served] == [False, False, True] and not results.joinpath("export.zip").exists()
+    assert not served[0].parent.exists()  # its hash folder too
