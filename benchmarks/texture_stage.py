@@ -24,6 +24,7 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from cosyn.core.layout import Layout
@@ -63,6 +64,37 @@ def base_triples(folder: Path) -> list[tuple[str, str, Triple]]:
     return out
 
 
+def capture_sources(stage: TextureStage) -> list[np.ndarray]:
+    """The source map of every composition the stage makes from now on (which bank place each pixel is from)."""
+    sources: list[np.ndarray] = []
+    compose = stage.compose
+
+    def recorded(*args, **kwargs):
+        image, inst_map, source = compose(*args, **kwargs)
+        sources.append(source)
+        return image, inst_map, source
+
+    stage.compose = recorded
+    return sources
+
+
+def seam_mask(source: np.ndarray, width: int = 2) -> np.ndarray:
+    """uint8 (H, W): 1 within `width` px of a boundary between two quilt patches (pasted nuclei, whose source
+    ids are negative, hide what is under them)."""
+    quilt = source >= 0
+    edge = np.zeros(source.shape, bool)
+    for axis in (0, 1):
+        step = np.diff(source, axis=axis) != 0
+        both = quilt[:-1] & quilt[1:] if axis == 0 else quilt[:, :-1] & quilt[:, 1:]
+        cut = step & both
+        if axis == 0:
+            edge[:-1] |= cut
+        else:
+            edge[:, :-1] |= cut
+    kernel = np.ones((2 * width, 2 * width), np.uint8)
+    return ((cv2.dilate(edge.astype(np.uint8), kernel) > 0) & quilt).astype(np.uint8)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, required=True)
@@ -72,7 +104,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--settings", type=json.loads, default={},
                     help='JSON of TextureSettings fields, e.g. \'{"patch": 48}\'')
     ap.add_argument("--limit", type=int, default=None)
+    ap.add_argument("--draws", type=int, default=1,
+                    help="outputs per base triple: draw d of triple k has seed k + 1000 d and name NAME_dD (d > 0); "
+                         "the judge's AUC then averages over the stage's random choices (its source slide above all)")
     ap.add_argument("--upsampler", action="store_true", help="the Upsampler instead, on the same base triples")
+    ap.add_argument("--seams", type=Path, default=None,
+                    help="also write each output's seam mask (quilt seams not under a pasted nucleus) to DIR/NAME.png")
     args = ap.parse_args(argv)
 
     t0 = time.perf_counter()
@@ -83,14 +120,20 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bank: {len(bank.tiles)} tiles, {size_mb:.1f} MB;"
           f" loaded in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     triples = base_triples(args.base)[: args.limit]
+    sources = capture_sources(stage) if args.seams else []
     samples, seconds, copies, missed = [], [], [], 0
-    for k, (name, source, base) in enumerate(triples):
+    made = [(f"{name}_d{d}" if d else name, source, base, k + 1000 * d)
+            for d in range(args.draws) for k, (name, source, base) in enumerate(triples)]
+    for name, source, base, seed in made:
         t = time.perf_counter()
-        out = stage.to_mpp(base, 0.25, seed=k)
+        out = stage.to_mpp(base, 0.25, seed=seed)
         seconds.append(time.perf_counter() - t)
         copies.append(out.params.get("largest_copy_um", 0.0))
         missed += out.params["missed_centroids"]
         samples.append(sample_from_triple(out, name, source, base.layout.class_set, 0.25))
+        if args.seams:
+            args.seams.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(args.seams / f"{name}.png"), seam_mask(sources.pop()) * 255)
     write_dataset(samples, args.out, "folder")
     report = {"settings": args.settings, "tiles": len(samples), "seconds_median": statistics.median(seconds),
               "largest_copy_um_median": statistics.median(copies), "largest_copy_um_max": max(copies),
