@@ -227,12 +227,18 @@ def test_prompt_cache_into_a_read_only_folder_says_so(tmp_path):
 
 def test_prepare_refuses_an_out_that_holds_the_source_and_keeps_it(tmp_path, make_disc_sample):
     from cosyn.data.formats import write_dataset
+    from cosyn.data.prepare import prepare
+    from cosyn.io.guards import OverlapError
 
     raw = tmp_path / "datasets" / "raw"
     write_dataset([make_disc_sample(name="a_000")], raw, "folder")
     before = sorted(p.relative_to(raw) for p in raw.rglob("*"))
-    for out in (raw.parent, raw, raw / "prepared"):
-        done = _run("prepare", str(raw), "--format", "folder", "--out", str(out), "--overwrite")
-        assert done.returncode == 2 and "Traceback" not in done.stderr
-        assert f"--out {out} " in done.stderr and str(raw) in done.stderr and "Choose a --out outside" in done.stderr
-        assert sorted(p.relative_to(raw) for p in raw.rglob("*")) == before
+    # the reported case, as a user typed it: --out the parent of the source, with --overwrite
+    done = _run("prepare", str(raw), "--format", "folder", "--out", str(raw.parent), "--overwrite")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert f"error: --out {raw.parent} contains the input {raw}" in done.stderr
+    assert "Choose a --out outside" in done.stderr
+    for out in (raw, raw / "prepared"):  # the source itself, and a folder inside it
+        with pytest.raises(OverlapError, match="--out"):
+            prepare(raw, out, "folder", progress=False, overwrite=True)
+    assert sorted(p.relative_to(raw) for p in raw.rglob("*")) == before
