@@ -11,7 +11,7 @@ import shutil
 import socket
 import tempfile
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import fields
 from pathlib import Path
 from typing import Any, TypeVar
@@ -85,7 +85,11 @@ def remove_leftovers_in(folder: Path, depth: int = 2) -> list[Path]:
     for _ in range(depth):
         below = []
         for d in level:
-            for p in d.iterdir():
+            try:
+                entries = list(d.iterdir())
+            except OSError:  # a subfolder we may not read holds nothing of ours
+                continue
+            for p in entries:
                 if _is_leftover(p):
                     found.append(p)  # a temp folder goes whole
                 elif p.is_dir() and not p.is_symlink():
@@ -99,7 +103,8 @@ def _delete(paths: list[Path]) -> list[Path]:
         if p.is_dir() and not p.is_symlink():
             shutil.rmtree(p, ignore_errors=True)
         else:
-            p.unlink(missing_ok=True)
+            with suppress(OSError):  # another user's, in a shared folder: a leftover is not worth failing a command
+                p.unlink(missing_ok=True)
     return paths
 
 
