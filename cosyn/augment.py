@@ -340,15 +340,16 @@ class AugmentConfig:
 
 
 def augment(cfg: AugmentConfig, pipe: CoSynPipeline | None = None, rank: int | None = None, world: int | None = None,
-            progress: bool = True) -> dict[str, int]:
-    """Plan N jobs from `cfg.data` and generate this rank's share into `cfg.out`."""
+            progress: bool = True, trust_unverified: bool = False) -> dict[str, int]:
+    """Plan N jobs from `cfg.data` and generate this rank's share into `cfg.out` (`trust_unverified`: load a
+    checkpoint whose weights have no recorded checksum)."""
     refuse_overlap(cfg.data, cfg.out, "--out")  # synthetic tiles must never land among (or around) the real ones
     cfg.perturbation = cfg.perturbation or Perturbation()
     cfg.sampling = cfg.sampling or SamplingSettings()
     if rank is None or world is None:
         rank, world = rank_and_world()
     if pipe is None:
-        pipe = CoSynPipeline.from_pretrained(cfg.checkpoint, device=_device())
+        pipe = CoSynPipeline.from_pretrained(cfg.checkpoint, device=_device(), trust_unverified=trust_unverified)
     tiles, classes = load_source_tiles(cfg.data, cfg.format, cfg.split, cfg.val_fraction, cfg.split_seed)
     if classes.names != pipe.class_set.names:
         raise AugmentError(f"{cfg.data} has classes {classes.to_list()}, the model {pipe.class_set.to_list()}")
@@ -380,10 +381,11 @@ def _device() -> str:
 
 # -- CLI ---------------------------------------------------------------------------------------------------
 def add_augment_parser(sub: argparse._SubParsersAction) -> None:
-    from cosyn.model.sampling_args import add_sampling_arguments
+    from cosyn.model.sampling_args import add_sampling_arguments, add_trust_argument
 
     p = sub.add_parser("augment", help="synthetic dataset from real layouts (resumable; shards under torchrun)")
     p.add_argument("--checkpoint", required=True)
+    add_trust_argument(p)
     p.add_argument("--data", required=True, help="real dataset whose layouts are used")
     # --tiles: torchrun's parser reads any --n in the script's arguments as an ambiguous abbreviation of its own
     # options (--nnodes, --nproc-per-node, ...) and stops, so under torchrun spell it --tiles.
@@ -422,7 +424,7 @@ def _run(args: argparse.Namespace) -> int:
         enrich=parse_request(args.enrich, read_pipeline_config(args.checkpoint).classes),
     )
     try:
-        stats = augment(cfg)
+        stats = augment(cfg, trust_unverified=args.trust_unverified)
     except AugmentError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -395,3 +395,16 @@ def test_a_config_wider_than_its_weights_is_refused_without_allocating_the_model
         out.stderr[-2000:]
     growth = int(out.stdout.split("GROWTH_MB")[1])
     assert growth < 500, f"loading grew the process by {growth} MB"  # the real model would take 2,900
+
+
+@pytest.mark.parametrize("argv", [
+    ["sample", "--checkpoint", "ck", "--layout", "l.json", "--out", "o"],
+    ["augment", "--checkpoint", "ck", "--data", "d", "--n", "1", "--out", "o"],
+    ["edit", "--checkpoint", "ck", "--image", "i.png", "--annotation", "a.mat", "--layout", "l.json", "--out", "o"],
+    ["evaluate", "--checkpoint", "ck", "--data", "d", "--out", "o"],
+])
+def test_every_command_that_loads_a_checkpoint_offers_trust_unverified(argv):
+    from cosyn.cli import build_parser
+
+    assert build_parser(argv).parse_args(argv).trust_unverified is False
+    assert build_parser(argv).parse_args([*argv, "--trust-unverified"]).trust_unverified is True

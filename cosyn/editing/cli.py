@@ -19,11 +19,12 @@ if TYPE_CHECKING:
 
 
 def add_edit_parser(sub: argparse._SubParsersAction) -> None:
-    from cosyn.model.sampling_args import add_sampling_arguments
+    from cosyn.model.sampling_args import add_sampling_arguments, add_trust_argument
 
     ed = sub.add_parser("edit", help="edit a real tile: regenerate only around added, removed, moved or "
                                      "reclassified nuclei")
     ed.add_argument("--checkpoint", required=True)
+    add_trust_argument(ed)
     ed.add_argument("--image", required=True, help="the real tile (PNG/JPEG/TIFF)")
     ed.add_argument("--annotation", required=True, nargs="+", metavar="ANN", help=f"its annotation: {ANNOTATION_HELP}")
     ed.add_argument("--layout", required=True,
@@ -59,7 +60,7 @@ def _edit_checked(args: argparse.Namespace, settings: SamplingSettings, out: Pat
     from cosyn.model.pipeline import CoSynPipeline
 
     edited = Layout.load(args.layout)
-    pipe = CoSynPipeline.from_pretrained(args.checkpoint)
+    pipe = CoSynPipeline.from_pretrained(args.checkpoint, trust_unverified=args.trust_unverified)
     tile = read_annotated_tile(args.image, args.annotation, pipe.class_set, edited.mpp, edited.tissue)
     mask = None
     if args.mask:

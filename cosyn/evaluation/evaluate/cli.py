@@ -11,6 +11,8 @@ from cosyn.augment import AugmentError
 from cosyn.evaluation.c2st import C2STConfig
 from cosyn.evaluation.evaluate.config import DEFAULT_SECTIONS, SECTIONS, EvalConfig
 from cosyn.evaluation.evaluate.driver import evaluate
+from cosyn.model.pipeline import CoSynPipeline
+from cosyn.model.sampling_args import add_trust_argument
 from cosyn.model.settings import SamplingSettings
 from cosyn.segmentation import SegTrainConfig
 from cosyn.training.config import TrainConfig
@@ -19,6 +21,7 @@ from cosyn.training.config import TrainConfig
 def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="quality report of a checkpoint against a real dataset split")
     p.add_argument("--checkpoint", required=True)
+    add_trust_argument(p)
     p.add_argument("--data", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--format", default="auto")
@@ -69,7 +72,8 @@ def _run(args: argparse.Namespace) -> int:
             synthetic_share=args.synthetic_share, c2st=C2STConfig(steps=args.c2st_steps), speed_runs=args.speed_runs,
             device=device,
         )
-        report = evaluate(cfg)
+        pipe = CoSynPipeline.from_pretrained(args.checkpoint, device=device, trust_unverified=args.trust_unverified)
+        report = evaluate(cfg, pipe)
     except (ValueError, AugmentError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
