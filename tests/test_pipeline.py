@@ -408,3 +408,16 @@ def test_every_command_that_loads_a_checkpoint_offers_trust_unverified(argv):
 
     assert build_parser(argv).parse_args(argv).trust_unverified is False
     assert build_parser(argv).parse_args([*argv, "--trust-unverified"]).trust_unverified is True
+
+
+def test_more_steps_than_the_checkpoints_schedule_are_refused_by_name():
+    from cosyn.model.denoiser import JointDenoiser
+    from cosyn.model.diffusion.gaussian import DEFAULT_SCHEDULE
+    from cosyn.model.pipeline import PipelineConfig
+
+    base = tiny_pipeline().config
+    config = PipelineConfig(base.denoiser, base.classes, schedule={**DEFAULT_SCHEDULE, "num_train_timesteps": 10})
+    short = CoSynPipeline(JointDenoiser(config.denoiser), config, text_encoder())
+    with pytest.raises(ValueError, match="steps=25: this checkpoint's noise schedule has 10 timesteps"):
+        short.sample(_layout(), steps=25)
+    assert short.sample(_layout(), steps=10)[0].image.any()
