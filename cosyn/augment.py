@@ -58,7 +58,8 @@ from cosyn.data.targets import layout_from_sample
 from cosyn.enrichment import enrich, parse_request, record_in
 from cosyn.io.fileio import atomic_write, remove_leftovers_in
 from cosyn.io.guards import refuse_overlap
-from cosyn.model.pipeline import CoSynPipeline, read_pipeline_config
+from cosyn.model.checkpoint import read_pipeline_config
+from cosyn.model.pipeline import CoSynPipeline
 from cosyn.model.settings import SamplingSettings
 from cosyn.training.config import TrainConfig
 

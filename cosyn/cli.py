@@ -75,7 +75,7 @@ def _export(args: argparse.Namespace) -> int:
 def _prompt_cache(args: argparse.Namespace) -> int:
     from cosyn.core.classes import ClassSet
     from cosyn.io.fileio import output_folder
-    from cosyn.model.pipeline import read_pipeline_config
+    from cosyn.model.checkpoint import read_pipeline_config
     from cosyn.model.text import TextEncoder
     from cosyn.model.text_cache import all_structure_prompts, write_prompt_cache
 
@@ -118,7 +118,8 @@ def _sample_checked(args: argparse.Namespace, settings: SamplingSettings, format
     from cosyn.core.resample import at_mpp
     from cosyn.enrichment import enrich, parse_request, record_in
     from cosyn.io.export import write_bundle
-    from cosyn.model.pipeline import CoSynPipeline, crowding_warnings, read_pipeline_config
+    from cosyn.model.checkpoint import read_pipeline_config
+    from cosyn.model.pipeline import CoSynPipeline, crowding_warnings
 
     layout = Layout.load(args.layout)
     config = read_pipeline_config(args.checkpoint)
@@ -144,7 +145,7 @@ def _sample_checked(args: argparse.Namespace, settings: SamplingSettings, format
 
 
 def _checksum(args: argparse.Namespace) -> int:
-    from cosyn.model.pipeline import record_checksums
+    from cosyn.model.checkpoint import record_checksums
 
     for path, done in record_checksums(args.checkpoint).items():
         print(f"{path}: {done}")
@@ -276,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(argv).parse_args(argv)
     from cosyn.data.sample import DataError
     from cosyn.io.fileio import in_words
-    from cosyn.model.pipeline import CheckpointError
+    from cosyn.model.checkpoint import CheckpointError
     from cosyn.training.config import TrainingError
 
     try:

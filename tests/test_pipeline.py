@@ -18,7 +18,8 @@ from tiny import text_encoder, tiny_pipeline
 from cosyn.cli import main
 from cosyn.core.layout import Layout, LayoutError, Point
 from cosyn.io.fileio import record_checksum
-from cosyn.model.pipeline import CheckpointError, CoSynPipeline, SamplingCancelled, SamplingError, read_pipeline_config
+from cosyn.model.checkpoint import CheckpointError, read_pipeline_config
+from cosyn.model.pipeline import CoSynPipeline, SamplingCancelled, SamplingError
 from cosyn.model.settings import SamplingSettings
 
 
@@ -370,7 +371,8 @@ def test_absurd_checkpoint_configs_are_refused_by_name_before_anything_is_built(
 WIDE_CONFIG = """
 import json, resource, sys
 from pathlib import Path
-from cosyn.model.pipeline import CheckpointError, CoSynPipeline
+from cosyn.model.checkpoint import CheckpointError
+from cosyn.model.pipeline import CoSynPipeline
 ck = Path(sys.argv[1])
 cfg = json.loads((ck / "config.json").read_text())
 cfg["denoiser"]["block_out_channels"] = [1024] * 4   # 721 million parameters: 2.9 GB as float32
@@ -411,9 +413,9 @@ def test_every_command_that_loads_a_checkpoint_offers_trust_unverified(argv):
 
 
 def test_more_steps_than_the_checkpoints_schedule_are_refused_by_name():
+    from cosyn.model.checkpoint import PipelineConfig
     from cosyn.model.denoiser import JointDenoiser
     from cosyn.model.diffusion.gaussian import DEFAULT_SCHEDULE
-    from cosyn.model.pipeline import PipelineConfig
 
     base = tiny_pipeline().config
     config = PipelineConfig(base.denoiser, base.classes, schedule={**DEFAULT_SCHEDULE, "num_train_timesteps": 10})

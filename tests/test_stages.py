@@ -12,7 +12,8 @@ from tiny import tiny_pipeline
 from cosyn.core.layout import Layout, Point
 from cosyn.core.resample import at_mpp
 from cosyn.core.triple import Triple
-from cosyn.model.pipeline import CheckpointError, CoSynPipeline
+from cosyn.model.checkpoint import CheckpointError
+from cosyn.model.pipeline import CoSynPipeline
 from cosyn.stages import STAGES, SecondStage, StageContext, StageError, load_stage
 from cosyn.stages.upsampler import Upsampler
 

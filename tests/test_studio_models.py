@@ -9,7 +9,7 @@ from test_train import _dataset
 from tiny import text_encoder, tiny_pipeline
 
 from cosyn.core.classes import CONSEP, PANNUKE
-from cosyn.model.pipeline import CheckpointError
+from cosyn.model.checkpoint import CheckpointError
 from cosyn.studio import models
 from cosyn.studio.datasets import mapping_text, validate_dataset
 from cosyn.studio.models import PipelineCache, list_models, model_view

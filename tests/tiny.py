@@ -5,8 +5,9 @@ from __future__ import annotations
 from functools import lru_cache
 
 from cosyn.core.classes import CONSEP
+from cosyn.model.checkpoint import PipelineConfig
 from cosyn.model.denoiser import DenoiserConfig, JointDenoiser
-from cosyn.model.pipeline import CoSynPipeline, PipelineConfig
+from cosyn.model.pipeline import CoSynPipeline
 from cosyn.model.text import TextEncoder
 
 TINY_DENOISER = {"block_out_channels": [16, 32], "attention_levels": [False, True], "norm_num_groups": 8,

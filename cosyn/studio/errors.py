@@ -19,7 +19,8 @@ import gradio as gr
 
 from cosyn.core.layout import LayoutError
 from cosyn.data.sample import DataError
-from cosyn.model.pipeline import CheckpointError, SamplingCancelled
+from cosyn.model.checkpoint import CheckpointError
+from cosyn.model.pipeline import SamplingCancelled
 from cosyn.studio.jobs import JobError
 from cosyn.studio.paths import PathError
 

@@ -13,14 +13,8 @@ from pathlib import Path
 from cosyn.core.classes import CONSEP, TISSUES
 from cosyn.core.layout import MAX_CANVAS
 from cosyn.io.fileio import CHECKSUMS_NAME
-from cosyn.model.pipeline import (
-    CONFIG_NAME,
-    WEIGHTS_NAME,
-    CheckpointError,
-    CoSynPipeline,
-    PipelineConfig,
-    read_pipeline_config,
-)
+from cosyn.model.checkpoint import CONFIG_NAME, WEIGHTS_NAME, CheckpointError, PipelineConfig, read_pipeline_config
+from cosyn.model.pipeline import CoSynPipeline
 from cosyn.model.text import DEFAULT_TEXT_ENCODER, TextEncoder
 from cosyn.studio.paths import PathError, check_name
 

@@ -17,8 +17,9 @@ from torch.optim.lr_scheduler import LRScheduler
 from cosyn.io.fileio import atomic_dir, atomic_write
 from cosyn.io.guards import refuse_overlap
 from cosyn.io.state_io import load_state, save_state
+from cosyn.model.checkpoint import PipelineConfig, unusable_weights
 from cosyn.model.denoiser import JointDenoiser
-from cosyn.model.pipeline import CoSynPipeline, PipelineConfig, unusable_weights
+from cosyn.model.pipeline import CoSynPipeline
 from cosyn.training.config import TrainConfig, TrainingError
 
 # float16's largest value (the default export dtype). No trained weight comes near it: one past it has diverged

@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from cosyn.core.classes import ClassSet
+from cosyn.model.checkpoint import PipelineConfig
 from cosyn.model.denoiser import GAUSSIAN_CHANNELS, JointDenoiser
-from cosyn.model.pipeline import PipelineConfig
 
 
 def class_mapping(old: ClassSet, new: ClassSet) -> dict[int, int]:

@@ -12,8 +12,9 @@ from cosyn.core.layout import Layout
 from cosyn.core.visual import draw_points, grid, instance_contours, label_to_rgb
 from cosyn.data.dataset import PreparedTile
 from cosyn.io.fileio import atomic_write
+from cosyn.model.checkpoint import PipelineConfig
 from cosyn.model.denoiser import JointDenoiser
-from cosyn.model.pipeline import CoSynPipeline, PipelineConfig
+from cosyn.model.pipeline import CoSynPipeline
 from cosyn.model.text import TextEncoder
 
 PREVIEW_SIZE = 128

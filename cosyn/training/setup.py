@@ -22,10 +22,11 @@ from cosyn.data.formats import read_dataset
 from cosyn.data.sample import DataError
 from cosyn.data.targets import prompt_vocabulary
 from cosyn.io.fileio import atomic_write, remove_leftovers_in
+from cosyn.model.checkpoint import PipelineConfig
 from cosyn.model.denoiser import DenoiserConfig, JointDenoiser
 from cosyn.model.diffusion.categorical import MultinomialDiffusion
 from cosyn.model.diffusion.gaussian import training_scheduler
-from cosyn.model.pipeline import CoSynPipeline, PipelineConfig
+from cosyn.model.pipeline import CoSynPipeline
 from cosyn.model.text import TextEncoder
 from cosyn.model.text_cache import PromptCache, all_structure_prompts
 from cosyn.training.checkpoints import checkpoint_dirs, load_checkpoint, truncate_metrics
@@ -200,8 +201,8 @@ def resume_from(session: Session, ckpts: list[Path], resume: bool) -> int:
     """Load the latest checkpoint into the session (weights, EMA, optimiser, schedule, RNG); the
     step it holds, or 0 for a new run."""
     run, log = session.run, session.log
-    if session.acc.is_main_process:  # a kill -9 during a save leaves its temp folder behind; it never became one
-        remove_leftovers_in(run / "checkpoints")
+    if session.acc.is_main_process:  # a kill -9 during a write leaves its temp file or folder; it never became one
+        remove_leftovers_in(run)  # the run folder and its checkpoints/, previews/
     if not ckpts:
         if resume:
             log("no checkpoint to resume from: starting at step 0")

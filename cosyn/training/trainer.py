@@ -23,7 +23,7 @@ import torch
 from tqdm import tqdm
 
 from cosyn.io.guards import refuse_overlap
-from cosyn.model.pipeline import unusable_weights
+from cosyn.model.checkpoint import unusable_weights
 from cosyn.stages.registry import STAGE_DIR
 from cosyn.training.checkpoints import WEIGHT_LIMIT, checkpoint_dirs, ema_model, save_checkpoint
 from cosyn.training.config import TrainConfig, TrainingError
