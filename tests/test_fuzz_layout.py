@@ -15,59 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.io
-from hypothesis import HealthCheck, example, given, settings
+from fuzz_values import FUZZ, json_values, mutated
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from cosyn.core.classes import CONSEP
 from cosyn.core.layout import Layout, LayoutError
 from cosyn.io.layout_io import layout_from_geojson, load_any, load_mat, nucleus_outlines
-
-FUZZ = settings(max_examples=2000, deadline=None, derandomize=True, database=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-
-# Leaves are drawn from lists of telling values (cheap to generate, so 2,000 examples take seconds): the
-# boundaries, the non-finite, the too large for a float (10**400), the wrong types.
-NAMES = [*CONSEP.to_list(), "Tumor", " Epithelial ", "", "nope"]
-names = st.sampled_from(NAMES)
-numbers = st.one_of(
-    st.sampled_from([0, -1, 1, 7, 8, 63.5, 64, 255.9, 256, 2048, 2049, -0.0, 1e-320, 1e308, float("nan"),
-                     float("inf"), float("-inf"), 10**400, -(10**400), 2**63, True, False]),
-    st.integers(-20, 300), st.floats(-5, 300))
-scalars = st.one_of(st.sampled_from([None, True, "", "x", "12", "Point", [], {}]), numbers, names)
-json_values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=3),
-                                                            st.dictionaries(names, inner, max_size=3)),
-                           max_leaves=6)
-
-
-DELETE = object()  # a mutation that removes the key or item
-
-
-def _mutated(template: object, paths: list[tuple]) -> st.SearchStrategy:
-    """`template` (valid) with up to 3 of its `paths` set to another value or deleted: near-valid inputs
-    reach the checks deep inside a parser, which free-form JSON rarely gets past the first of."""
-    values = st.one_of(scalars, json_values, st.just(DELETE))
-    edits = st.lists(st.tuples(st.sampled_from([p for p in paths if p]), values), max_size=3)
-    return edits.map(lambda changes: _apply(template, changes))
-
-
-def _apply(template: object, changes: list[tuple[tuple, object]]) -> object:
-    data = json.loads(json.dumps(template))  # a fresh deep copy
-    for path, value in changes:
-        parent = data
-        for key in path[:-1]:
-            try:
-                parent = parent[key]
-            except (KeyError, IndexError, TypeError):
-                break
-        else:
-            key = path[-1]
-            if isinstance(parent, dict) or (isinstance(parent, list) and isinstance(key, int) and key < len(parent)):
-                if value is DELETE:
-                    parent.pop(key, None) if isinstance(parent, dict) else parent.pop(key)
-                else:
-                    parent[key] = value
-    return data
-
 
 LAYOUT = {"width": 64, "height": 48, "mpp": 0.5, "tissue": "colon", "classes": CONSEP.to_list(), "prompt": "x",
           "points": [{"x": 0.0, "y": 0.0, "cls": "other"}, {"x": 12.5, "y": 40, "cls": "Epithelial"},
@@ -75,7 +29,7 @@ LAYOUT = {"width": 64, "height": 48, "mpp": 0.5, "tissue": "colon", "classes": C
 LAYOUT_PATHS = [("width",), ("height",), ("mpp",), ("tissue",), ("prompt",), ("classes",), ("classes", 0),
                 ("classes", 2), ("points",), ("points", 0), ("points", 1), *[("points", i, k) for i in range(3)
                                                                              for k in ("x", "y", "cls")]]
-layouts = st.one_of(_mutated(LAYOUT, LAYOUT_PATHS), json_values)
+layouts = st.one_of(mutated(LAYOUT, LAYOUT_PATHS), json_values)
 
 SQUARE = [[[10, 10], [20, 10], [20, 20], [10, 20], [10, 10]]]
 GEOJSON = {"type": "FeatureCollection", "features": [
@@ -98,9 +52,9 @@ GEOJSON_PATHS = [("type",), ("features",), *[p for i in range(5) for p in (
     ("features", i, "properties"), ("features", i, "properties", "objectType"),
     ("features", i, "properties", "classification"), ("features", i, "properties", "classification", "name"),
     ("features", i, "nucleusGeometry"))]]
-geojsons = st.one_of(_mutated(GEOJSON, GEOJSON_PATHS), _mutated(GEOJSON["features"], [p[1:] for p in GEOJSON_PATHS
+geojsons = st.one_of(mutated(GEOJSON, GEOJSON_PATHS), mutated(GEOJSON["features"], [p[1:] for p in GEOJSON_PATHS
                                                                                         if p[:1] == ("features",)]),
-                     _mutated(GEOJSON["features"][1], [p[2:] for p in GEOJSON_PATHS if p[1:2] == (1,)]),
+                     mutated(GEOJSON["features"][1], [p[2:] for p in GEOJSON_PATHS if p[1:2] == (1,)]),
                      json_values)
 
 

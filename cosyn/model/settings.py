@@ -39,9 +39,15 @@ def _integer(name: str, value: Any) -> int:
 
 def _finite(name: str, value: Any) -> float:
     # a NaN guidance would silently turn every pixel into NaN, written out as a black image
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValueError(f"{name}={shown(value)} must be a finite number")
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond float range (10**400 from JSON)
+        number = math.inf
+    if not math.isfinite(number):
+        raise ValueError(f"{name}={shown(value)} must be a finite number")
+    return number
 
 
 @dataclass(frozen=True)
