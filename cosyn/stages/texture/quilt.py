@@ -23,14 +23,21 @@ class QuiltWeights:
     key: float = 0.05  # squared key distance, per key dimension
     stray_nuclei: float = 0.5  # fraction of the patch that is a real nucleus where the target has none
     seam_sigma: float = 0.0  # > 0: colour blended across the seam over this many px, detail cut sharp
+    feather: float = 1.0  # EXPERIMENT σ px of the cut's feather; 0: hard cut
+    cover_cost: float = 1.0  # EXPERIMENT cut cost factor where a pasted nucleus will cover the cut
+    key_blur: float = 4.0  # EXPERIMENT σ px of the key colour
+    one_tile: bool = False  # EXPERIMENT diagnostic: quilt again from the tile the first quilt used most
+    restain: float = 0.0  # EXPERIMENT output's stain moved this far from its slide's to the bank's average
 
 
 def two_band_blend(old: np.ndarray, new: np.ndarray, keep_new: np.ndarray, filled: np.ndarray,
-                   sigma: float) -> np.ndarray:
+                   sigma: float, feather: float = 1.0) -> np.ndarray:
     """The new patch over the old along the cut. Detail (what a blur of `sigma` removes) switches at the cut,
     feathered by one pixel, so no texture is doubled; colour (the blur) crosses over `sigma` px, so the two
     patches meet without a step (Burt & Adelson's multiband blending with two bands). sigma 0: one band."""
-    sharp = np.where(filled, cv2.GaussianBlur(keep_new.astype(np.float32), (0, 0), 1.0), 1.0)[..., None]
+    soft = (cv2.GaussianBlur(keep_new.astype(np.float32), (0, 0), feather) if feather > 0
+            else keep_new.astype(np.float32))
+    sharp = np.where(filled, soft, 1.0)[..., None]
     if sigma <= 0:
         return sharp * new + (1 - sharp) * old
     smooth = np.where(filled, cv2.GaussianBlur(keep_new.astype(np.float32), (0, 0), sigma), 1.0)[..., None]
@@ -73,11 +80,21 @@ def min_cut(error: np.ndarray) -> np.ndarray:
     return path
 
 
-def seam_mask(old: np.ndarray, new: np.ndarray, filled: np.ndarray) -> np.ndarray:
+def cut_cost(old: np.ndarray, new: np.ndarray, cover: np.ndarray | None, weights: QuiltWeights | None) -> np.ndarray:
+    error = ((old - new) ** 2).sum(-1)
+    if weights is None:
+        return error
+    if cover is not None and weights.cover_cost != 1.0:
+        error = error * np.where(cover, weights.cover_cost, 1.0)
+    return error
+
+
+def seam_mask(old: np.ndarray, new: np.ndarray, filled: np.ndarray, cover: np.ndarray | None = None,
+              weights: QuiltWeights | None = None) -> np.ndarray:
     """Where (1) the new patch replaces what is already placed: right of the cut through the left overlap and
     below the cut through the top overlap; everywhere not yet filled."""
     p_h, p_w = filled.shape
-    error = ((old - new) ** 2).sum(-1)
+    error = cut_cost(old, new, cover, weights)
     keep_new = np.ones((p_h, p_w), bool)
     left = int(np.argmin(filled.all(0))) if not filled.all() else p_w
     top = int(np.argmin(filled.all(1))) if not filled.all() else p_h
@@ -91,14 +108,15 @@ def seam_mask(old: np.ndarray, new: np.ndarray, filled: np.ndarray) -> np.ndarra
 
 
 def quilt(bank: TextureBank, index: PatchIndex, guide: np.ndarray, target_nuclei: np.ndarray, overlap: int,
-          rng: np.random.Generator, weights: QuiltWeights, nucleus_weight: float) -> Quilt:
+          rng: np.random.Generator, weights: QuiltWeights, nucleus_weight: float,
+          cover: np.ndarray | None = None) -> Quilt:
     """Tile a canvas of `guide`'s size. `guide` (H, W, 3) uint8 is the base image brought to the bank's colours;
     `target_nuclei` (H, W) bool is where the output's nuclei will be pasted."""
     h, w = target_nuclei.shape
     p = index.patch
     ys, xs = positions(h, p, p - overlap), positions(w, p, p - overlap)
     corners = np.array([(y, x) for y in ys for x in xs])
-    blurred, fraction = blurred_and_fraction(guide, target_nuclei)
+    blurred, fraction = blurred_and_fraction(guide, target_nuclei, weights.key_blur)
     padded_h, padded_w = max(h, p), max(w, p)
     if (padded_h, padded_w) != (h, w):  # a canvas smaller than a patch: key it as if padded
         blurred = np.pad(blurred, ((0, padded_h - h), (0, padded_w - w), (0, 0)), mode="edge")
@@ -132,8 +150,9 @@ def quilt(bank: TextureBank, index: PatchIndex, guide: np.ndarray, target_nuclei
             cost = np.zeros(len(cand))
         good = np.flatnonzero(cost <= cost.min() * (1 + TOLERANCE) + 1e-12)
         pick = int(rng.choice(good))
-        new = seam_mask(image[win], patches[pick], here)
-        image[win] = two_band_blend(image[win], patches[pick], new, here, weights.seam_sigma)
+        cov = None if cover is None else np.pad(cover, ((0, padded_h - h), (0, padded_w - w)))[win]
+        new = seam_mask(image[win], patches[pick], here, cov, weights)
+        image[win] = two_band_blend(image[win], patches[pick], new, here, weights.seam_sigma, weights.feather)
         nuclei[win] = np.where(new, masks[pick], nuclei[win])
         source[win] = np.where(new, shifts[pick], source[win])
         filled[win] = True
