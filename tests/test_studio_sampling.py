@@ -199,3 +199,24 @@ def test_the_speed_model_learns_this_machines_seconds_per_pixel_step():
     assert speed.estimate(settings, canvas) == pytest.approx(4.0)
     assert speed.estimate(settings.with_(steps=50), canvas) == pytest.approx(8.0)
     assert (duration(42), duration(600)) == ("42 s", "10 min")
+
+
+def test_an_edit_request_conforms_its_layout_once(monkeypatch, tmp_path):
+    """The request conforms to check its caps; the edit reuses that canvas instead of conforming again."""
+    from conftest import disc_sample
+    from tiny import tiny_pipeline
+
+    from cosyn.data.targets import layout_from_sample
+    from cosyn.studio.sampling import TileEdit
+
+    pipe, tile = tiny_pipeline(), disc_sample(n=6, size=(64, 64), radius=5, seed=3)
+    original = layout_from_sample(tile)
+    edited = Layout(original.width, original.height, original.classes,
+                    [*original.points, Point(58.0, 58.0, "inflammatory")], original.mpp, original.tissue)
+    conformed = []
+    real_conform = pipe.conform_layout
+    monkeypatch.setattr(pipe, "conform_layout", lambda *a, **k: conformed.append(a) or real_conform(*a, **k))
+    *_, result = Request(pipe, edited, None, SamplingSettings(steps=1), edit=TileEdit(tile)).run(
+        threading.Event(), tmp_path, 1, "e")
+    assert len(conformed) == 1
+    assert result  # the edit ran to its saved result

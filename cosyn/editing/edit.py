@@ -68,9 +68,10 @@ def grown_to_instances(mask: np.ndarray, inst_map: np.ndarray) -> np.ndarray:
 
 def edit_tile(pipe: CoSynPipeline, tile: Sample, edited: Layout, mask: np.ndarray | None = None,
               settings: SamplingSettings | None = None, margin_um: float = MARGIN_UM,
-              feather_px: int = 3, on_step: Callable | None = None) -> Triple:
+              feather_px: int = 3, on_step: Callable | None = None, canvas: Layout | None = None) -> Triple:
     """The tile with the region of `edited`'s changes regenerated (module docstring); `on_step` as in
-    `CoSynPipeline.sample` (previews; returning False cancels)."""
+    `CoSynPipeline.sample` (previews; returning False cancels); `canvas` is `pipe.conform_layout(edited)`
+    when the caller has it already (a studio request conforms once, to check its caps)."""
     if (edited.width, edited.height) != (tile.width, tile.height):
         raise EditError(f"the edited layout is {edited.width}x{edited.height} px, the tile {tile.width}x{tile.height}")
     if tile.mpp is None or edited.mpp is None or abs(edited.mpp - tile.mpp) > 1e-6 * tile.mpp:
@@ -86,14 +87,15 @@ def edit_tile(pipe: CoSynPipeline, tile: Sample, edited: Layout, mask: np.ndarra
     mask = grown_to_instances(np.asarray(mask, bool), tile.inst_map)
     if not mask.any():
         raise EditError("the mask is empty: nothing to regenerate")
-    generated = _sample_with_context(pipe, tile, edited, mask, settings or SamplingSettings(), on_step)
+    canvas = pipe.conform_layout(edited) if canvas is None else canvas
+    generated = _sample_with_context(pipe, tile, edited, canvas, mask, settings or SamplingSettings(), on_step)
     return composite(tile, generated, mask, edited, feather_px)
 
 
-def _sample_with_context(pipe: CoSynPipeline, tile: Sample, edited: Layout, mask: np.ndarray,
+def _sample_with_context(pipe: CoSynPipeline, tile: Sample, edited: Layout, canvas: Layout, mask: np.ndarray,
                          settings: SamplingSettings, on_step: Callable | None) -> Triple:
-    """One triple of `edited`, held to the tile outside `mask`, at the tile's size."""
-    canvas = pipe.conform_layout(edited)
+    """One triple of `edited` (conformed to the model as `canvas`), held to the tile outside `mask`, at the
+    tile's size."""
     h, w = canvas.height, canvas.width
     lo = resample_sample(tile, pipe.config.mpp)
     known = KnownRegion(image=resample_image(lo.image, h, w), dist=resample_distance(distance_map(lo.inst_map), h, w),

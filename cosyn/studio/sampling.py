@@ -212,7 +212,7 @@ class Request:
             record_in(triples, self.enrichment)
             return triples
         triple = edit_tile(self.pipe, self.edit.tile, self.layout, self.edit.mask, settings=self.settings,
-                           on_step=on_step)
+                           on_step=on_step, canvas=self.canvas)
         triple.params["edit"]["region"] = "brushed" if self.edit.mask is not None else \
             "margin around the changed nuclei"
         return [triple]
