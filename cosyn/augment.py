@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import numbers
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -60,8 +61,9 @@ from cosyn.io.fileio import atomic_write, remove_leftovers_in
 from cosyn.io.guards import refuse_overlap
 from cosyn.model.checkpoint import read_pipeline_config
 from cosyn.model.pipeline import CoSynPipeline
+from cosyn.model.ranges import Bounds, range_problems, shown
 from cosyn.model.settings import SamplingSettings
-from cosyn.training.config import TrainConfig
+from cosyn.training.config import TRAIN_RANGES, TrainConfig
 
 TILE_DIRS = {"image": ("images", ".png"), "inst": ("instances", ".tif"), "class": ("classes", ".png"),
              "meta": ("meta", ".json")}
@@ -74,11 +76,33 @@ class AugmentError(RuntimeError):
     """A run that cannot go on as asked; the message says why."""
 
 
+# Each number's sane range (inclusive), checked on construction: NaN jitter sampled tiles, a density of 1e308
+# overflowed the random draw, and --n -1 "succeeded" with nothing made.
+PERTURBATION_RANGES: dict[str, Bounds] = {"jitter_um": (0.0, 10.0), "density": (0.0, 0.9)}
+AUGMENT_RANGES: dict[str, Bounds] = {"n": (1, 10_000_000), "val_fraction": TRAIN_RANGES["val_fraction"],
+                                     "split_seed": TRAIN_RANGES["seed"], "seed": (0, 2**63 - 1)}
+
+
+def _check_numbers(obj: object, table: dict[str, Bounds], what: str) -> None:
+    values = {k: getattr(obj, k) for k in table}
+    bad = [f"{k}={shown(v)} must be a number" for k, v in values.items()
+           if isinstance(v, bool) or not isinstance(v, numbers.Real)]
+    bad = bad or range_problems(values, table)
+    if bad:
+        raise ValueError(f"invalid {what}: {'; '.join(bad)}")
+
+
 @dataclass
 class Perturbation:
+    """- jitter_um: the sd of each centroid's Gaussian shift, 0..10 µm
+    - density: each tile's density factor is drawn from [1 - density, 1 + density], density 0..0.9"""
+
     dihedral: bool = True
     jitter_um: float = 0.5
     density: float = 0.25
+
+    def __post_init__(self) -> None:
+        _check_numbers(self, PERTURBATION_RANGES, "perturbation")
 
 
 @dataclass
@@ -327,6 +351,9 @@ class AugmentConfig:
     perturbation: Perturbation | None = None
     sampling: SamplingSettings | None = None
     enrich: dict[str, float] | None = None  # {class: factor}; None: layouts as perturbed
+
+    def __post_init__(self) -> None:
+        _check_numbers(self, AUGMENT_RANGES, "augment options")
 
     def settings(self, checkpoint_sha256: str) -> dict[str, Any]:
         """What makes a tile what it is: everything but N and the output folder. Of the sampling

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from test_fileio import cosyn_killed_at_publish, temp_files
 from cosyn.augment import (
     AugmentConfig,
     AugmentError,
+    Perturbation,
     SamplingSettings,
     SourceTile,
     augment,
@@ -191,3 +193,16 @@ def test_augment_refuses_an_out_that_overlaps_the_real_data(checkpoint, pipe, da
     with pytest.raises(OverlapError, match="--out"):
         augment(_cfg(checkpoint, data, out, 1), pipe=pipe, rank=0, world=1, progress=False)
     assert sorted(p.relative_to(data.parent) for p in data.parent.rglob("*")) == before
+
+
+@pytest.mark.parametrize(("make", "named"), [
+    (lambda: Perturbation(jitter_um=float("nan")), "jitter_um=nan must lie in 0..10"),
+    (lambda: Perturbation(density=1e308), "density=1e+308 must lie in 0..0.9"),
+    (lambda: Perturbation(jitter_um="0.5"), "jitter_um='0.5' must be a number"),
+    (lambda: AugmentConfig(checkpoint="c", data="d", out="o", n=-1), "n=-1 must lie in 1..10000000"),
+    (lambda: AugmentConfig(checkpoint="c", data="d", out="o", n=2, seed=-3), "seed=-3 must lie in"),
+])
+def test_absurd_augment_numbers_are_refused_by_name(make, named):
+    """NaN jitter once sampled tiles, a density of 1e308 overflowed the draw, --n -1 'succeeded' with nothing."""
+    with pytest.raises(ValueError, match=re.escape(named)):
+        make()
