@@ -16,6 +16,7 @@ from cosyn.stages.base import SecondStage, StageContext
 from cosyn.stages.texture import (
     BankError,
     TextureBank,
+    TextureSettings,
     TextureStage,
     bank_from_samples,
     largest_copy,
@@ -26,7 +27,7 @@ from cosyn.stages.texture import (
 from cosyn.stages.texture import bank as bank_module
 from cosyn.stages.texture.bank import BankTile
 from cosyn.stages.texture.nuclei import nuclei_of
-from cosyn.stages.texture.quilt import min_cut
+from cosyn.stages.texture.quilt import min_cut, seam_mask
 
 CLASSES = ["background", "other", "inflammatory", "epithelial", "spindle"]
 PINK, PURPLE = np.array([235, 185, 205]), np.array([80, 50, 130])
@@ -161,6 +162,27 @@ def test_min_cut_follows_the_cheapest_seam() -> None:
     path = [1, 2, 2, 3, 2, 1]
     error[np.arange(6), path] = 0
     assert min_cut(error).tolist() == path
+
+
+def test_cuts_run_under_the_nuclei_that_will_cover_them() -> None:
+    """Where a pasted nucleus will lie, a cut is hidden: the min-cut is drawn there when the choice is free."""
+    rng = np.random.default_rng(0)
+    old = rng.uniform(0, 255, (64, 64, 3)).astype(np.float32)
+    new = rng.uniform(0, 255, (64, 64, 3)).astype(np.float32)
+    filled = np.zeros((64, 64), bool)
+    filled[:, :16] = True  # the left overlap is placed
+    cover = np.zeros((64, 64), bool)
+    for y in range(64):  # a winding band through the overlap, as nuclei in a row
+        x = 8 + int(4 * np.sin(y / 6))
+        cover[y, x:x + 4] = True
+
+    def on_cover(under_nuclei: float) -> float:
+        keep_new = seam_mask(old, new, filled, cover, under_nuclei)
+        cut = (~keep_new[:, :16]).sum(1) - 1  # the last column kept from the old patch, per row
+        return float(cover[np.arange(64), cut].mean())
+
+    assert on_cover(TextureSettings().weights.under_nuclei) > 0.9
+    assert on_cover(1.0) < 0.5
 
 
 def test_largest_copy_measures_the_biggest_region() -> None:

@@ -42,15 +42,13 @@ def colour_key(blurred: np.ndarray, nucleus_fraction: np.ndarray, corners: np.nd
     return np.concatenate([colour, nucleus_weight * nuclear], 1).astype(np.float32)
 
 
-def blurred_and_fraction(image: np.ndarray, nucleus: np.ndarray, blur: float = KEY_BLUR
-                         ) -> tuple[np.ndarray, np.ndarray]:
-    blurred = cv2.GaussianBlur(image.astype(np.float32) / 255, (0, 0), blur)
+def blurred_and_fraction(image: np.ndarray, nucleus: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    blurred = cv2.GaussianBlur(image.astype(np.float32) / 255, (0, 0), KEY_BLUR)
     fraction = cv2.blur(nucleus.astype(np.float32), (KEY_CELL, KEY_CELL))
     return blurred, fraction
 
 
-def patch_index(bank: TextureBank, tiles: list[int], patch: int, stride: int, nucleus_weight: float,
-                blur: float = KEY_BLUR) -> PatchIndex:
+def patch_index(bank: TextureBank, tiles: list[int], patch: int, stride: int, nucleus_weight: float) -> PatchIndex:
     tile_ids, corners, keys = [], [], []
     for t in tiles:
         tile = bank.tiles[t]
@@ -59,7 +57,7 @@ def patch_index(bank: TextureBank, tiles: list[int], patch: int, stride: int, nu
             continue
         ys, xs = np.meshgrid(np.arange(0, h - patch + 1, stride), np.arange(0, w - patch + 1, stride), indexing="ij")
         yx = np.stack([ys.ravel(), xs.ravel()], 1)
-        blurred, fraction = blurred_and_fraction(tile.image, tile.inst_map > 0, blur)
+        blurred, fraction = blurred_and_fraction(tile.image, tile.inst_map > 0)
         keys.append(colour_key(blurred, fraction, yx, patch, nucleus_weight))
         corners.append(yx)
         tile_ids.append(np.full(len(yx), t))

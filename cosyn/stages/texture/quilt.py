@@ -1,7 +1,8 @@
 """Background by image quilting (Efros & Freeman 2001): the output is tiled with overlapping patches of
 real tissue, each chosen to match a guide's low-frequency colour and the target's nucleus layout and to
 agree with what is already placed, then joined along a minimum-error boundary cut that is feathered by
-one pixel, so the seam is neither a straight line nor a sharp edge."""
+one pixel, so the seam is neither a straight line nor a sharp edge. The cut is cheaper where a real
+nucleus will be pasted later: a seam drawn there is covered."""
 
 from __future__ import annotations
 
@@ -23,21 +24,15 @@ class QuiltWeights:
     key: float = 0.05  # squared key distance, per key dimension
     stray_nuclei: float = 0.5  # fraction of the patch that is a real nucleus where the target has none
     seam_sigma: float = 0.0  # > 0: colour blended across the seam over this many px, detail cut sharp
-    feather: float = 1.0  # EXPERIMENT σ px of the cut's feather; 0: hard cut
-    cover_cost: float = 1.0  # EXPERIMENT cut cost factor where a pasted nucleus will cover the cut
-    key_blur: float = 4.0  # EXPERIMENT σ px of the key colour
-    one_tile: bool = False  # EXPERIMENT diagnostic: quilt again from the tile the first quilt used most
-    restain: float = 0.0  # EXPERIMENT output's stain moved this far from its slide's to the bank's average
+    under_nuclei: float = 0.1  # the cut's cost where a pasted nucleus will cover it, against 1 elsewhere
 
 
 def two_band_blend(old: np.ndarray, new: np.ndarray, keep_new: np.ndarray, filled: np.ndarray,
-                   sigma: float, feather: float = 1.0) -> np.ndarray:
+                   sigma: float) -> np.ndarray:
     """The new patch over the old along the cut. Detail (what a blur of `sigma` removes) switches at the cut,
     feathered by one pixel, so no texture is doubled; colour (the blur) crosses over `sigma` px, so the two
     patches meet without a step (Burt & Adelson's multiband blending with two bands). sigma 0: one band."""
-    soft = (cv2.GaussianBlur(keep_new.astype(np.float32), (0, 0), feather) if feather > 0
-            else keep_new.astype(np.float32))
-    sharp = np.where(filled, soft, 1.0)[..., None]
+    sharp = np.where(filled, cv2.GaussianBlur(keep_new.astype(np.float32), (0, 0), 1.0), 1.0)[..., None]
     if sigma <= 0:
         return sharp * new + (1 - sharp) * old
     smooth = np.where(filled, cv2.GaussianBlur(keep_new.astype(np.float32), (0, 0), sigma), 1.0)[..., None]
@@ -80,21 +75,13 @@ def min_cut(error: np.ndarray) -> np.ndarray:
     return path
 
 
-def cut_cost(old: np.ndarray, new: np.ndarray, cover: np.ndarray | None, weights: QuiltWeights | None) -> np.ndarray:
-    error = ((old - new) ** 2).sum(-1)
-    if weights is None:
-        return error
-    if cover is not None and weights.cover_cost != 1.0:
-        error = error * np.where(cover, weights.cover_cost, 1.0)
-    return error
-
-
-def seam_mask(old: np.ndarray, new: np.ndarray, filled: np.ndarray, cover: np.ndarray | None = None,
-              weights: QuiltWeights | None = None) -> np.ndarray:
+def seam_mask(old: np.ndarray, new: np.ndarray, filled: np.ndarray, covered: np.ndarray,
+              under_nuclei: float) -> np.ndarray:
     """Where (1) the new patch replaces what is already placed: right of the cut through the left overlap and
-    below the cut through the top overlap; everywhere not yet filled."""
+    below the cut through the top overlap; everywhere not yet filled. Where `covered` (a nucleus will be
+    pasted there) the cut's cost is scaled by `under_nuclei`."""
     p_h, p_w = filled.shape
-    error = cut_cost(old, new, cover, weights)
+    error = ((old - new) ** 2).sum(-1) * np.where(covered, under_nuclei, 1.0)
     keep_new = np.ones((p_h, p_w), bool)
     left = int(np.argmin(filled.all(0))) if not filled.all() else p_w
     top = int(np.argmin(filled.all(1))) if not filled.all() else p_h
@@ -107,16 +94,16 @@ def seam_mask(old: np.ndarray, new: np.ndarray, filled: np.ndarray, cover: np.nd
     return keep_new | ~filled
 
 
-def quilt(bank: TextureBank, index: PatchIndex, guide: np.ndarray, target_nuclei: np.ndarray, overlap: int,
-          rng: np.random.Generator, weights: QuiltWeights, nucleus_weight: float,
-          cover: np.ndarray | None = None) -> Quilt:
+def quilt(bank: TextureBank, index: PatchIndex, guide: np.ndarray, target_nuclei: np.ndarray, covered: np.ndarray,
+          overlap: int, rng: np.random.Generator, weights: QuiltWeights, nucleus_weight: float) -> Quilt:
     """Tile a canvas of `guide`'s size. `guide` (H, W, 3) uint8 is the base image brought to the bank's colours;
-    `target_nuclei` (H, W) bool is where the output's nuclei will be pasted."""
+    `target_nuclei` (H, W) bool is where the output's nuclei will be pasted (generously: a patch should bring
+    no nucleus near them), `covered` (H, W) bool where a pasted nucleus will surely lie (cuts are cheap there)."""
     h, w = target_nuclei.shape
     p = index.patch
     ys, xs = positions(h, p, p - overlap), positions(w, p, p - overlap)
     corners = np.array([(y, x) for y in ys for x in xs])
-    blurred, fraction = blurred_and_fraction(guide, target_nuclei, weights.key_blur)
+    blurred, fraction = blurred_and_fraction(guide, target_nuclei)
     padded_h, padded_w = max(h, p), max(w, p)
     if (padded_h, padded_w) != (h, w):  # a canvas smaller than a patch: key it as if padded
         blurred = np.pad(blurred, ((0, padded_h - h), (0, padded_w - w), (0, 0)), mode="edge")
@@ -130,6 +117,7 @@ def quilt(bank: TextureBank, index: PatchIndex, guide: np.ndarray, target_nuclei
     filled = np.zeros((padded_h, padded_w), bool)
     stray_zone = ~np.pad(cv2.dilate(target_nuclei.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0,
                          ((0, padded_h - h), (0, padded_w - w)))
+    covered = np.pad(covered, ((0, padded_h - h), (0, padded_w - w)))
     for q, (y, x) in enumerate(corners):
         win = (slice(y, y + p), slice(x, x + p))
         cand = found[q][found[q] >= 0]
@@ -150,9 +138,8 @@ def quilt(bank: TextureBank, index: PatchIndex, guide: np.ndarray, target_nuclei
             cost = np.zeros(len(cand))
         good = np.flatnonzero(cost <= cost.min() * (1 + TOLERANCE) + 1e-12)
         pick = int(rng.choice(good))
-        cov = None if cover is None else np.pad(cover, ((0, padded_h - h), (0, padded_w - w)))[win]
-        new = seam_mask(image[win], patches[pick], here, cov, weights)
-        image[win] = two_band_blend(image[win], patches[pick], new, here, weights.seam_sigma, weights.feather)
+        new = seam_mask(image[win], patches[pick], here, covered[win], weights.under_nuclei)
+        image[win] = two_band_blend(image[win], patches[pick], new, here, weights.seam_sigma)
         nuclei[win] = np.where(new, masks[pick], nuclei[win])
         source[win] = np.where(new, shifts[pick], source[win])
         filled[win] = True

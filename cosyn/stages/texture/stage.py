@@ -59,7 +59,7 @@ class TextureSettings:
             raise ValueError(f"patch {self.patch}, overlap {self.overlap} and stride {self.stride} must be multiples "
                              f"of {grid} px with the overlap at most half the patch")
         numbers = (self.nucleus_weight, self.weights.overlap, self.weights.key, self.weights.stray_nuclei,
-                   self.weights.seam_sigma)
+                   self.weights.seam_sigma, self.weights.under_nuclei)
         if self.slides < 1 or not all(np.isfinite(v) and 0 <= v <= 100 for v in numbers):
             raise ValueError("slides must be at least 1, and the weights and seam_sigma finite numbers in 0..100")
 
@@ -146,21 +146,14 @@ class TextureStage:
         where = np.zeros((h, w), bool)
         for t in targets:
             where[min(int(t.y), h - 1), min(int(t.x), w - 1)] = True
-        target_nuclei = (inst_up > 0) | cv2.dilate(where.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)
+        around_points = cv2.dilate(where.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)
+        target_nuclei = (inst_up > 0) | around_points
+        # a pasted nucleus is sized like the base's nucleus under its point, centred on the point
+        pasted = [int(inst_up[min(int(t.y), h - 1), min(int(t.x), w - 1)]) for t in targets]
+        covered = np.isin(inst_up, [i for i in pasted if i > 0]) | around_points
         s = self.settings
-        pasted_ids = [int(inst_up[min(int(t.y), h - 1), min(int(t.x), w - 1)]) for t in targets]
-        cover = np.isin(inst_up, [i for i in pasted_ids if i > 0]) | cv2.dilate(
-            where.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)
-        background = quilt(self.bank, self._index(slide), guide, target_nuclei, s.overlap, rng, s.weights,
-                           s.nucleus_weight, cover)
-        if s.weights.one_tile:
-            idx = self._index(slide)
-            used = background.source[background.source >= 0] // (4096 * 4096)
-            best = int(np.bincount(used).argmax())
-            keep = idx.tile == best
-            one = PatchIndex(idx.tile[keep], idx.yx[keep], idx.keys[keep], idx.patch)
-            background = quilt(self.bank, one, guide, target_nuclei, s.overlap, rng, s.weights, s.nucleus_weight,
-                               cover)
+        background = quilt(self.bank, self._index(slide), guide, target_nuclei, covered, s.overlap, rng, s.weights,
+                           s.nucleus_weight)
         pastes = self._pastes(targets, slide, background.image, rng)
         covered = np.zeros((h, w), bool)
         for p in pastes:
@@ -171,17 +164,7 @@ class TextureStage:
         inst_map = np.zeros((h, w), np.int32)
         source = background.source.copy()
         self._paint(image, inst_map, pastes, np.arange(1, len(pastes) + 1), source)
-        out = np.clip(image, 0, 255).round().astype(np.uint8)
-        t = s.weights.restain
-        if t > 0:
-            (m0, s0) = self._tissue_stats(slide)
-            others = [self._tissue_stats(x) for x in self._slides]
-            m1, s1 = np.mean([m for m, _ in others], 0), np.mean([v for _, v in others], 0)
-            moved = restain(out, (m0, s0), ((1 - t) * m0 + t * m1, (1 - t) * s0 + t * s1)).astype(np.float32)
-            # unstained pixels (fat, lumen) stay as they are: a stain lives in tissue
-            weight = np.clip((EMPTY_LEVEL + 30 - out.min(-1).astype(np.float32)) / 30, 0, 1)[..., None]
-            out = np.clip(weight * moved + (1 - weight) * out, 0, 255).round().astype(np.uint8)
-        return out, inst_map, source
+        return np.clip(image, 0, 255).round().astype(np.uint8), inst_map, source
 
     def _pastes(self, targets: list, slide: str, background: np.ndarray, rng: np.random.Generator) -> list[Paste]:
         """A real nucleus for each target, preferably from `slide`, matched to the blurred `background`."""
@@ -227,8 +210,7 @@ class TextureStage:
     def _index(self, slide: str) -> PatchIndex:
         if slide not in self._indexes:
             s = self.settings
-            self._indexes[slide] = patch_index(self.bank, self._slide_tiles[slide], s.patch, s.stride, s.nucleus_weight,
-                                               s.weights.key_blur)
+            self._indexes[slide] = patch_index(self.bank, self._slide_tiles[slide], s.patch, s.stride, s.nucleus_weight)
         return self._indexes[slide]
 
     def _profile_of_slide(self, slide: str) -> np.ndarray:
@@ -254,14 +236,6 @@ class TextureStage:
                                   for i in self._slide_tiles[slide]])
             self._stats[slide] = (lab.mean(0), lab.std(0))
         return self._stats[slide]
-
-    def _tissue_stats(self, slide: str) -> tuple[np.ndarray, np.ndarray]:
-        key = "tissue:" + slide
-        if key not in self._stats:
-            pix = np.concatenate([self.bank.tiles[i].image[::4, ::4].reshape(-1, 3) for i in self._slide_tiles[slide]])
-            lab = lab_of(pix[pix.min(1) < EMPTY_LEVEL][None]).reshape(-1, 3)
-            self._stats[key] = (lab.mean(0), lab.std(0))
-        return self._stats[key]
 
     def _bank_stats(self) -> tuple[np.ndarray, np.ndarray]:
         """The average slide's colour statistics: the stain the base model learnt from all of them."""
