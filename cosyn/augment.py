@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import numbers
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -61,7 +60,7 @@ from cosyn.io.fileio import atomic_write, remove_leftovers_in
 from cosyn.io.guards import refuse_overlap
 from cosyn.model.checkpoint import read_pipeline_config
 from cosyn.model.pipeline import CoSynPipeline
-from cosyn.model.ranges import Bounds, range_problems, shown
+from cosyn.model.ranges import Bounds, check_numbers, cpu_bounds
 from cosyn.model.settings import SamplingSettings
 from cosyn.training.config import TRAIN_RANGES, TrainConfig
 
@@ -83,15 +82,6 @@ AUGMENT_RANGES: dict[str, Bounds] = {"n": (1, 10_000_000), "val_fraction": TRAIN
                                      "split_seed": TRAIN_RANGES["seed"], "seed": (0, 2**63 - 1)}
 
 
-def _check_numbers(obj: object, table: dict[str, Bounds], what: str) -> None:
-    values = {k: getattr(obj, k) for k in table}
-    bad = [f"{k}={shown(v)} must be a number" for k, v in values.items()
-           if isinstance(v, bool) or not isinstance(v, numbers.Real)]
-    bad = bad or range_problems(values, table)
-    if bad:
-        raise ValueError(f"invalid {what}: {'; '.join(bad)}")
-
-
 @dataclass
 class Perturbation:
     """- jitter_um: the sd of each centroid's Gaussian shift, 0..10 µm
@@ -102,7 +92,7 @@ class Perturbation:
     density: float = 0.25
 
     def __post_init__(self) -> None:
-        _check_numbers(self, PERTURBATION_RANGES, "perturbation")
+        check_numbers(self, PERTURBATION_RANGES, "perturbation")
 
 
 @dataclass
@@ -353,7 +343,7 @@ class AugmentConfig:
     enrich: dict[str, float] | None = None  # {class: factor}; None: layouts as perturbed
 
     def __post_init__(self) -> None:
-        _check_numbers(self, AUGMENT_RANGES, "augment options")
+        check_numbers(self, AUGMENT_RANGES, "augment options")
 
     def settings(self, checkpoint_sha256: str) -> dict[str, Any]:
         """What makes a tile what it is: everything but N and the output folder. Of the sampling
@@ -440,6 +430,7 @@ def add_augment_parser(sub: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     import torch
 
+    check_numbers(args, {"threads": cpu_bounds()}, "options")
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = AugmentConfig(

@@ -242,3 +242,27 @@ def test_prepare_refuses_an_out_that_holds_the_source_and_keeps_it(tmp_path, mak
         with pytest.raises(OverlapError, match="--out"):
             prepare(raw, out, "folder", progress=False, overwrite=True)
     assert sorted(p.relative_to(raw) for p in raw.rglob("*")) == before
+
+
+@pytest.mark.parametrize(("args", "named"), [
+    (["prepare", "SRC", "--out", "OUT", "--mpp", "nan"], "--mpp nan must be a number of µm per pixel in 0.01..10"),
+    (["augment", "--checkpoint", "CKPT", "--data", "SRC", "--n", "1", "--out", "OUT", "--threads", "100000"],
+     "invalid options: threads=100000 must lie in 0.."),
+    (["evaluate", "--checkpoint", "CKPT", "--data", "SRC", "--out", "OUT", "--threads", "100000"],
+     "invalid options: threads=100000 must lie in 0.."),
+    (["evaluate", "--checkpoint", "CKPT", "--data", "SRC", "--out", "OUT", "--segmenter-steps", "-5"],
+     "invalid segmenter training options: steps=-5 must lie in 1..1000000"),
+    (["evaluate", "--checkpoint", "CKPT", "--data", "SRC", "--out", "OUT", "--val-fraction", "nan"],
+     "invalid evaluate options: val_fraction=nan must lie in 0..0.9"),
+])
+def test_absurd_numbers_of_every_command_are_refused_by_name(tmp_path, make_disc_sample, args, named):
+    """Each once ran on, or ended in a traceback (`--threads 100000` ran out of memory in libgomp)."""
+    from cosyn.data.formats import write_dataset
+
+    src = tmp_path / "src"
+    write_dataset([make_disc_sample(name="a_000")], src, "folder")
+    swap = {"SRC": str(src), "OUT": str(tmp_path / "out"), "CKPT": str(ROOT / "checkpoints" / "default")}
+    done = _run(*[swap.get(a, a) for a in args])
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert named in done.stderr
+    assert not (tmp_path / "out").exists()

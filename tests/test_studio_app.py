@@ -548,3 +548,17 @@ def test_browser_edit_an_uploaded_tile_only_where_the_brush_painted(studio, brow
     assert changed_rows.min() >= 8 and changed_rows.max() <= 48, changed_rows
     assert not np.array_equal(edited[28:36, 8:56], tile.image[28:36, 8:56])  # under it: regenerated
     page.close()
+
+
+@pytest.mark.parametrize(("flag", "value", "named"), [
+    ("--port", "99999", "port=99999 must lie in 1..65535"),
+    ("--max-upload-mb", "nan", "max_upload_mb=nan must lie in"),
+    ("--upload-quota-mb", "-1", "upload_quota_mb=-1.0 must lie in"),
+    ("--max-queue", "-1", "max_queue=-1 must lie in 1..10000"),
+])
+def test_absurd_studio_numbers_are_refused_by_name(capsys, flag, value, named):
+    """Port 99999 and an upload limit of NaN ended in tracebacks at start-up; a negative queue was taken."""
+    with pytest.raises(SystemExit) as stop:
+        parse_args([flag, value], cwd=Path("."))
+    assert stop.value.code == 2
+    assert named in capsys.readouterr().err

@@ -39,6 +39,8 @@ def prepare(
     With `mpp`, every sample is resampled to it first (as training would): a smaller copy
     that trains without resampling again."""
     src, out = Path(src), Path(out)
+    if mpp is not None and not (isinstance(mpp, (int, float)) and 0.01 <= mpp <= 10):  # NaN fails too
+        raise DataError(f"--mpp {mpp!r} must be a number of µm per pixel in 0.01..10 (CoNSeP's 40x is 0.25)")
     refuse_overlap(src, out, "--out")  # replacing `out` whole must never take `src` with it
     if fmt == "auto":
         fmt = detect_format(src)

@@ -5,6 +5,8 @@ refused by name before it costs anything, and docs/limits.md can list the tables
 
 from __future__ import annotations
 
+import numbers
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -42,3 +44,21 @@ def range_problems(values: Mapping[str, Any], table: Mapping[str, Bounds],
                            + (f" ({why})" if why else ""))
                 break
     return bad
+
+
+def cpu_bounds() -> Bounds:
+    """Threads or worker processes: 0 (the library's default) up to this machine's CPU count; more only
+    oversubscribes, and 100,000 workers took the machine down."""
+    return (0, os.cpu_count() or 1)
+
+
+def check_numbers(obj: object, table: Mapping[str, Bounds], what: str,
+                  reasons: Mapping[str, str] | None = None) -> None:
+    """Raise a ValueError naming every attribute of `obj` in `table` that is not a real number (booleans
+    and text are not) within its bounds; an attribute that is None is optional and not checked."""
+    values = {k: getattr(obj, k) for k in table if getattr(obj, k) is not None}
+    bad = [f"{k}={shown(v)} must be a number" for k, v in values.items()
+           if isinstance(v, bool) or not isinstance(v, numbers.Real)]
+    bad = bad or range_problems(values, {k: table[k] for k in values}, reasons)
+    if bad:
+        raise ValueError(f"invalid {what}: {'; '.join(bad)}")

@@ -6,6 +6,13 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from cosyn.core.classes import ClassSet
+from cosyn.model.ranges import Bounds, check_numbers
+
+# Each training number's sane range (inclusive), checked on construction: `--segmenter-steps -5` ran on.
+SEG_TRAIN_RANGES: dict[str, Bounds] = {
+    "steps": (1, 1_000_000), "batch": (1, 256), "crop": (32, 1024), "lr": (1e-8, 1.0), "warmup": (0, 1_000_000),
+    "weight_decay": (0.0, 1.0), "colour_jitter": (0.0, 1.0), "seed": (0, 2**32 - 1), "save_every": (1, 1_000_000),
+}
 
 
 @dataclass
@@ -58,3 +65,6 @@ class SegTrainConfig:
     seed: int = 0
     bf16: bool = True
     save_every: int = 200  # steps between resumable checkpoints when training into a folder
+
+    def __post_init__(self) -> None:
+        check_numbers(self, SEG_TRAIN_RANGES, "segmenter training options")

@@ -8,8 +8,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from cosyn.model.ranges import Bounds, check_numbers
+
 DEFAULT_CANVAS_MPP = 0.25  # 40x scans, the resolution pathologists annotate CoNSeP-like data at
 AUTH_ENV = "COSYN_STUDIO_AUTH"  # user:password, out of sight of `ps` (a command line is not)
+# Each number's sane range (inclusive), checked on construction: port 99999 and an upload limit of NaN ended in
+# tracebacks, and a negative queue was accepted.
+STUDIO_RANGES: dict[str, Bounds] = {"port": (1, 65535), "max_upload_mb": (0.001, 100_000.0),
+                                    "upload_quota_mb": (0.001, 10_000_000.0), "max_queue": (1, 10_000),
+                                    "canvas_mpp": (0.01, 10.0)}
 
 
 @dataclass
@@ -28,6 +35,9 @@ class StudioConfig:
     max_queue: int = 16
     canvas_mpp: float = DEFAULT_CANVAS_MPP
     trust_unverified: bool = False  # load checkpoints whose weights have no recorded checksum
+
+    def __post_init__(self) -> None:
+        check_numbers(self, STUDIO_RANGES, "studio options")
 
     @property
     def max_upload_bytes(self) -> int:
@@ -89,7 +99,10 @@ def parse_args(argv: Sequence[str] | None = None, cwd: Path | None = None) -> St
             p.error(str(e))
     cwd = cwd or Path.cwd()
     roots = tuple(a.data_roots) if a.data_roots else default_data_roots(cwd)
-    return StudioConfig(host=a.host, port=a.port, share=a.share, auth=a.auth, checkpoints=a.checkpoints,
-                        data_roots=roots, runs=a.runs, outputs=a.outputs, max_upload_mb=a.max_upload_mb,
-                        upload_quota_mb=a.upload_quota_mb, max_queue=a.max_queue,
-                        trust_unverified=a.trust_unverified)
+    try:
+        return StudioConfig(host=a.host, port=a.port, share=a.share, auth=a.auth, checkpoints=a.checkpoints,
+                            data_roots=roots, runs=a.runs, outputs=a.outputs, max_upload_mb=a.max_upload_mb,
+                            upload_quota_mb=a.upload_quota_mb, max_queue=a.max_queue,
+                            trust_unverified=a.trust_unverified)
+    except ValueError as e:
+        p.error(str(e))

@@ -12,6 +12,7 @@ from cosyn.evaluation.c2st import C2STConfig
 from cosyn.evaluation.evaluate.config import DEFAULT_SECTIONS, SECTIONS, EvalConfig
 from cosyn.evaluation.evaluate.driver import evaluate
 from cosyn.model.pipeline import CoSynPipeline
+from cosyn.model.ranges import check_numbers, cpu_bounds
 from cosyn.model.sampling_args import add_trust_argument
 from cosyn.model.settings import SamplingSettings
 from cosyn.segmentation import SegTrainConfig
@@ -54,15 +55,16 @@ def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     import torch
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if args.sections:
         sections = tuple(s.strip() for s in args.sections.split(",") if s.strip())
     else:
         sections = SECTIONS if args.synthetic else DEFAULT_SECTIONS
-    train = SegTrainConfig(steps=args.segmenter_steps, batch=args.segmenter_batch, crop=args.segmenter_crop)
     try:
+        check_numbers(args, {"threads": cpu_bounds()}, "options")
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        train = SegTrainConfig(steps=args.segmenter_steps, batch=args.segmenter_batch, crop=args.segmenter_crop)
         cfg = EvalConfig(
             checkpoint=args.checkpoint, data=args.data, out=args.out, format=args.format, split=args.split,
             val_fraction=args.val_fraction, split_seed=args.split_seed, n_layouts=args.n_layouts,
