@@ -22,6 +22,7 @@ import json
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -61,6 +62,19 @@ def base_triples(folder: Path) -> list[tuple[str, str, Triple]]:
         dist = np.zeros(s.inst_map.shape, np.float32)  # the texture stage does not read it
         base = Triple(s.image, s.class_map, s.inst_map, dist, classes, layout, dict(meta["params"]))
         out.append((name, meta.get("origin", {}).get("source", name), base))
+    return out
+
+
+def with_real_guides(triples: list[tuple[str, str, Triple]], data: Path, base: Path
+                     ) -> list[tuple[str, str, Triple]]:
+    """Each base triple with its image replaced by the real tile its layout came from, area-resized to it."""
+    seq = read_dataset(data)
+    images = {seq.names[i]: seq[i].image for i in range(len(seq))}
+    out = []
+    for name, source, t in triples:
+        tile = json.loads((base / "meta" / f"{name}.json").read_text())["origin"]["tile"]
+        h, w = t.image.shape[:2]
+        out.append((name, source, replace(t, image=cv2.resize(images[tile], (w, h), interpolation=cv2.INTER_AREA))))
     return out
 
 
@@ -108,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="outputs per base triple: draw d of triple k has seed k + 1000 d and name NAME_dD (d > 0); "
                          "the judge's AUC then averages over the stage's random choices (its source slide above all)")
     ap.add_argument("--upsampler", action="store_true", help="the Upsampler instead, on the same base triples")
+    ap.add_argument("--real-guide", action="store_true",
+                    help="diagnostic: each base image replaced by its layout's real tile at the base's size (a "
+                         "perfect base model's image; the labels stay the base's)")
     ap.add_argument("--seams", type=Path, default=None,
                     help="also write each output's seam mask (quilt seams not under a pasted nucleus) to DIR/NAME.png")
     args = ap.parse_args(argv)
@@ -120,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bank: {len(bank.tiles)} tiles, {size_mb:.1f} MB;"
           f" loaded in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     triples = base_triples(args.base)[: args.limit]
+    if args.real_guide:
+        triples = with_real_guides(triples, args.data, args.base)
     sources = capture_sources(stage) if args.seams else []
     samples, seconds, copies, missed = [], [], [], 0
     made = [(f"{name}_d{d}" if d else name, source, base, k + 1000 * d)
