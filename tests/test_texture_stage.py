@@ -152,9 +152,16 @@ def test_saved_stage_loads_through_the_registry_contract(stage: TextureStage, tm
     for bad in ({"patch": 40}, {"overlap": 48}, {"weights": {"key": float("nan")}}, {"slides": 0}, {"colour": 1}):
         with pytest.raises(BankError, match="config.json: bad texture settings"):
             load(tmp_path / "second_stage", {**spec, "settings": bad}, StageContext(CLASSES, 0.5, len(CLASSES)))
-    (tmp_path / "second_stage" / "texture_bank.safetensors").write_bytes(b"changed")
+    # without its recorded checksum the bank loads only when the user trusts it (--trust-unverified)
+    (tmp_path / "second_stage" / "checksums.json").unlink()
     with pytest.raises(BankError, match="texture_bank.safetensors"):
         load(tmp_path / "second_stage", spec, StageContext(CLASSES, 0.5, len(CLASSES)))
+    trusted = StageContext(CLASSES, 0.5, len(CLASSES), trust_unverified=True)
+    assert load(tmp_path / "second_stage", spec, trusted).sha256 == loaded.sha256
+    stage.save(tmp_path / "second_stage")
+    (tmp_path / "second_stage" / "texture_bank.safetensors").write_bytes(b"changed")
+    with pytest.raises(BankError, match="texture_bank.safetensors"):
+        load(tmp_path / "second_stage", spec, trusted)  # trust covers a missing checksum, never a wrong one
 
 
 def test_min_cut_follows_the_cheapest_seam() -> None:

@@ -280,7 +280,7 @@ def load(stage_folder: Path, spec: dict, context: StageContext) -> TextureStage:
     """The registry's loader: the bank in `stage_folder`, checked against its checksum and the base model's classes."""
     path = Path(stage_folder) / BANK_NAME
     try:
-        sha = verified_sha256(path)
+        sha = verified_sha256(path, context.trust_unverified)
     except FileNotFoundError:
         raise BankError(f"{path}: missing; the texture stage keeps its bank in {BANK_NAME}") from None
     except ValueError as e:
