@@ -81,12 +81,13 @@ def test_job_runs_in_the_background_stops_resumes_and_exports(tmp_path):
 
 def test_bad_options_and_names_are_refused_before_anything_starts(tmp_path):
     manager = JobManager(tmp_path / "runs", tmp_path / "checkpoints")
+    data = str(tmp_path / "data")  # beside the runs folder: a run inside its data is refused (its own test)
     with pytest.raises(JobError, match="unknown training options"):
-        manager.start(JobSpec("r", str(tmp_path), options={"stepz": 3}))
+        manager.start(JobSpec("r", data, options={"stepz": 3}))
     with pytest.raises(JobError, match="threads=100000 is more than this machine's"):
-        manager.start(JobSpec("r", str(tmp_path), options={"threads": 100000}))
+        manager.start(JobSpec("r", data, options={"threads": 100000}))
     with pytest.raises(Exception, match="run name"):
-        manager.start(JobSpec("../r", str(tmp_path)))
+        manager.start(JobSpec("../r", data))
     assert manager.view() is None
     with pytest.raises(JobError, match="no earlier job"):
         manager.resume()
@@ -141,12 +142,12 @@ def test_a_job_started_right_after_another_ended_leaves_each_its_own_export(tmp_
         time.sleep(0.01)
 
     manager = JobManager(tmp_path / "runs", tmp_path / "checkpoints", sleep=held)
-    manager.start(JobSpec("a", str(tmp_path), options={"threads": 1}))
+    manager.start(JobSpec("a", str(tmp_path / "data"), options={"threads": 1}))
     deadline = time.time() + 120  # only a bound on a hung process; the order below does not depend on it
     while manager.view().alive and time.time() < deadline:
         time.sleep(0.02)
     assert manager.view().state == "finished" and exported == []  # a's watcher has not looked yet
-    manager.start(JobSpec("b", str(tmp_path), options={"threads": 1}))
+    manager.start(JobSpec("b", str(tmp_path / "data"), options={"threads": 1}))
     looks.set()
     for watcher in [t for t in threading.enumerate() if t.name == "cosyn-job-watch"]:
         watcher.join(timeout=10)
