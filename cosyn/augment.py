@@ -84,8 +84,7 @@ AUGMENT_RANGES: dict[str, Bounds] = {"n": (1, 10_000_000), "val_fraction": TRAIN
 
 @dataclass
 class Perturbation:
-    """- jitter_um: the sd of each centroid's Gaussian shift, 0..10 µm
-    - density: each tile's density factor is drawn from [1 - density, 1 + density], density 0..0.9"""
+    """jitter_um: the sd of each centroid's shift; density: each tile's factor is drawn from [1 ± density]."""
 
     dihedral: bool = True
     jitter_um: float = 0.5
