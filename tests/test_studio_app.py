@@ -30,6 +30,7 @@ from tiny import tiny_pipeline
 from cosyn.core.layout import Layout
 from cosyn.io.export import read_bundle
 from cosyn.studio import canvas as cv
+from cosyn.studio import sampling
 from cosyn.studio.config import AUTH_ENV, StudioConfig, parse_args
 from cosyn.studio.ui import build_app, launch_options
 
@@ -372,7 +373,22 @@ def _layout_points(page) -> list[dict]:
     return json.loads(page.locator("#cosyn-layout-json .cm-content").text_content())["points"]
 
 
-def test_browser_place_points_generate_and_export(studio, browser, shots):
+def _held_after_first_previews(stream_samples):
+    """`stream_samples` whose sampler, once two previews are out, waits for Cancel: the run cannot finish
+    before the browser's Cancel arrives, however fast the machine samples (the real sampler and cancel path)."""
+    def held_stream(sample, cancel):
+        def held_sample(on_step):
+            def held(preview):
+                go_on = on_step(preview)
+                if preview.step >= 2:
+                    cancel.wait(120)
+                return go_on
+            return sample(held)
+        return stream_samples(held_sample, cancel)
+    return held_stream
+
+
+def test_browser_place_points_generate_and_export(studio, browser, shots, monkeypatch):
     page = _open(browser, studio.url)
     targets = [(40.0, 50.0, "epithelial"), (180.0, 60.0, "inflammatory"), (120.0, 200.0, "epithelial")]
     for k, (x, y, cls) in enumerate(targets, start=1):
@@ -393,10 +409,12 @@ def test_browser_place_points_generate_and_export(studio, browser, shots):
     steps = page.locator("#cosyn-sample-steps input[type=number]")
     steps.fill("100")
     steps.press("Enter")
-    page.locator("#cosyn-generate").click()
-    _wait_text(page, "#cosyn-status", "Sampling: step")  # a live preview
-    page.locator("#cosyn-cancel").click()
-    _wait_text(page, "#cosyn-status", "Cancelled.")
+    with monkeypatch.context() as held:
+        held.setattr(sampling, "stream_samples", _held_after_first_previews(sampling.stream_samples))
+        page.locator("#cosyn-generate").click()
+        _wait_text(page, "#cosyn-status", "Sampling: step")  # a live preview
+        page.locator("#cosyn-cancel").click()
+        _wait_text(page, "#cosyn-status", "Cancelled.")
     steps.fill("8")  # a cancelled run leaves the page usable
     steps.press("Enter")
     page.locator("#cosyn-generate").click()
