@@ -84,7 +84,7 @@ def test_bad_options_and_names_are_refused_before_anything_starts(tmp_path):
     data = str(tmp_path / "data")  # beside the runs folder: a run inside its data is refused (its own test)
     with pytest.raises(JobError, match="unknown training options"):
         manager.start(JobSpec("r", data, options={"stepz": 3}))
-    with pytest.raises(JobError, match="threads=100000 must lie in 0..[0-9]+ \\(this machine's CPU count\\)"):
+    with pytest.raises(JobError, match="threads=100000 is more than this machine's"):
         manager.start(JobSpec("r", data, options={"threads": 100000}))
     with pytest.raises(Exception, match="run name"):
         manager.start(JobSpec("../r", data))

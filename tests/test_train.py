@@ -250,7 +250,7 @@ def test_an_existing_run_needs_resume_or_overwrite(tmp_path):
 
 
 @pytest.mark.parametrize(("options", "named"), [
-    ({"workers": 100000}, f"workers=100000 must lie in 0..{os.cpu_count() or 1} (this machine's CPU count)"),
+    ({"workers": 100000}, "workers=100000 is more than this machine's"),
     ({"threads": -1}, "threads=-1 must lie in 0.."),
     ({"lr": -1}, "lr=-1 must lie in 1e-12..0.1 (AdamW's step size: at 0 or below nothing is learnt"),
     ({"lr": 1e30}, "lr=1e+30 must lie in 1e-12..0.1"),
@@ -270,8 +270,8 @@ def test_finite_but_absurd_options_are_refused_with_their_range(options, named):
 def test_cli_names_the_file_of_a_bad_config_and_gives_the_lr_range(tmp_path):
     cases = {"list.json": ("[1, 2]", "list.json: expected a JSON object of training options, got list"),
              "digits.json": ('{"steps": 1' + "0" * 5000 + "}", "digits.json: not valid JSON (Exceeds the limit"),
-             "workers.json": ('{"workers": 100000}', "workers.json: invalid training options: workers=100000 must lie "
-                                                     f"in 0..{os.cpu_count() or 1} (this machine's CPU count)")}
+             "workers.json": ('{"workers": 100000}', "workers.json: invalid training options: workers=100000 is more "
+                                                     "than this machine's")}
     for name, (text, message) in cases.items():
         (tmp_path / name).write_text(text)
         out = subprocess.run(_cli("train", "--data", "x", "--out", str(tmp_path / "run"), "--config",

@@ -69,8 +69,12 @@ class JobSpec:
                  "batch": self.batch, "lr": self.lr, "crop": self.crop}
         try:
             cfg = merged_config(self.options, named)
-        except (TypeError, ValueError) as e:  # threads and workers beyond the CPU count too: TrainConfig caps them
+        except (TypeError, ValueError) as e:
             raise JobError(f"training options: {e}") from None
+        cpus = os.cpu_count() or 1
+        for key in ("threads", "workers"):  # a shared server is not one user's to oversubscribe
+            if getattr(cfg, key) > cpus:
+                raise JobError(f"training options: {key}={getattr(cfg, key)} is more than this machine's {cpus} CPUs")
         return asdict(cfg)
 
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from cosyn.io.fileio import dataclass_from_dict
-from cosyn.model.ranges import Bounds, cpu_bounds, range_problems, shown
+from cosyn.model.ranges import Bounds, range_problems, shown
 
 Log = Callable[[str], None]
 
@@ -32,8 +33,7 @@ TRAIN_RANGES: dict[str, Bounds] = {
 }
 # 0..os.cpu_count() where the run starts: `"workers": 100000` forked until the kernel killed the run
 CPU_BOUND = ("threads", "workers")
-TRAIN_REASONS = {"lr": "AdamW's step size: at 0 or below nothing is learnt, and usual values are 1e-5..1e-3",
-                 **dict.fromkeys(CPU_BOUND, "this machine's CPU count")}
+TRAIN_REASONS = {"lr": "AdamW's step size: at 0 or below nothing is learnt, and usual values are 1e-5..1e-3"}
 
 
 @dataclass
@@ -75,8 +75,14 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _check_types(self)
-        ranges = {**TRAIN_RANGES, **{key: cpu_bounds() for key in CPU_BOUND}}
-        bad = range_problems({k: getattr(self, k) for k in ranges}, ranges, TRAIN_REASONS)
+        bad = range_problems({k: getattr(self, k) for k in TRAIN_RANGES}, TRAIN_RANGES, TRAIN_REASONS)
+        cpus = os.cpu_count() or 1
+        for key in CPU_BOUND:
+            value = getattr(self, key)
+            if value > cpus:
+                bad.append(f"{key}={shown(value)} is more than this machine's {cpus} CPUs: it must lie in 0..{cpus}")
+            elif value < 0:
+                bad.append(f"{key}={shown(value)} must lie in 0..{cpus} (this machine's CPU count)")
         if bad:
             raise ValueError(f"invalid training options: {'; '.join(bad)}")
         _check_denoiser(self.denoiser)
