@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 import tifffile
 from PIL import Image
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from test_studio_jobs import TINY_OPTIONS
 from test_train import _dataset
 from tiny import tiny_pipeline
@@ -317,8 +318,12 @@ def _open(browser, url: str):
 
 
 def _wait_text(page, selector: str, text: str, timeout: float = 60_000) -> None:
-    page.wait_for_function("([s, t]) => document.querySelector(s)?.textContent.includes(t)", arg=[selector, text],
-                           timeout=timeout)
+    try:
+        page.wait_for_function("([s, t]) => document.querySelector(s)?.textContent.includes(t)",
+                               arg=[selector, text], timeout=timeout)
+    except PlaywrightTimeout:  # say what the page showed instead
+        shown = page.evaluate("(s) => document.querySelector(s)?.textContent", selector)
+        raise AssertionError(f"{selector} never showed {text!r}; it shows {shown!r}") from None
 
 
 SETTLED_FRAMES = 10
