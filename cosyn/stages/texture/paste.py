@@ -39,9 +39,11 @@ class Paste:
 
 
 def targets_from_base(points_xy: np.ndarray, point_classes: np.ndarray, inst_up: np.ndarray,
-                      nuclei: Nuclei) -> list[Target]:
+                      nuclei: Nuclei, size_to_bank: float = 0.0) -> list[Target]:
     """A target per layout point; size and shape from the base instance under it (upsampled to the output),
-    or the class's median size when the base drew nothing there."""
+    or the class's median size when the base drew nothing there. `size_to_bank` (0..1) moves each class's
+    sizes by that fraction of the gap between the bank's median log-area and this tile's: the base keeps
+    which nuclei are larger, real tissue says how large they are."""
     n = int(inst_up.max(initial=0))
     area, elongation, theta = shape_moments(inst_up > 0, inst_up, n) if n else (np.zeros(0),) * 3
     out = []
@@ -55,6 +57,13 @@ def targets_from_base(points_xy: np.ndarray, point_classes: np.ndarray, inst_up:
             same = nuclei.log_area[nuclei.cls == c]
             typical = float(np.median(same)) if len(same) else float(np.log(60.0))
             out.append(Target(float(x), float(y), int(c), typical, 0.0, 0.0))
+    if size_to_bank > 0:
+        for c in {t.cls for t in out}:
+            mine, same = [t for t in out if t.cls == c], nuclei.log_area[nuclei.cls == c]
+            if len(same):
+                shift = size_to_bank * (float(np.median(same)) - float(np.median([t.log_area for t in mine])))
+                for t in mine:
+                    t.log_area += shift
     return out
 
 
