@@ -161,3 +161,7 @@ def test_cli_train_critic_fits_one_and_sampling_uses_it(bank_path: Path, data: P
     run = subprocess.run([*cli, "train-critic", "--checkpoint", str(upsampler), "--data", str(data)],
                          capture_output=True, text=True, timeout=600)
     assert run.returncode == 2 and "its second stage is 'upsampler'" in run.stderr
+    for bad in (["--draws", "1"], ["--draws", "17"], ["--tiles", "1"]):
+        run = subprocess.run([*cli, "train-critic", "--checkpoint", str(folder), "--data", str(data), *bad],
+                             capture_output=True, text=True, timeout=600)
+        assert run.returncode == 2 and "draws must lie in 2..16, tiles be at least 2" in run.stderr
