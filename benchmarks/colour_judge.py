@@ -20,9 +20,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 from cosyn.data.sample import Sample
-from cosyn.evaluation.c2st import roc_auc
+from cosyn.evaluation.c2st import crops, roc_auc
 from cosyn.evaluation.judge import View, source_halves
-from cosyn.stages.classifier import crops
 
 CROP = 64
 EMPTY_LEVEL = 200  # as the texture stage: brighter in every channel is unstained

@@ -23,9 +23,8 @@ import numpy as np
 import torch
 from realism_judge import candidate_tiles, real_tiles
 
-from cosyn.evaluation.c2st import C2STConfig, _train_and_score, roc_auc
+from cosyn.evaluation.c2st import C2STConfig, _tensor, _train_and_score, roc_auc
 from cosyn.evaluation.judge import View, source_halves
-from cosyn.stages.classifier import images_tensor
 
 BINS = (0.0, 1e-9, 0.05, 0.10, 0.15, 1.01)  # seam fraction of a window: none, then rising
 
@@ -72,7 +71,7 @@ def main() -> None:
                 test += wins
                 label += [side] * len(wins)
                 frac += [float(masks[i][y:y + cfg.crop, x:x + cfg.crop].mean()) for y, x in at]
-        scores = _train_and_score(images_tensor(train), y_train, images_tensor(test), cfg, seed)
+        scores = _train_and_score(_tensor(train), y_train, _tensor(test), cfg, seed)
         label_a, frac_a = np.array(label), np.array(frac)
         real_scores = scores[label_a == 0]
         row = {"seed": seed, "auc_all": roc_auc(label_a == 1, scores), "groups": []}

@@ -34,7 +34,6 @@ from cosyn.data.dataset import split_by_source
 from cosyn.data.formats import read_dataset, write_dataset
 from cosyn.data.sample import sample_from_triple
 from cosyn.stages.texture import TextureSettings, TextureStage, bank_from_samples, load_bank, save_bank
-from cosyn.stages.texture.critic import load_critic
 from cosyn.stages.upsampler import Upsampler
 from cosyn.training.config import TrainConfig
 
@@ -122,9 +121,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--draws", type=int, default=1,
                     help="outputs per base triple: draw d of triple k has seed k + 1000 d and name NAME_dD (d > 0); "
                          "the judge's AUC then averages over the stage's random choices (its source slide above all)")
-    ap.add_argument("--critic", type=Path, default=None,
-                    help="a critic file (`cosyn train-critic` writes second_stage/critic.safetensors); with "
-                         '\'{"draws": N}\' in --settings each output is the best of N compositions')
     ap.add_argument("--upsampler", action="store_true", help="the Upsampler instead, on the same base triples")
     ap.add_argument("--real-guide", action="store_true",
                     help="diagnostic: each base image replaced by its layout's real tile at the base's size (a "
@@ -135,9 +131,8 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.perf_counter()
     bank = bank_for(args.data, args.bank)
-    critic = load_critic(args.critic) if args.critic else None
     stage = Upsampler() if args.upsampler else TextureStage(bank, TextureSettings.from_dict(args.settings),
-                                                             bank_path=args.bank, critic=critic)
+                                                             bank_path=args.bank)
     size_mb = args.bank.stat().st_size / 2**20
     print(f"bank: {len(bank.tiles)} tiles, {size_mb:.1f} MB;"
           f" loaded in {time.perf_counter() - t0:.1f} s", file=sys.stderr)

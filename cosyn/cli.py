@@ -1,5 +1,4 @@
-"""`python -m cosyn <command>`: prepare, train, export-checkpoint, train-critic, prompt-cache, sample, augment,
-evaluate, edit."""
+"""`python -m cosyn <command>`: prepare, train, export-checkpoint, prompt-cache, sample, augment, evaluate, edit."""
 
 from __future__ import annotations
 
@@ -153,15 +152,6 @@ def _checksum(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train_critic(args: argparse.Namespace) -> int:
-    from cosyn.training.texture_critic import train_texture_critic
-
-    train_texture_critic(args.checkpoint, args.data, fmt=args.format, tiles=args.tiles,
-                         sampling_steps=args.sampling_steps, critic_steps=args.critic_steps, draws=args.draws,
-                         trust_unverified=args.trust_unverified)
-    return 0
-
-
 def _positive(cast: type[int] | type[float]) -> Callable[[str], int | float]:
     """An argparse type: `cast(text)`, refused unless above 0."""
     def parse(text: str) -> int | float:
@@ -246,20 +236,6 @@ def _add_checksum(sub: Subparsers) -> None:
     cs.set_defaults(func=_checksum)
 
 
-def _add_train_critic(sub: Subparsers) -> None:
-    tc = sub.add_parser("train-critic", help="fit a texture-stage checkpoint's critic on its training data, so "
-                        "each triple keeps the most real-looking of a few texture draws (about 10 min on 2 cores)")
-    tc.add_argument("--checkpoint", required=True, help="checkpoint folder whose second stage is texture")
-    add_trust_argument(tc)
-    tc.add_argument("--data", required=True, help="the dataset the checkpoint was trained on (training split used)")
-    tc.add_argument("--format", default="auto")
-    tc.add_argument("--tiles", type=_positive(int), default=96, help="training layouts to sample (default 96)")
-    tc.add_argument("--sampling-steps", dest="sampling_steps", type=_positive(int), default=25)
-    tc.add_argument("--critic-steps", dest="critic_steps", type=_positive(int), default=600)
-    tc.add_argument("--draws", type=int, default=4, help="texture draws per triple the critic chooses among (2-16)")
-    tc.set_defaults(func=_train_critic)
-
-
 def _add_sample(sub: Subparsers) -> None:
     sa = sub.add_parser("sample", help="layout JSON → export bundles")
     sa.add_argument("--checkpoint", required=True)
@@ -284,8 +260,7 @@ def _add_sample(sub: Subparsers) -> None:
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cosyn", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
-    for add in (_add_prepare, _add_train, _add_export, _add_prompt_cache, _add_sample, _add_checksum,
-                _add_train_critic):
+    for add in (_add_prepare, _add_train, _add_export, _add_prompt_cache, _add_sample, _add_checksum):
         add(sub)
     # augment and evaluate import torch and diffusers to build their parsers: only pay for that when one
     # of them is the command (`cosyn --help` stays instant; `cosyn augment --help` shows every option).

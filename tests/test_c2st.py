@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from cosyn.evaluation.c2st import C2STConfig, c2st, roc_auc
+from cosyn.evaluation.c2st import C2STConfig, as_acquired, c2st, crops, roc_auc
 from cosyn.evaluation.judge import Bar, View, alternate_halves, calibrated, calibration, compare, source_halves
 from cosyn.evaluation.judge_report import NOT_CALIBRATED, realism_judge_markdown
 from cosyn.evaluation.texture import (
@@ -16,7 +16,6 @@ from cosyn.evaluation.texture import (
     laplacian_ratio,
     median_hematoxylin_auc,
 )
-from cosyn.stages.classifier import as_acquired, crops
 
 TINY = C2STConfig(crop=16, steps=60, batch=16, lr=3e-3, width=4, seeds=(0, 1))
 

@@ -27,6 +27,7 @@ from cosyn.stages.texture import (
 from cosyn.stages.texture import bank as bank_module
 from cosyn.stages.texture.bank import BankTile
 from cosyn.stages.texture.nuclei import nuclei_of
+from cosyn.stages.texture.paste import targets_from_base
 from cosyn.stages.texture.quilt import min_cut, seam_mask
 
 CLASSES = ["background", "other", "inflammatory", "epithelial", "spindle"]
@@ -262,3 +263,20 @@ def test_on_real_tiles_no_copy_exceeds_the_cap_and_no_centroid_is_missed(tmp_pat
         out = stage.to_mpp(base, 0.25, seed)
         assert out.image.shape == real.image.shape and out.params["missed_centroids"] == 0
         assert 0 < out.params["largest_copy_um"] <= stage.settings.copy_cap_px * 0.25
+
+
+def test_size_to_bank_moves_each_class_to_the_bank_sizes_and_keeps_their_order(stage: TextureStage) -> None:
+    nuclei = stage.nuclei
+    inst = np.zeros((96, 96), np.int32)
+    points = np.array([[20, 20], [60, 20], [20, 60], [60, 60]], float)
+    for k, ((x, y), r) in enumerate(zip(points, (2, 3, 2, 4), strict=True), start=1):
+        cv2.circle(inst, (int(x), int(y)), r, k, -1)
+    classes = np.array([3, 3, 4, 4])
+    kept = targets_from_base(points, classes, inst, nuclei)
+    moved = targets_from_base(points, classes, inst, nuclei, size_to_bank=1.0)
+    half = targets_from_base(points, classes, inst, nuclei, size_to_bank=0.5)
+    for c in (3, 4):
+        before, after, between = ([t.log_area for t in ts if t.cls == c] for ts in (kept, moved, half))
+        assert np.median(after) == pytest.approx(np.median(nuclei.log_area[nuclei.cls == c]), abs=1e-5)
+        assert np.diff(after) == pytest.approx(np.diff(before))  # the base still says which is larger, and how much
+        assert between == pytest.approx((np.array(before) + np.array(after)) / 2)

@@ -26,8 +26,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from cosyn.evaluation.c2st import C2STConfig, c2st
-from cosyn.stages.classifier import as_acquired
+from cosyn.evaluation.c2st import C2STConfig, as_acquired, c2st
 
 JUDGE_MPP = 0.25  # the calibration lines' blur and downsampling are defined at 40x
 FLOOR_TILES = 64  # training-split tiles of the floor line, drawn across all its sources

@@ -26,17 +26,15 @@ from cosyn.core.maps import distance_map
 from cosyn.core.resample import at_mpp, resample_image, resample_instances
 from cosyn.core.triple import Triple
 from cosyn.io.fileio import record_checksum, verified_sha256
-from cosyn.stages.base import StageContext, StageError
+from cosyn.stages.base import StageContext
 from cosyn.stages.texture.bank import BANK_NAME, BankError, TextureBank, load_bank, save_bank
 from cosyn.stages.texture.catalogue import PatchIndex, patch_index
-from cosyn.stages.texture.critic import CRITIC_NAME, Critic, load_critic, save_critic
 from cosyn.stages.texture.fill import JPEG_GRID, fill_holes
 from cosyn.stages.texture.nuclei import Nuclei
 from cosyn.stages.texture.paste import Paste, blend, choose, footprint, oriented, targets_from_base
 from cosyn.stages.texture.quilt import QuiltWeights, quilt
 
 EMPTY_LEVEL = 200  # a pixel brighter than this in every channel is unstained: fat, lumen, background
-MAX_DRAWS = 16  # each draw costs a whole composition
 
 
 @dataclass
@@ -51,7 +49,6 @@ class TextureSettings:
     nucleus_weight: float = 1.0  # of the nucleus-layout part of a patch key against its colour part
     size_to_bank: float = 0.0  # how far pasted nuclei's sizes move from the base's towards the bank's (0..1)
     slides: int = 3  # the seed picks the source slide among this many best matches
-    draws: int = 1  # with a critic: compositions per triple, of which the one it finds most real is kept
     weights: QuiltWeights = field(default_factory=QuiltWeights)
 
     def __post_init__(self) -> None:
@@ -66,8 +63,6 @@ class TextureSettings:
                    self.weights.stray_nuclei, self.weights.seam_sigma, self.weights.under_nuclei)
         if self.slides < 1 or not all(np.isfinite(v) and 0 <= v <= 100 for v in numbers):
             raise ValueError("slides must be at least 1, and the weights and seam_sigma finite numbers in 0..100")
-        if not isinstance(self.draws, int) or not 1 <= self.draws <= MAX_DRAWS:
-            raise ValueError(f"draws must be an integer in 1..{MAX_DRAWS}, not {self.draws!r}")
 
     @property
     def copy_cap_px(self) -> int:
@@ -86,14 +81,9 @@ class TextureStage:
     name = "texture"
 
     def __init__(self, bank: TextureBank, settings: TextureSettings | None = None, sha256: str = "",
-                 bank_path: Path | None = None, critic: Critic | None = None, critic_path: Path | None = None,
-                 critic_sha256: str = "") -> None:
-        self.bank, self.settings, self.critic = bank, settings or TextureSettings(), critic
-        if self.settings.draws > 1 and critic is None:
-            raise StageError(f"draws {self.settings.draws} needs a critic to choose among them ({CRITIC_NAME}: "
-                             "`cosyn train-critic`)")
+                 bank_path: Path | None = None) -> None:
+        self.bank, self.settings = bank, settings or TextureSettings()
         self._sha256, self._bank_path = sha256, bank_path
-        self._critic_path, self._critic_sha256 = critic_path, critic_sha256
         self.nuclei: Nuclei = bank.catalogue()
         self._slides = bank.sources()
         self._slide_tiles = {s: [i for i, t in enumerate(bank.tiles) if t.source == s] for s in self._slides}
@@ -116,18 +106,11 @@ class TextureStage:
         scale = base_mpp / self.bank.mpp
         h, w = (max(1, round(v * scale)) for v in triple.class_map.shape)
         layout = triple.layout.rescaled(w, h, self.bank.mpp)
-        inst_up = resample_instances(triple.inst_map, h, w)
-        key = int(seed) % 2**64  # a 64-bit seed may be negative
-        n = self.settings.draws  # more than one only with a critic (__init__); draw 0 is the single draw
-        draws = [self.compose(triple.image, inst_up, layout.xy(), layout.class_ids(),
-                              np.random.default_rng(key if d == 0 else [key, d])) for d in range(n)]
-        scores = [self.critic.score(image) for image, _, _ in draws] if n > 1 else []
-        best = int(np.argmin(scores)) if scores else 0
-        image, inst_map, source = draws[best]
-        chosen = {"draws": n, "chosen_draw": best, "critic_scores": [round(v, 4) for v in scores],
-                  "critic_sha256": self._critic_sha256} if scores else {}
-        out = self._triple(image, inst_map, layout, {**triple.params, **chosen,
-                                                     "largest_copy_um": largest_copy(source) * self.bank.mpp})
+        rng = np.random.default_rng(int(seed) % 2**64)  # a 64-bit seed may be negative
+        image, inst_map, source = self.compose(triple.image, resample_instances(triple.inst_map, h, w),
+                                               layout.xy(), layout.class_ids(), rng)
+        out = self._triple(image, inst_map, layout, {**triple.params, "largest_copy_um": largest_copy(source) *
+                                                     self.bank.mpp})
         return out if abs(mpp - self.bank.mpp) < 1e-9 else at_mpp(out, mpp)
 
     def into_tile(self, tile_image: np.ndarray, tile_inst: np.ndarray, region: np.ndarray, layout: Layout,
@@ -223,12 +206,6 @@ class TextureStage:
         else:  # the very bytes it was loaded from, so the checksum stays the one its triples recorded
             shutil.copyfile(self._bank_path, folder / BANK_NAME)
         record_checksum(folder / BANK_NAME)
-        if self.critic is not None:
-            if self._critic_path is None:
-                save_critic(self.critic, folder / CRITIC_NAME, self.bank.provenance)
-            else:
-                shutil.copyfile(self._critic_path, folder / CRITIC_NAME)
-            record_checksum(folder / CRITIC_NAME)
         return {"name": self.name, "settings": asdict(self.settings)}
 
     def _index(self, slide: str) -> PatchIndex:
@@ -317,16 +294,5 @@ def load(stage_folder: Path, spec: dict, context: StageContext) -> TextureStage:
         settings = TextureSettings.from_dict(spec.get("settings", {}))
     except (TypeError, ValueError) as e:
         raise BankError(f"{Path(stage_folder).parent / 'config.json'}: bad texture settings ({e})") from None
-    critic_path = Path(stage_folder) / CRITIC_NAME
-    critic, critic_sha = None, ""
-    if critic_path.is_file():
-        try:
-            critic_sha = verified_sha256(critic_path, context.trust_unverified)
-        except ValueError as e:
-            raise BankError(str(e)) from None
-        critic = load_critic(critic_path)
-    try:
-        return TextureStage(bank, settings, sha, path, critic, critic_path if critic else None, critic_sha)
-    except StageError as e:
-        raise BankError(f"{Path(stage_folder).parent / 'config.json'}: {e}") from None
+    return TextureStage(bank, settings, sha, path)
 
