@@ -150,7 +150,8 @@ def test_saved_stage_loads_through_the_registry_contract(stage: TextureStage, tm
     assert isinstance(loaded, SecondStage) and len(loaded.sha256) == 64
     with pytest.raises(BankError, match="classes"):
         load(tmp_path / "second_stage", spec, StageContext(CLASSES[:3], 0.5, 3))
-    for bad in ({"patch": 40}, {"overlap": 48}, {"weights": {"key": float("nan")}}, {"slides": 0}, {"colour": 1}):
+    for bad in ({"patch": 40}, {"overlap": 48}, {"weights": {"key": float("nan")}}, {"slides": 0}, {"colour": 1},
+                {"size_to_bank": 1.5}, {"size_to_bank": float("nan")}):
         with pytest.raises(BankError, match="config.json: bad texture settings"):
             load(tmp_path / "second_stage", {**spec, "settings": bad}, StageContext(CLASSES, 0.5, len(CLASSES)))
     # without its recorded checksum the bank loads only when the user trusts it (--trust-unverified)

@@ -59,10 +59,12 @@ class TextureSettings:
                 or (self.patch - self.overlap) % grid or not 0 <= self.overlap <= self.patch // 2:
             raise ValueError(f"patch {self.patch}, overlap {self.overlap} and stride {self.stride} must be multiples "
                              f"of {grid} px with the overlap at most half the patch")
-        numbers = (self.nucleus_weight, self.size_to_bank, self.weights.overlap, self.weights.key,
-                   self.weights.stray_nuclei, self.weights.seam_sigma, self.weights.under_nuclei)
+        numbers = (self.nucleus_weight, self.weights.overlap, self.weights.key, self.weights.stray_nuclei,
+                   self.weights.seam_sigma, self.weights.under_nuclei)
         if self.slides < 1 or not all(np.isfinite(v) and 0 <= v <= 100 for v in numbers):
             raise ValueError("slides must be at least 1, and the weights and seam_sigma finite numbers in 0..100")
+        if not 0 <= self.size_to_bank <= 1:  # a fraction of the way to the bank's sizes; NaN fails too
+            raise ValueError(f"size_to_bank must lie in 0..1, not {self.size_to_bank}")
 
     @property
     def copy_cap_px(self) -> int:
