@@ -7,18 +7,20 @@ candidate folders (benchmarks/texture_stage.py outputs): whether pasted nuclei a
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterable
 
 import numpy as np
 
 from cosyn.data.dataset import split_by_source
 from cosyn.data.formats import read_dataset
+from cosyn.data.sample import Sample
 from cosyn.training.config import TrainConfig
 
 
-def sizes(tiles) -> dict[str, str]:
+def sizes(tiles: Iterable[Sample]) -> dict[str, str]:
     """Per class name: count, median and 90th percentile of instance areas (class by majority of pixels)."""
     areas: dict[int, list[int]] = {}
-    names = None
+    names: tuple[str, ...] = ()
     for s in tiles:
         names = s.classes.names
         counts = np.bincount(s.inst_map.ravel())
