@@ -1,7 +1,7 @@
 """`cosyn augment`: a synthetic dataset, in the folder format `prepare` writes.
 
-Tiles come at the real tiles' mpp when those are finer than the model (the second stage's output: by
-default the Upsampler, bicubic and sharpened), unless `--no-refine`; otherwise at the model's mpp.
+Tiles come at the real tiles' mpp when those are finer than the model (the checkpoint's second stage's
+output), unless `--no-refine`; otherwise at the model's mpp.
 
 Layouts come from the real tiles of a dataset (the training split by default, so a synthetic set
 never carries validation layouts into training), perturbed per tile:
@@ -27,7 +27,7 @@ Output folder, readable by `read_dataset(out, "folder")`, `train` and the segmen
     meta/NAME.json        the layout at the model's mpp, sampling params (with the enrichment's counts),
                           per-instance classes, origin
     classes.json          class set, mpp, tissue, source of every tile (the folder format's metadata)
-    generation.json       the settings; a resumed run must match them
+    generation.json       the settings (with the second stage's); a resumed run must match them
 A tile is written file by file, each file atomically, the image last: a tile counts as done when
 all four files exist, and an interrupted one is generated again.
 """
@@ -344,16 +344,16 @@ class AugmentConfig:
     def __post_init__(self) -> None:
         check_numbers(self, AUGMENT_RANGES, "augment options")
 
-    def settings(self, checkpoint_sha256: str) -> dict[str, Any]:
-        """What makes a tile what it is: everything but N and the output folder. Of the sampling
-        settings, seed and n come from the jobs, and refine does not count (folders written before it
-        existed stay resumable)."""
+    def settings(self, checkpoint_sha256: str, second_stage: dict[str, Any] | None) -> dict[str, Any]:
+        """What makes a tile what it is: all but N and the output folder, with the weights' hash and the second
+        stage's spec (config.json, outside that hash). Seed and n come from the jobs; refine does not count."""
         d = asdict(self)
         for key in ("n", "out", "checkpoint"):
             d.pop(key)
         if d["sampling"] is not None:
             d["sampling"] = {k: d["sampling"][k] for k in ("steps", "guidance", "sampler")}
-        return {**d, "data": str(Path(self.data).resolve()), "checkpoint_sha256": checkpoint_sha256}
+        d.update(data=str(Path(self.data).resolve()), checkpoint_sha256=checkpoint_sha256, second_stage=second_stage)
+        return d
 
 
 def augment(cfg: AugmentConfig, pipe: CoSynPipeline | None = None, rank: int | None = None, world: int | None = None,
@@ -372,7 +372,7 @@ def augment(cfg: AugmentConfig, pipe: CoSynPipeline | None = None, rank: int | N
         raise AugmentError(f"{cfg.data} has classes {classes.to_list()}, the model {pipe.class_set.to_list()}")
     out = Path(cfg.out)
     remove_leftovers_in(out)  # what a killed run left half-written; live ranks' files are kept
-    check_run_settings(out, cfg.settings(pipe.sha256))
+    check_run_settings(out, cfg.settings(pipe.sha256, pipe.config.second_stage))
     jobs = plan_jobs(tiles, cfg.n, cfg.seed, cfg.random_layouts, cfg.perturbation, pipe.config.mpp, cfg.enrich)
     tissues = {t.layout.tissue for t in tiles}
     write_classes_json(out, jobs, classes, output_mpp(pipe, jobs, cfg.sampling.refine),

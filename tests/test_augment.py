@@ -90,7 +90,7 @@ def test_plan_is_a_function_of_the_index():
     assert {j.origin["tile"] for j in long[:3]} == {"t0_000", "t1_000", "t2_000"}
 
 
-def test_augment_writes_a_readable_folder_and_resumes(checkpoint, pipe, data, tmp_path):
+def test_augment_writes_a_readable_folder_and_resumes(checkpoint, pipe, data, tmp_path, monkeypatch):
     out = tmp_path / "syn"
     stats = augment(_cfg(checkpoint, data, out, 5), pipe=pipe, rank=0, world=1, progress=False)
     assert stats == {"rank": 0, "world": 1, "assigned": 5, "skipped": 0, "generated": 5}
@@ -124,6 +124,10 @@ def test_augment_writes_a_readable_folder_and_resumes(checkpoint, pipe, data, tm
 
     with pytest.raises(AugmentError, match="seed"):
         augment(_cfg(checkpoint, data, out, 7, seed=1), pipe=pipe, rank=0, world=1, progress=False)
+    # the second stage's settings live in config.json, outside the weights' hash: a change is refused too
+    monkeypatch.setattr(pipe.config, "second_stage", {"name": "texture", "settings": {"size_to_bank": 0.5}})
+    with pytest.raises(AugmentError, match="second_stage"):
+        augment(_cfg(checkpoint, data, out, 8), pipe=pipe, rank=0, world=1, progress=False)
 
 
 def test_tiles_come_at_the_real_tiles_mpp_unless_refine_is_off(pipe, data, tmp_path):
