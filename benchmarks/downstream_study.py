@@ -8,11 +8,13 @@ Four arms, each over seeds, one budget, scored on the validation tiles of the tr
   synthetic       `--synthetic` tiles only: train on synthetic, test on real (reported as a ratio).
 Every (arm, synthetic set, seed) is one run: its segmenter trains (resumably) under --work, is
 scored, and lands in --results beside the checkpoint's sha256, the second stage the synthetic
-tiles came from and the training time. Runs already in --results are skipped, so the study can
-run in parts (`--arm`, `--seed`); the summary (per-arm means, per-seed paired differences from
-real, ratios) is rebuilt after every run and printed as a table. `--controls` adds known-bad
-references for real seed 0: an untrained segmenter, and the trained one scored against the labels of
-other tiles. `--summary` prints the table of --results and trains nothing.
+tiles came from and the training time. A set is named by its stages, size and the hash of its
+generation.json (sets from before that hash was part of the name carry none). Runs already in
+--results are skipped, so the study can run in parts (`--arm`, `--seed`); the summary (per-arm
+means, per-seed paired differences from real, ratios) is rebuilt after every run and printed as a
+table. `--controls` adds known-bad references for real seed 0: an untrained segmenter, and the
+trained one scored against the labels of other tiles. `--summary` prints the table of --results
+and trains nothing.
 
     .venv/bin/python benchmarks/downstream_study.py --arm real --seed 0 --controls
     .venv/bin/python benchmarks/downstream_study.py --summary
@@ -99,6 +101,14 @@ def second_stage_of(folder: Path) -> str:
     return "+".join(stages) if stages else "unknown"
 
 
+def set_label(folder: Path, stage: str, n_tiles: int) -> str:
+    """Names a synthetic set by its stages, size and settings: two sets made with other settings (a new
+    checkpoint, another second stage) never share a run key or a segmenter folder."""
+    settings = folder / "generation.json"
+    digest = file_sha256(settings)[:8] if settings.is_file() else "unrecorded"
+    return f"{stage}:{n_tiles} tiles:{digest}"
+
+
 def add_controls(results: dict[str, Any], of: str, config: SegmenterConfig, tests: list[Truth]) -> None:
     """`controls` (untrained; trained but scored against other tiles' labels) beside run `of`."""
     trained = Segmenter.load(results["runs"][of]["checkpoint"])
@@ -157,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         syn_tiles = ([SegTile.from_sample(s, mpp) for s in read_synthetic(str(syn_folder), real, mpp)]
                      if syn_folder else [])
         tiles = (real_tiles if arm != "synthetic" else []) + syn_tiles
-        synthetic_set = f"{stage}:{len(syn_tiles)} tiles" if syn_folder else NO_STAGE
+        synthetic_set = set_label(syn_folder, stage, len(syn_tiles)) if syn_folder else NO_STAGE
         for seed in args.seed or [0, 1, 2]:
             key = run_key(arm, synthetic_set, seed)
             if key in results["runs"]:
