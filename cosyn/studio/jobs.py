@@ -69,12 +69,8 @@ class JobSpec:
                  "batch": self.batch, "lr": self.lr, "crop": self.crop}
         try:
             cfg = merged_config(self.options, named)
-        except (TypeError, ValueError) as e:
+        except (TypeError, ValueError) as e:  # TrainConfig also bounds threads and workers by the CPU count
             raise JobError(f"training options: {e}") from None
-        cpus = os.cpu_count() or 1
-        for key in ("threads", "workers"):  # a shared server is not one user's to oversubscribe
-            if getattr(cfg, key) > cpus:
-                raise JobError(f"training options: {key}={getattr(cfg, key)} is more than this machine's {cpus} CPUs")
         return asdict(cfg)
 
 
