@@ -26,7 +26,7 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from cosyn.training.config import merged_config, read_options
+    from cosyn.training.config import TrainingError, merged_config, read_options
     from cosyn.training.trainer import train
 
     def checked(path: Path | str, key: str | None = None) -> dict:
@@ -34,11 +34,11 @@ def _train(args: argparse.Namespace) -> int:
         opts = read_options(path)  # an unreadable file: an error naming it
         opts = opts.get(key) if key else opts
         if not isinstance(opts, dict):
-            raise SystemExit(f"train: {path}: no {key!r} object of training options")
+            raise TrainingError(f"train: {path}: no {key!r} object of training options")
         try:
             merged_config(opts)
         except ValueError as e:
-            raise SystemExit(f"train: {path}{f' [{key!r}]' if key else ''}: {e}") from None
+            raise TrainingError(f"train: {path}{f' [{key!r}]' if key else ''}: {e}") from None
         return opts
 
     saved = Path(args.out or "") / "run_config.json"
@@ -49,9 +49,9 @@ def _train(args: argparse.Namespace) -> int:
     try:
         cfg = merged_config(recorded, given, flags, {"bf16": False} if args.fp32 else None)
     except ValueError as e:
-        raise SystemExit(f"train: {e}") from None
+        raise TrainingError(f"train: {e}") from None
     if not cfg.data:
-        raise SystemExit("train: --data is required (or --resume an existing --out run)")
+        raise TrainingError("train: --data is required (or --resume an existing --out run)")
     run = train(cfg, resume=args.resume, overwrite=args.overwrite)
     print(f"run folder: {run}")
     return 0

@@ -276,10 +276,12 @@ def test_cli_names_the_file_of_a_bad_config_and_gives_the_lr_range(tmp_path):
         (tmp_path / name).write_text(text)
         out = subprocess.run(_cli("train", "--data", "x", "--out", str(tmp_path / "run"), "--config",
                                   str(tmp_path / name)), env=_env(), capture_output=True, text=True, timeout=240)
-        assert out.returncode != 0 and message in out.stderr and "Traceback" not in out.stderr, out.stderr[-2000:]
+        # exit status 2, as every other command's bad options
+        assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr, out.stderr[-2000:]
     out = subprocess.run(_cli("train", "--data", "x", "--out", str(tmp_path / "run"), "--lr", "-1"), env=_env(),
                          capture_output=True, text=True, timeout=240)
-    assert "lr=-1.0 must lie in 1e-12..0.1 (AdamW's step size" in out.stderr and "Traceback" not in out.stderr
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "lr=-1.0 must lie in 1e-12..0.1 (AdamW's step size" in out.stderr
     assert not (tmp_path / "run").exists()
 
 
