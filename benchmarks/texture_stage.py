@@ -121,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--draws", type=int, default=1,
                     help="outputs per base triple: draw d of triple k has seed k + 1000 d and name NAME_dD (d > 0); "
                          "the judge's AUC then averages over the stage's random choices (its source slide above all)")
+    ap.add_argument("--first-draw", type=int, default=0,
+                    help="draws first..first + draws - 1: a second set of draws to confirm a reading on fresh outputs")
     ap.add_argument("--upsampler", action="store_true", help="the Upsampler instead, on the same base triples")
     ap.add_argument("--real-guide", action="store_true",
                     help="diagnostic: each base image replaced by its layout's real tile at the base's size (a "
@@ -141,8 +143,9 @@ def main(argv: list[str] | None = None) -> int:
         triples = with_real_guides(triples, args.data, args.base)
     sources = capture_sources(stage) if args.seams else []
     samples, seconds, copies, missed = [], [], [], 0
+    draws = range(args.first_draw, args.first_draw + args.draws)
     made = [(f"{name}_d{d}" if d else name, source, base, k + 1000 * d)
-            for d in range(args.draws) for k, (name, source, base) in enumerate(triples)]
+            for d in draws for k, (name, source, base) in enumerate(triples)]
     for name, source, base, seed in made:
         t = time.perf_counter()
         out = stage.to_mpp(base, 0.25, seed=seed)
