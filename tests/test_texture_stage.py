@@ -281,3 +281,34 @@ def test_size_to_bank_moves_each_class_to_the_bank_sizes_and_keeps_their_order(s
         assert np.median(after) == pytest.approx(np.median(nuclei.log_area[nuclei.cls == c]), abs=1e-5)
         assert np.diff(after) == pytest.approx(np.diff(before))  # the base still says which is larger, and how much
         assert between == pytest.approx((np.array(before) + np.array(after)) / 2)
+
+
+def test_marking_ink_is_never_quilted_into_an_output(tmp_path: Path) -> None:
+    """A bank whose every tile has a block of black ink: no patch over it is indexed, so no output has any
+    ink, although the quilt had to look for tissue past it (and would find ink without the filter)."""
+    from cosyn.stages.texture.catalogue import INK_LEVEL, ink_fraction, patch_index
+
+    rng = np.random.default_rng(1)
+    tiles = [synthetic_tile(rng, f"t{i}", f"slide{i % 2}") for i in range(4)]
+    for t in tiles:
+        t.image[:24, :24] = 20  # ink, with no annotated nucleus under it
+        t.inst_map[:24, :24] = 0
+    bank = TextureBank(tiles, 0.25, CLASSES, "inked test tiles")
+    index = patch_index(bank, [0, 1], 64, 16, 1.0)
+    assert len(index.tile) == 2 * 5  # of the 9 positions per tile, the 4 over the ink are left out
+    inked = [ink_fraction(bank.tiles[t].image, yx[None], 64)[0] for t, yx in zip(index.tile, index.yx, strict=True)]
+    assert max(inked) == 0
+    assert len(patch_index(bank, [0, 1], 64, 16, 1.0, max_ink=1.0).tile) == 2 * 9  # the control: no filter
+    stage = TextureStage(bank)
+    for seed in range(4):
+        out = stage.to_mpp(base_triple(POINTS), 0.25, seed)
+        assert not (out.image.max(2) < INK_LEVEL).any()
+
+
+def test_a_slide_that_is_all_ink_is_still_quilted_from() -> None:
+    from cosyn.stages.texture.catalogue import patch_index
+
+    tile = synthetic_tile(np.random.default_rng(2), "t0", "slide0")
+    tile.image[:] = 20
+    index = patch_index(TextureBank([tile], 0.25, CLASSES, "all ink"), [0], 64, 16, 1.0)
+    assert len(index.tile) == 9
