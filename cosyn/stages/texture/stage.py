@@ -46,8 +46,10 @@ class TextureSettings:
     patch: int = 64  # 16 µm: the best of 32, 48, 64 and 128 on the realism judge (docs/model.md)
     overlap: int = 16
     stride: int = 16  # between indexed patch positions
-    nucleus_weight: float = 1.0  # of the nucleus-layout part of a patch key against its colour part
-    size_to_bank: float = 0.0  # how far pasted nuclei's sizes move from the base's towards the bank's (0..1)
+    # of the nucleus-layout part of a patch key against its colour part: 3 follows the layout more and the base
+    # image's mush less than 1 did (docs/model.md, measured on two sets of draws)
+    nucleus_weight: float = 3.0
+    size_to_bank: float = 1.0  # how far pasted nuclei's sizes move from the base's towards the bank's (0..1)
     slides: int = 3  # the seed picks the source slide among this many best matches
     weights: QuiltWeights = field(default_factory=QuiltWeights)
 
