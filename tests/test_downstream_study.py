@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -75,12 +76,18 @@ def test_study_accumulates_resumes_and_refuses_another_budget(data, tmp_path, ca
     assert second["runs"]["real|none|seed0"] == run and "real|none|seed1" in second["runs"]
     assert second["summary"]["none"]["arms"]["real"]["seeds"] == [0, 1]
 
-    # a folder without meta/ stands in for `cosyn augment` output: its second stage is "unknown"
-    assert study.main([*common[:-8], "--arm", "synthetic", "--synthetic", str(data), *common[-8:], "--seed", "0"]) == 0
+    # a folder without meta/ stands in for `cosyn augment` output: its second stage is "unknown"; the hash of
+    # its generation.json names the set, so a set remade with other settings never reuses these runs
+    syn_folder = tmp_path / "syn"
+    shutil.copytree(data, syn_folder)
+    (syn_folder / "generation.json").write_text('{"second_stage": {"name": "texture"}}')
+    label = f"unknown:8 tiles:{file_sha256(syn_folder / 'generation.json')[:8]}"
+    syn_args = ["--arm", "synthetic", "--synthetic", str(syn_folder)]
+    assert study.main([*common[:-8], *syn_args, *common[-8:], "--seed", "0"]) == 0
     third = json.loads(results.read_text())
-    syn = third["runs"]["synthetic|unknown:8 tiles|seed0"]
+    syn = third["runs"][f"synthetic|{label}|seed0"]
     assert syn["synthetic"]["tiles"] == 8 and syn["train_tiles"] == 8
-    paired = third["summary"]["unknown:8 tiles"]["paired"]["synthetic"]
+    paired = third["summary"][label]["paired"]["synthetic"]
     assert paired["seeds"] == [0] and paired["pq"]["diffs"] == [syn["scores"]["pq"] - run["scores"]["pq"]]
 
     with pytest.raises(SystemExit, match="made with budget"):
