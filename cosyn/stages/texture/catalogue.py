@@ -15,7 +15,7 @@ KEY_CELL = 8  # a patch key samples the blurred tile every KEY_CELL px
 KEY_BLUR = 4.0  # σ in px of the colour the keys compare: tissue layout, not nuclei or fibres
 # Marking ink and pigment: darker than this in every channel. Stained tissue, the darkest nuclei included,
 # never is (5 such pixels in the 4.2 M of the validation tiles); one training slide of CoNSeP has black
-# ink over a fifth of its area, and quilted into an output with nuclei pasted on it, it was the first
+# ink over up to 82% of a tile, and quilted into an output with nuclei pasted on it, it was the first
 # thing the realism judge flagged.
 INK_LEVEL = 70
 MAX_INK = 0.01  # a patch with more of its pixels ink than this is not indexed
