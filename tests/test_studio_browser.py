@@ -131,7 +131,7 @@ def test_browser_status_line_holds_only_the_studios_own_text(studio, browser):
     })""")
     assert all(re.fullmatch(r"Sampling: step \d+ of 100", t) for t in texts), texts
     page.locator("#cosyn-cancel").click()
-    _wait_text(page, "#cosyn-status", "Cancelled.")
+    _wait_text(page, "#cosyn-status", "Cancelled at step")
     page.close()
 
 

@@ -64,7 +64,7 @@ def test_cancel_stops_the_worker_between_steps(pipe):
     stream = stream_samples(_sampling(pipe, SamplingSettings(steps=50)), flag)
     assert isinstance(next(stream), StepPreview)
     flag.set()
-    with pytest.raises(SamplingCancelled, match="cancelled at step"):
+    with pytest.raises(SamplingCancelled, match=r"^Cancelled at step \d+ of 50$"):
         list(stream)
     for worker in [t for t in threading.enumerate() if t.name == "cosyn-sample"]:
         worker.join(timeout=10)
@@ -126,22 +126,32 @@ def test_a_request_is_checked_before_it_samples_and_saves_its_bundles(pipe, tmp_
 
 def test_cancel_registry():
     reg = CancelRegistry()
-    assert not reg.cancel("s1")
+    assert reg.cancel("s1") is None  # nothing runs
     old = reg.begin("s1")
     flag = reg.begin("s1")  # a newer run of the same session
-    reg.end("s1", old)  # the old run ending late leaves the new one cancellable
+    reg.end("s1", old, "the old run's line")  # the old run ending late leaves the new one cancellable
     ending = threading.Event()
 
     def end_late() -> None:
         ending.set()
-        reg.end("s1", flag)
+        reg.end("s1", flag, "Cancelled at step 3 of 9.")
 
     ended = threading.Timer(0.2, end_late)
     ended.start()
-    assert reg.cancel("s1", wait_s=10) and flag.is_set() and not old.is_set()
-    assert ending.is_set()  # Cancel answered only once the run had ended
+    # Cancel answers only once the run has ended, and with the run's own last line
+    assert reg.cancel("s1", wait_s=10) == "Cancelled at step 3 of 9."
+    assert ending.is_set() and flag.is_set() and not old.is_set()
     ended.join()
-    assert not reg.cancel("s1")
+    reg.end("s1", flag, "a second end")  # changes nothing
+    assert reg.cancel("s1") is None
+
+
+def test_cancel_that_outwaits_its_wait_says_so_without_the_runs_line():
+    reg = CancelRegistry()
+    flag = reg.begin("s1")
+    assert reg.cancel("s1", wait_s=0.05) == "" and flag.is_set()  # the run has not ended yet
+    reg.end("s1", flag, "Cancelled at step 1 of 2.")
+    assert reg.cancel("s1") is None
 
 
 def test_views_and_missed_line(pipe):

@@ -271,7 +271,7 @@ class CoSynPipeline:
                 preview = StepPreview(i + 1, len(timesteps), model_to_image(x0[:1, :3])[0],
                                       logits[0].argmax(0).byte().cpu().numpy(), model_to_dist(x0[:1, 3:])[0])
                 if on_step(preview) is False:
-                    raise SamplingCancelled(f"cancelled at step {i + 1} of {len(timesteps)}")
+                    raise SamplingCancelled(f"Cancelled at step {i + 1} of {len(timesteps)}")
             x = scheduler.step(v, t, x).prev_sample
             if not torch.isfinite(x).all():  # every later step would only carry the NaN on: stop at the first
                 raise SamplingError(self._failure(f"the image or distance map became NaN or infinite at step "

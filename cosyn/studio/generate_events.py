@@ -161,7 +161,10 @@ def _wire_generate(ctx: StudioContext, ui: SynthesizeUI) -> None:
                 ctx.speed.record(req.settings, req.canvas, time.monotonic() - started)
                 yield _finished(ui, form, [*items, *item.entries], item, folder)
         except SamplingCancelled as e:
-            yield {ui.status: f"Cancelled ({e})."}
+            line = f"{e}."
+            # ended here, before the yield, so the Cancel handler (which waits for the end) answers the same line
+            ctx.cancels.end(request.session_hash, flag, line)
+            yield {ui.status: line}
         finally:
             ctx.cancels.end(request.session_hash, flag)
             # Gradio has served every preview by now (it sends each yield before asking for the next), and the
@@ -191,9 +194,12 @@ def _finished(ui: SynthesizeUI, form: GenerateForm, items: list[gallery.Entry], 
 
 def _wire_cancel(ctx: StudioContext, ui: SynthesizeUI, generating: gr.events.Dependency) -> None:
     def on_cancel(request: gr.Request) -> str:
-        # answers once the run has ended, so a Generate click after "Cancelled." is never taken for a
+        # answers once the run has ended, so a Generate click after "Cancelled…" is never taken for a
         # second click on the run being cancelled (Gradio drops those)
-        return "Cancelled." if ctx.cancels.cancel(request.session_hash, CANCEL_WAIT_S) else "Nothing is running."
+        outcome = ctx.cancels.cancel(request.session_hash, CANCEL_WAIT_S)
+        if outcome is None:
+            return "Nothing is running."
+        return outcome or "Cancelled."  # "": the run had not ended within CANCEL_WAIT_S; it stops at its next step
 
     # the flag stops the sampling thread between two steps; `cancels` ends the browser's side of the
     # run and takes a run that is still waiting in the queue out of it

@@ -71,37 +71,47 @@ def check_request(settings: SamplingSettings, at_model: Layout) -> None:
             "per request (about 3 minutes of this CPU); ask for fewer triples or steps, or a smaller canvas")
 
 
+@dataclass
+class _Run:
+    flag: threading.Event  # set by Cancel; the sampler stops between two steps
+    finished: threading.Event = field(default_factory=threading.Event)
+    outcome: str = ""  # the status line the run ended with
+
+
 class CancelRegistry:
     """One cancel flag per browser session, so the Cancel button reaches the running job, and
-    a 'finished' event per run, so Cancel can report only once the run has really ended."""
+    a 'finished' event per run, so Cancel can report only once the run has really ended, and with the run's own
+    words: the Cancel button's answer and the run's last status line are one message, never two racing."""
 
     def __init__(self) -> None:
-        self._runs: dict[str, tuple[threading.Event, threading.Event]] = {}
+        self._runs: dict[str, _Run] = {}
         self._lock = threading.Lock()
 
     def begin(self, session: str) -> threading.Event:
         flag = threading.Event()
         with self._lock:
-            self._runs[session] = (flag, threading.Event())
+            self._runs[session] = _Run(flag)
         return flag
 
-    def cancel(self, session: str, wait_s: float = 0.0) -> bool:
-        """Set the session's flag and wait up to `wait_s` for its run to end; False if none runs."""
+    def cancel(self, session: str, wait_s: float = 0.0) -> str | None:
+        """Set the session's flag and wait up to `wait_s` for its run to end: None if none runs, else the line
+        the run ended with ("" if it has not ended within `wait_s`)."""
         with self._lock:
             run = self._runs.get(session)
         if run is None:
-            return False
-        flag, finished = run
-        flag.set()
-        finished.wait(wait_s)
-        return True
+            return None
+        run.flag.set()
+        run.finished.wait(wait_s)
+        return run.outcome if run.finished.is_set() else ""
 
-    def end(self, session: str, flag: threading.Event) -> None:
+    def end(self, session: str, flag: threading.Event, outcome: str = "") -> None:
+        """The run of `flag` has ended, saying `outcome`; later calls for the same run change nothing."""
         with self._lock:
             run = self._runs.get(session)
-            if run is not None and run[0] is flag:  # a newer run of the session keeps its entry
+            if run is not None and run.flag is flag:  # a newer run of the session keeps its entry
                 del self._runs[session]
-                run[1].set()
+                run.outcome = outcome
+                run.finished.set()
 
 
 _DONE, _FAILED = "done", "failed"
