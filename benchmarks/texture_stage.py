@@ -33,7 +33,9 @@ from cosyn.core.triple import Triple
 from cosyn.data.dataset import split_by_source
 from cosyn.data.formats import read_dataset, write_dataset
 from cosyn.data.sample import sample_from_triple
+from cosyn.stages.base import STAIN_PARAM
 from cosyn.stages.texture import TextureSettings, TextureStage, bank_from_samples, load_bank, save_bank
+from cosyn.stages.texture.stain import Stain
 from cosyn.stages.upsampler import Upsampler
 from cosyn.training.config import TrainConfig
 
@@ -75,6 +77,20 @@ def with_real_guides(triples: list[tuple[str, str, Triple]], data: Path, base: P
         tile = json.loads((base / "meta" / f"{name}.json").read_text())["origin"]["tile"]
         h, w = t.image.shape[:2]
         out.append((name, source, replace(t, image=cv2.resize(images[tile], (w, h), interpolation=cv2.INTER_AREA))))
+    return out
+
+
+def with_source_stains(triples: list[tuple[str, str, Triple]], data: Path, base: Path
+                       ) -> list[tuple[str, str, Triple]]:
+    """Each base triple asking for the stain of its layout's source slide, measured on that slide's other
+    tiles (the layout's own tile left out, so no output is coloured by the very tile it is judged with)."""
+    seq = read_dataset(data)
+    tiles = [(seq.names[i], seq[i].source, seq[i].image) for i in range(len(seq))]
+    out = []
+    for name, source, t in triples:
+        origin = json.loads((base / "meta" / f"{name}.json").read_text())["origin"]
+        stain = Stain.of([im for n, s, im in tiles if s == origin["source"] and n != origin["tile"]])
+        out.append((name, source, replace(t, params={**t.params, STAIN_PARAM: stain.to_dict()})))
     return out
 
 
@@ -127,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--real-guide", action="store_true",
                     help="diagnostic: each base image replaced by its layout's real tile at the base's size (a "
                          "perfect base model's image; the labels stay the base's)")
+    ap.add_argument("--match-stain", action="store_true",
+                    help="each output in the stain of its layout's source slide (its other tiles in --data)")
     ap.add_argument("--seams", type=Path, default=None,
                     help="also write each output's seam mask (quilt seams not under a pasted nucleus) to DIR/NAME.png")
     args = ap.parse_args(argv)
@@ -141,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     triples = base_triples(args.base)[: args.limit]
     if args.real_guide:
         triples = with_real_guides(triples, args.data, args.base)
+    if args.match_stain:
+        triples = with_source_stains(triples, args.data, args.base)
     sources = capture_sources(stage) if args.seams else []
     samples, seconds, copies, missed = [], [], [], 0
     draws = range(args.first_draw, args.first_draw + args.draws)

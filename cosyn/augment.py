@@ -16,6 +16,8 @@ random real tile, placed uniformly with the same minimum spacing (no spatial clu
 With `enrich` ({class: factor}, `--enrich inflammatory=2,other=3`), each layout is then enriched
 (cosyn.core.enrich): about factor × as many nuclei of each named class, drawn from a stream of its own
 per job, so the perturbations and sampling seeds stay those of the same run without enrichment.
+With `match_stain` (`--match-stain`) every tile takes the stain of its layout's source slide, measured over
+that slide's tiles in the dataset (cosyn.stages.texture.stain), instead of its bank slide's.
 
 Job i (tile name `syn_{i:06d}`) is a pure function of (data, seed, i), so a run can be resumed,
 extended to a larger N, or sharded: under `torchrun --nproc_per_node W -m cosyn augment ...`
@@ -34,10 +36,8 @@ all four files exist, and an interrupted one is generated again.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -55,13 +55,13 @@ from cosyn.data.dataset import split_by_source
 from cosyn.data.formats import read_dataset
 from cosyn.data.sample import Sample, sample_from_triple
 from cosyn.data.targets import layout_from_sample
-from cosyn.enrichment import enrich, parse_request, record_in
+from cosyn.enrichment import enrich, record_in
 from cosyn.io.fileio import atomic_write, remove_leftovers_in
 from cosyn.io.guards import refuse_overlap
-from cosyn.model.checkpoint import read_pipeline_config
 from cosyn.model.pipeline import CoSynPipeline
-from cosyn.model.ranges import Bounds, check_numbers, cpu_bounds
+from cosyn.model.ranges import Bounds, check_numbers
 from cosyn.model.settings import SamplingSettings
+from cosyn.stages.texture.stain import Stain
 from cosyn.training.config import TRAIN_RANGES, TrainConfig
 
 TILE_DIRS = {"image": ("images", ".png"), "inst": ("instances", ".tif"), "class": ("classes", ".png"),
@@ -105,6 +105,7 @@ class Job:
     source: str
     origin: dict[str, Any]
     enrichment: dict[str, Any] | None = None  # what enrichment did to `layout` (cosyn.enrichment.enrich)
+    stain: Stain | None = None  # the stain its tile is made in (`match_stain`); None: its source slide's
 
 
 @dataclass
@@ -303,7 +304,7 @@ def generate(pipe: CoSynPipeline, jobs: Sequence[Job], out: str | Path, sampling
                disable=not progress, position=rank, dynamic_ncols=True)
     with bar:
         for job in todo:
-            triple = pipe.sample(job.layout, settings=sampling, seed=job.seed, n=1)[0]
+            triple = pipe.sample(job.layout, settings=sampling, seed=job.seed, n=1, stain=job.stain)[0]
             record_in([triple], job.enrichment)
             sample = sample_from_triple(triple, job.name, job.source, classes, triple.layout.mpp)
             meta = {"layout": triple.layout.to_dict(), "params": triple.params, "origin": job.origin,
@@ -325,6 +326,19 @@ def load_source_tiles(data: str | Path, fmt: str = "auto", split: str = "train",
     return [SourceTile.from_sample(loaded[i]) for i in picked], loaded[0].classes
 
 
+def source_stains(data: str | Path, fmt: str = "auto") -> dict[str, Stain]:
+    """The stain of every source slide of a dataset, over all its tiles."""
+    samples = read_dataset(data, fmt)
+    by_source: dict[str, list[np.ndarray]] = {}
+    for i in range(len(samples)):
+        s = samples[i]
+        by_source.setdefault(s.source or s.name, []).append(s.image)
+    try:
+        return {source: Stain.of(images) for source, images in by_source.items()}
+    except ValueError as e:
+        raise AugmentError(f"{data}: cannot match stains: {e}") from None
+
+
 @dataclass
 class AugmentConfig:
     checkpoint: str
@@ -340,6 +354,7 @@ class AugmentConfig:
     perturbation: Perturbation | None = None
     sampling: SamplingSettings | None = None
     enrich: dict[str, float] | None = None  # {class: factor}; None: layouts as perturbed
+    match_stain: bool = False  # each tile in the stain of its layout's source slide (all its tiles in `data`)
 
     def __post_init__(self) -> None:
         check_numbers(self, AUGMENT_RANGES, "augment options")
@@ -368,12 +383,17 @@ def augment(cfg: AugmentConfig, pipe: CoSynPipeline | None = None, rank: int | N
     if pipe is None:
         pipe = CoSynPipeline.from_pretrained(cfg.checkpoint, device=_device(), trust_unverified=trust_unverified)
     tiles, classes = load_source_tiles(cfg.data, cfg.format, cfg.split, cfg.val_fraction, cfg.split_seed)
+    sources = {t.name: t.source for t in tiles}
     if classes.names != pipe.class_set.names:
         raise AugmentError(f"{cfg.data} has classes {classes.to_list()}, the model {pipe.class_set.to_list()}")
     out = Path(cfg.out)
     remove_leftovers_in(out)  # what a killed run left half-written; live ranks' files are kept
     check_run_settings(out, cfg.settings(pipe.sha256, pipe.config.second_stage))
     jobs = plan_jobs(tiles, cfg.n, cfg.seed, cfg.random_layouts, cfg.perturbation, pipe.config.mpp, cfg.enrich)
+    if cfg.match_stain:
+        stains = source_stains(cfg.data, cfg.format)
+        for job in jobs:
+            job.stain = stains[job.origin.get("source") or sources[job.origin["counts_from"]]]
     tissues = {t.layout.tissue for t in tiles}
     write_classes_json(out, jobs, classes, output_mpp(pipe, jobs, cfg.sampling.refine),
                        next(iter(tissues)) if len(tissues) == 1 else None)
@@ -394,57 +414,3 @@ def _device() -> str:
     import torch
 
     return f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"
-
-
-# -- CLI ---------------------------------------------------------------------------------------------------
-def add_augment_parser(sub: argparse._SubParsersAction) -> None:
-    from cosyn.model.sampling_args import add_sampling_arguments, add_trust_argument
-
-    p = sub.add_parser("augment", help="synthetic dataset from real layouts (resumable; shards under torchrun)")
-    p.add_argument("--checkpoint", required=True)
-    add_trust_argument(p)
-    p.add_argument("--data", required=True, help="real dataset whose layouts are used")
-    # --tiles: torchrun's parser reads any --n in the script's arguments as an ambiguous abbreviation of its own
-    # options (--nnodes, --nproc-per-node, ...) and stops, so under torchrun spell it --tiles.
-    p.add_argument("--n", "--tiles", dest="n", type=int, required=True, help="number of synthetic tiles")
-    p.add_argument("--out", required=True)
-    p.add_argument("--format", default="auto")
-    p.add_argument("--split", default="train", choices=["train", "val", "all"],
-                   help="which real tiles give layouts (split by source as `train` splits)")
-    p.add_argument("--val-fraction", type=float, default=TrainConfig.val_fraction)
-    p.add_argument("--split-seed", type=int, default=TrainConfig.seed)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--random-layouts", action="store_true", help="layouts drawn from the dataset's statistics")
-    p.add_argument("--no-dihedral", action="store_true")
-    p.add_argument("--jitter-um", type=float, default=0.5)
-    p.add_argument("--density", type=float, default=0.25, help="density factor drawn from [1-d, 1+d]")
-    p.add_argument("--enrich", metavar="CLASS=FACTOR[,...]",
-                   help="about FACTOR (1-10) times as many nuclei of each named class in every layout, "
-                        "e.g. inflammatory=2,other=3")
-    add_sampling_arguments(p)
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads per process (0 = torch default)")
-    p.set_defaults(func=_run)
-
-
-def _run(args: argparse.Namespace) -> int:
-    import torch
-
-    check_numbers(args, {"threads": cpu_bounds()}, "options")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    cfg = AugmentConfig(
-        checkpoint=args.checkpoint, data=args.data, out=args.out, n=args.n, format=args.format, split=args.split,
-        val_fraction=args.val_fraction, split_seed=args.split_seed, seed=args.seed,
-        random_layouts=args.random_layouts,
-        perturbation=Perturbation(not args.no_dihedral, args.jitter_um, args.density),
-        sampling=SamplingSettings(args.steps, args.guidance, args.sampler, refine=not args.no_refine),
-        # checked against the checkpoint's classes before minutes of loading and sampling
-        enrich=parse_request(args.enrich, read_pipeline_config(args.checkpoint).classes),
-    )
-    try:
-        stats = augment(cfg, trust_unverified=args.trust_unverified)
-    except AugmentError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(json.dumps(stats))
-    return 0

@@ -120,8 +120,10 @@ def _sample_checked(args: argparse.Namespace, settings: SamplingSettings, format
     from cosyn.io.export import write_bundle
     from cosyn.model.checkpoint import read_pipeline_config
     from cosyn.model.pipeline import CoSynPipeline, crowding_warnings
+    from cosyn.stages.texture.stain import Stain
 
     layout = Layout.load(args.layout)
+    stain = Stain.of_files(args.stain_reference) if args.stain_reference else None
     config = read_pipeline_config(args.checkpoint)
     factors = parse_request(args.enrich, config.classes)
     layout, enrichment = enrich(layout, factors, settings.seed, config.mpp) if factors else (layout, None)
@@ -132,7 +134,7 @@ def _sample_checked(args: argparse.Namespace, settings: SamplingSettings, format
         def on_step(p) -> None:
             bar.n = p.step
             bar.refresh()
-        triples = pipe.sample(layout, args.prompt, settings, on_step=on_step)
+        triples = pipe.sample(layout, args.prompt, settings, on_step=on_step, stain=stain)
     record_in(triples, enrichment)
     for folder, tr in zip(folders, triples, strict=True):
         if args.output_mpp:
@@ -163,7 +165,7 @@ def _positive(cast: type[int] | type[float]) -> Callable[[str], int | float]:
 
 
 HEAVY_COMMANDS = {
-    "augment": ("cosyn.augment", "add_augment_parser",
+    "augment": ("cosyn.augment_cli", "add_augment_parser",
                 "synthetic dataset from real layouts (resumable; shards under torchrun)"),
     "evaluate": ("cosyn.evaluation.evaluate", "add_evaluate_parser",
                  "quality report of a checkpoint against a real dataset split"),
@@ -254,6 +256,9 @@ def _add_sample(sub: Subparsers) -> None:
     sa.add_argument("--enrich", metavar="CLASS=FACTOR[,...]",
                     help="enrich the layout before sampling: about FACTOR (1-10) times as many nuclei of each "
                          "named class, drawn from --seed (e.g. inflammatory=2)")
+    sa.add_argument("--stain-reference", nargs="+", metavar="IMAGE",
+                    help="make the tiles in the stain of these H&E images (your own slides'), not the texture "
+                         "bank's; needs the texture stage")
     sa.set_defaults(func=_sample)
 
 

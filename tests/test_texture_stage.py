@@ -12,7 +12,7 @@ from conftest import SHARED_DATA
 
 from cosyn.core.layout import Layout, Point
 from cosyn.core.triple import Triple
-from cosyn.stages.base import SecondStage, StageContext
+from cosyn.stages.base import STAIN_PARAM, SecondStage, StageContext
 from cosyn.stages.texture import (
     BankError,
     TextureBank,
@@ -29,6 +29,7 @@ from cosyn.stages.texture.bank import BankTile
 from cosyn.stages.texture.nuclei import nuclei_of
 from cosyn.stages.texture.paste import targets_from_base
 from cosyn.stages.texture.quilt import min_cut, seam_mask
+from cosyn.stages.texture.stain import Stain
 
 CLASSES = ["background", "other", "inflammatory", "epithelial", "spindle"]
 PINK, PURPLE = np.array([235, 185, 205]), np.array([80, 50, 130])
@@ -141,6 +142,23 @@ def test_same_seed_same_triple_other_seed_other_tissue(stage: TextureStage) -> N
     np.testing.assert_array_equal(a.image, b.image)
     c = stage.to_mpp(base_triple(POINTS), 0.25, seed=8)
     assert not np.array_equal(a.image, c.image)
+
+
+def test_a_requested_stain_recolours_the_tissue_and_changes_no_label(stage: TextureStage) -> None:
+    """The stain is applied to the finished composition: same seed, same nuclei and labels, other colours. The
+    output moves by the gap between its slide's stain and the reference, so its own mix of nuclei and tissue keeps
+    it near the reference, not on it."""
+    reference = Stain.of([np.clip(np.array([190, 170, 215]) + np.random.default_rng(0).normal(0, 10, (32, 32, 3)),
+                                  0, 255).astype(np.uint8)])
+    plain = stage.to_mpp(base_triple(POINTS), 0.25, seed=5)
+    asked = base_triple(POINTS)
+    asked.params[STAIN_PARAM] = reference.to_dict()
+    stained = stage.to_mpp(asked, 0.25, seed=5)
+    np.testing.assert_array_equal(stained.inst_map, plain.inst_map)
+    assert stained.inst_classes == plain.inst_classes
+    assert stained.params[STAIN_PARAM] == reference.to_dict()  # the triple says which stain it was made in
+    before, after = (np.abs(np.array(Stain.of([t.image]).mean) - reference.mean).max() for t in (plain, stained))
+    assert after < before / 3, (before, after)
 
 
 def test_saved_stage_loads_through_the_registry_contract(stage: TextureStage, tmp_path: Path) -> None:

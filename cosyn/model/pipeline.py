@@ -48,8 +48,9 @@ from cosyn.model.diffusion.gaussian import (
 from cosyn.model.known import HeldRegion, KnownRegion
 from cosyn.model.settings import SamplingSettings
 from cosyn.model.text import TextEncoder
-from cosyn.stages.base import SecondStage
+from cosyn.stages.base import STAIN_PARAM, SecondStage
 from cosyn.stages.registry import STAGE_DIR, default_stage
+from cosyn.stages.texture.stain import Stain
 
 
 class SamplingCancelled(RuntimeError):
@@ -180,6 +181,7 @@ class CoSynPipeline:
         preview_every: int = 1,
         bf16: bool = True,
         known: KnownRegion | None = None,
+        stain: Stain | None = None,
         **fields: Any,
     ) -> list[Triple]:
         """Triples for `layout`, sampled as `settings` say; keyword `fields` (steps=, seed=, refine=, ...)
@@ -187,10 +189,16 @@ class CoSynPipeline:
         the layout is finer (a 40x canvas for a 20x model) the second stage (`second_stage`, cosyn.stages)
         brings each triple to the layout's µm/px (`refine=False` skips it and returns the base triple).
         `known` holds part of the canvas fixed to a real triple (editing: cosyn.editing). `canvas` is
-        `conform_layout(layout, size)` when the caller has it already (conformed once per request)."""
+        `conform_layout(layout, size)` when the caller has it already (conformed once per request). `stain`:
+        the triples come out in that stain (cosyn.stages.texture.stain) instead of their source slide's."""
         settings = settings or SamplingSettings()
         if fields:
             settings = settings.with_(**fields)
+        if stain is not None and not (settings.refine and self.stage_runs(layout)
+                                      and getattr(self.second_stage, "takes_stain", False)):
+            raise ValueError(f"a stain reference is applied by the texture stage, and the {self.second_stage.name} "
+                             "stage does not take one here (it needs refine on and a layout finer than the model's "
+                             f"{self.config.mpp} µm/px)")
         if prompt is not None and not isinstance(prompt, str):
             raise ValueError(f"prompt must be text, not {type(prompt).__name__}")
         canvas = canvas or self.conform_layout(layout, size)
@@ -204,7 +212,7 @@ class CoSynPipeline:
             "prompt": prompt, "n": settings.n, "checkpoint_sha256": self.sha256, "cosyn_version": __version__,
             "model_mpp": self.config.mpp, "layout_mpp": layout.mpp, "stages": ["base"],
             "warnings": crowding_warnings(canvas),
-        }
+        } | ({STAIN_PARAM: stain.to_dict()} if stain is not None else {})
         images = model_to_image(x_img)
         for i, image in enumerate(images):
             if not image.any():

@@ -11,6 +11,10 @@ import numpy as np
 from cosyn.core.layout import Layout
 from cosyn.core.triple import Triple
 
+# A base triple's param asking for a stain (a cosyn.stages.texture.stain.Stain as a dict); a stage whose
+# `takes_stain` is True brings its output to it, and the pipeline refuses the request for any other stage.
+STAIN_PARAM = "stain_reference"
+
 
 class StageError(ValueError):
     """A second stage that cannot be loaded or saved; the message names the file and the problem."""
