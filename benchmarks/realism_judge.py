@@ -11,7 +11,9 @@ sides), each with and without the JPEG q75 pass (applied to both sides at 0.25 Â
 are q75 JPEGs already). Per view: C2ST AUC mean Â± sd and per seed, the Laplacian-variance ratio and
 the hematoxylin AUC of nucleus pixels (median over tiles); KID (Inception on whole tiles) in the JPEG
 views. The calibration lines of cosyn.evaluation.judge are printed beside every view; a view whose
-lines fail gets no verdict. Results merge into the JSON by candidate name, and calibration rows are
+lines fail gets no verdict. `--stain-matched-floor` adds the floor without stain shift (the training
+tiles moved to the validation sources' stains), the control for `--match-stain` candidates. Results merge
+into the JSON by candidate name, and calibration rows are
 cached there under the judge's settings, so a new candidate costs only its own judges.
 """
 
