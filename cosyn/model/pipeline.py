@@ -194,11 +194,8 @@ class CoSynPipeline:
         settings = settings or SamplingSettings()
         if fields:
             settings = settings.with_(**fields)
-        if stain is not None and not (settings.refine and self.stage_runs(layout)
-                                      and getattr(self.second_stage, "takes_stain", False)):
-            raise ValueError(f"a stain reference is applied by the texture stage, and the {self.second_stage.name} "
-                             "stage does not take one here (it needs refine on and a layout finer than the model's "
-                             f"{self.config.mpp} µm/px)")
+        if stain is not None:
+            self.check_stain(layout, settings.refine)
         if prompt is not None and not isinstance(prompt, str):
             raise ValueError(f"prompt must be text, not {type(prompt).__name__}")
         canvas = canvas or self.conform_layout(layout, size)
@@ -223,6 +220,14 @@ class CoSynPipeline:
         if not (settings.refine and self.stage_runs(layout)):
             return base
         return [self._second_stage(t, layout.mpp, seed * 1009 + i) for i, t in enumerate(base)]
+
+    def check_stain(self, layout: Layout, refine: bool = True) -> None:
+        """Refuse a stain reference that sampling `layout` would not apply: only a second stage that takes one
+        (the texture stage) applies it, and only when it runs."""
+        if not (refine and self.stage_runs(layout) and getattr(self.second_stage, "takes_stain", False)):
+            raise ValueError(f"a stain reference is applied by the texture stage, and the {self.second_stage.name} "
+                             "stage does not take one here (it needs refine on and a layout finer than the model's "
+                             f"{self.config.mpp} µm/px)")
 
     def output_mpp(self, layout: Layout, refine: bool = True) -> float:
         """The µm/px of the triples that sampling `layout` returns."""

@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
+import numpy as np
 
 from cosyn.core.triple import Triple
 from cosyn.enrichment import PARAMS_KEY, parse_request
 from cosyn.model.pipeline import SamplingCancelled, StepPreview
 from cosyn.model.settings import SamplingSettings
+from cosyn.stages.texture.stain import Stain
 from cosyn.studio import canvas as cv
 from cosyn.studio import gallery
 from cosyn.studio.context import SAMPLING_GROUP, StudioContext
@@ -89,6 +91,7 @@ class GenerateForm:
     edit_source: dict | None
     brush: dict | None
     enrich: str = ""  # "CLASS=FACTOR[,...]"; empty: off
+    stain_reference: np.ndarray | None = None  # an uploaded H&E image whose stain the triples take
 
     @staticmethod
     def components(ui: SynthesizeUI) -> dict[str, gr.components.Component]:
@@ -96,7 +99,7 @@ class GenerateForm:
                 "guidance": ui.guidance, "sampler": ui.sampler, "seed": ui.seed, "n": ui.n, "refine": ui.refine,
                 "opacity": ui.opacity, "items": ui.entries, "background": ui.background, "browser": ui.browser_id,
                 "confirmed": ui.confirmed, "edit_mode": ui.edit_mode, "edit_source": ui.edit_source,
-                "brush": ui.brush, "enrich": ui.enrich}
+                "brush": ui.brush, "enrich": ui.enrich, "stain_reference": ui.stain_reference}
 
     @classmethod
     def read(cls, ui: SynthesizeUI, values: dict[gr.components.Component, Any]) -> GenerateForm:
@@ -118,8 +121,14 @@ def form_request(ctx: StudioContext, form: GenerateForm) -> Request:
         tile = kept_tile(form.edit_source, ctx.config.outputs)
         edit = TileEdit(tile, brush_mask(form.brush, tile.image.shape[:2]))
     pipe = ctx.models.get(form.model)
+    stain = None
+    if form.stain_reference is not None:
+        try:
+            stain = Stain.of([np.asarray(form.stain_reference)[..., :3].astype(np.uint8)])
+        except ValueError as e:
+            raise ValueError(f"Stain reference: {e}.") from None
     return Request(pipe, cv.layout_of(form.canvas), form.prompt, form.settings, edit,
-                   parse_request(form.enrich, pipe.class_set))
+                   parse_request(form.enrich, pipe.class_set), stain)
 
 
 def _long_run_note(ctx: StudioContext, form: GenerateForm, req: Request) -> tuple[str, str] | None:

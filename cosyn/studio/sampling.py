@@ -26,6 +26,7 @@ from cosyn.editing import edit_tile
 from cosyn.enrichment import enrich, record_in
 from cosyn.model.pipeline import CoSynPipeline, StepPreview
 from cosyn.model.settings import SamplingSettings
+from cosyn.stages.texture.stain import Stain
 from cosyn.studio import gallery
 
 MAX_STEPS, MAX_N = 100, 8  # per run, on the page and through the API: bounds what one request costs
@@ -195,7 +196,8 @@ class Request:
     request costs no sampling; `canvas` is the layout as the base model samples it (previews are
     cut on it). With `edit`, the request regenerates part of a real tile (cosyn.editing) the same way:
     live previews, then the result saved. With `enrich` ({class: factor}), `layout` becomes the enriched
-    layout first (drawn from the settings' seed), and `enrichment` is what goes into each params.json."""
+    layout first (drawn from the settings' seed), and `enrichment` is what goes into each params.json. With
+    `stain`, the triples come in that stain (refused for an edit, and where the second stage cannot apply it)."""
 
     pipe: CoSynPipeline
     layout: Layout
@@ -203,6 +205,7 @@ class Request:
     settings: SamplingSettings
     edit: TileEdit | None = None
     enrich: Mapping[str, float] | None = None
+    stain: Stain | None = None  # the triples' stain (cosyn.stages.texture.stain); None: their bank slide's
     canvas: Layout = field(init=False)
     enrichment: dict | None = field(init=False, default=None)
 
@@ -212,13 +215,18 @@ class Request:
                 raise ValueError("Enrichment makes a new layout and cannot be combined with editing a real tile: "
                                  "clear \"Enrich rare classes\" or untick \"Edit the loaded real tile\".")
             self.layout, self.enrichment = enrich(self.layout, self.enrich, self.settings.seed, self.pipe.config.mpp)
+        if self.stain is not None:
+            if self.edit is not None:  # the kept tissue keeps the tile's stain, and new nuclei take it on too
+                raise ValueError("A stain reference colours a new tile; an edit keeps the loaded tile's own stain: "
+                                 "clear \"Stain reference\" or untick \"Edit the loaded real tile\".")
+            self.pipe.check_stain(self.layout, self.settings.refine)
         self.canvas = self.pipe.conform_layout(self.layout)
         check_request(self.settings, self.canvas)
 
     def sample(self, on_step: OnStep) -> list[Triple]:
         if self.edit is None:
             triples = self.pipe.sample(self.layout, self.prompt or None, self.settings, canvas=self.canvas,
-                                       on_step=on_step)
+                                       on_step=on_step, stain=self.stain)
             record_in(triples, self.enrichment)
             return triples
         triple = edit_tile(self.pipe, self.edit.tile, self.layout, self.edit.mask, settings=self.settings,

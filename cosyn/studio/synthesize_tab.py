@@ -80,6 +80,7 @@ class SynthesizeUI:
     n: gr.Slider
     refine: gr.Checkbox
     enrich: gr.Textbox
+    stain_reference: gr.Image  # an H&E tile whose stain the results take (optional)
     edit_mode: gr.Checkbox
     brush: gr.ImageEditor  # the region to regenerate, painted over the loaded tile (optional)
     seed: gr.Number
@@ -235,6 +236,9 @@ def _settings(ctx: StudioContext, c: dict, names: list[str], first: str | None, 
                              info="before generating, about FACTOR (1-10) times as many nuclei of each named class "
                                   "are added beside their own kind (drawn from the seed; the canvas stays as drawn, "
                                   "the bundle's layout.json holds the enriched points); empty: off")
+    c["stain_reference"] = gr.Image(
+        None, label="Stain reference (optional): results take this H&E tile's stain instead of the texture bank's",
+        type="numpy", sources=["upload"], elem_id="cosyn-stain", height=160)
     c["edit_mode"] = gr.Checkbox(False, label="Edit the loaded real tile", elem_id="cosyn-edit-mode",
                                  info="Generate regenerates only around the nuclei you added, removed, moved or "
                                       "reclassified, and keeps the rest of the tile (load a dataset sample or a real "
