@@ -8,6 +8,7 @@ tissue from the training tiles.
    there (paste.py); real nuclei the quilt carried along elsewhere are inpainted away, so no nucleus is
    in the image without one in the labels.
 4. Instances are the pasted masks; class and distance maps follow from them.
+5. Asked for a reference stain (the base triple's STAIN_PARAM), the finished image is moved to it (stain.py).
 """
 
 from __future__ import annotations
