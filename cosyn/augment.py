@@ -105,7 +105,7 @@ class Job:
     source: str
     origin: dict[str, Any]
     enrichment: dict[str, Any] | None = None  # what enrichment did to `layout` (cosyn.enrichment.enrich)
-    stain: Stain | None = None  # the stain its tile is made in (`match_stain`); None: its source slide's
+    stain: Stain | None = None  # the stain its tile is made in (`match_stain`); None: its bank slide's
 
 
 @dataclass
@@ -333,10 +333,13 @@ def source_stains(data: str | Path, fmt: str = "auto") -> dict[str, Stain]:
     for i in range(len(samples)):
         s = samples[i]
         by_source.setdefault(s.source or s.name, []).append(s.image)
-    try:
-        return {source: Stain.of(images) for source, images in by_source.items()}
-    except ValueError as e:
-        raise AugmentError(f"{data}: cannot match stains: {e}") from None
+    stains = {}
+    for source, images in by_source.items():
+        try:
+            stains[source] = Stain.of(images)
+        except ValueError as e:
+            raise AugmentError(f"{data}: cannot match the stain of source slide {source!r}: {e}") from None
+    return stains
 
 
 @dataclass
@@ -391,6 +394,10 @@ def augment(cfg: AugmentConfig, pipe: CoSynPipeline | None = None, rank: int | N
     check_run_settings(out, cfg.settings(pipe.sha256, pipe.config.second_stage))
     jobs = plan_jobs(tiles, cfg.n, cfg.seed, cfg.random_layouts, cfg.perturbation, pipe.config.mpp, cfg.enrich)
     if cfg.match_stain:
+        try:  # refused before any tile is sampled, not at the first one
+            pipe.check_stain(jobs[0].layout, cfg.sampling.refine)
+        except ValueError as e:
+            raise AugmentError(f"--match-stain: {e}") from None
         stains = source_stains(cfg.data, cfg.format)
         for job in jobs:
             job.stain = stains[job.origin.get("source") or sources[job.origin["counts_from"]]]

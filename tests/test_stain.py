@@ -11,7 +11,7 @@ import pytest
 from conftest import disc_sample
 from PIL import Image
 
-from cosyn.augment import AugmentConfig, SamplingSettings, augment, read_meta, source_stains
+from cosyn.augment import AugmentConfig, AugmentError, SamplingSettings, augment, read_meta, source_stains
 from cosyn.core.layout import Layout, Point
 from cosyn.data.formats import read_dataset, write_dataset
 from cosyn.stages.base import STAIN_PARAM
@@ -120,3 +120,13 @@ def test_sample_names_a_stain_reference_it_cannot_read(tmp_path) -> None:
         assert out.returncode == 2 and "Traceback" not in out.stderr
         assert problem in out.stderr
         assert not (tmp_path / "o").exists()
+
+
+def test_augment_refuses_match_stain_before_sampling_when_its_stage_cannot_apply_it(pipe, data, tmp_path) -> None:
+    out = tmp_path / "syn"
+    cfg = AugmentConfig(checkpoint="unused", data=str(data), out=str(out), n=2,
+                        sampling=SamplingSettings(steps=2, guidance=2.0), match_stain=True)
+    with pytest.raises(AugmentError, match="--match-stain: a stain reference is applied by the texture stage, "
+                                           "and the upsampler stage"):
+        augment(cfg, pipe=pipe, rank=0, world=1, progress=False)
+    assert not (out / "images").exists() or not any((out / "images").iterdir())  # refused before any tile
