@@ -130,3 +130,11 @@ def test_augment_refuses_match_stain_before_sampling_when_its_stage_cannot_apply
                                            "and the upsampler stage"):
         augment(cfg, pipe=pipe, rank=0, world=1, progress=False)
     assert not (out / "images").exists() or not any((out / "images").iterdir())  # refused before any tile
+
+
+def test_a_source_slide_without_stained_pixels_is_named(tmp_path) -> None:
+    blank = disc_sample(n=4, size=(32, 32), name="fat_000")
+    blank.image[:] = 255  # nothing stained: no stain to match
+    write_dataset([disc_sample(n=4, size=(32, 32), name="s0_000"), blank], tmp_path / "d", "folder")
+    with pytest.raises(AugmentError, match="source slide 'fat': too few stained pixels"):
+        source_stains(tmp_path / "d")
