@@ -315,30 +315,36 @@ def generate(pipe: CoSynPipeline, jobs: Sequence[Job], out: str | Path, sampling
             "generated": len(todo)}
 
 
+def read_samples(data: str | Path, fmt: str = "auto") -> list[Sample]:
+    samples = read_dataset(data, fmt)
+    return [samples[i] for i in range(len(samples))]
+
+
+def source_tiles(samples: Sequence[Sample], split: str = "train", val_fraction: float = TrainConfig.val_fraction,
+                 split_seed: int = TrainConfig.seed) -> tuple[list[SourceTile], ClassSet]:
+    """The real tiles of `split` ("train", "val" or "all"), split by source as training splits them."""
+    train_idx, val_idx = split_by_source(samples, val_fraction, split_seed)
+    picked = {"train": train_idx, "val": val_idx, "all": range(len(samples))}[split]
+    return [SourceTile.from_sample(samples[i]) for i in picked], samples[0].classes
+
+
 def load_source_tiles(data: str | Path, fmt: str = "auto", split: str = "train",
                       val_fraction: float = TrainConfig.val_fraction,
                       split_seed: int = TrainConfig.seed) -> tuple[list[SourceTile], ClassSet]:
-    """The real tiles of `split` ("train", "val" or "all"), split by source as training splits them."""
-    samples = read_dataset(data, fmt)
-    loaded = [samples[i] for i in range(len(samples))]
-    train_idx, val_idx = split_by_source(loaded, val_fraction, split_seed)
-    picked = {"train": train_idx, "val": val_idx, "all": range(len(loaded))}[split]
-    return [SourceTile.from_sample(loaded[i]) for i in picked], loaded[0].classes
+    return source_tiles(read_samples(data, fmt), split, val_fraction, split_seed)
 
 
-def source_stains(data: str | Path, fmt: str = "auto") -> dict[str, Stain]:
-    """The stain of every source slide of a dataset, over all its tiles."""
-    samples = read_dataset(data, fmt)
+def source_stains(samples: Sequence[Sample], where: str | Path) -> dict[str, Stain]:
+    """The stain of every source slide among `samples` (the dataset `where`), over all its tiles."""
     by_source: dict[str, list[np.ndarray]] = {}
-    for i in range(len(samples)):
-        s = samples[i]
+    for s in samples:
         by_source.setdefault(s.source or s.name, []).append(s.image)
     stains = {}
     for source, images in by_source.items():
         try:
             stains[source] = Stain.of(images)
         except ValueError as e:
-            raise AugmentError(f"{data}: cannot match the stain of source slide {source!r}: {e}") from None
+            raise AugmentError(f"{where}: cannot match the stain of source slide {source!r}: {e}") from None
     return stains
 
 
@@ -385,7 +391,10 @@ def augment(cfg: AugmentConfig, pipe: CoSynPipeline | None = None, rank: int | N
         rank, world = rank_and_world()
     if pipe is None:
         pipe = CoSynPipeline.from_pretrained(cfg.checkpoint, device=_device(), trust_unverified=trust_unverified)
-    tiles, classes = load_source_tiles(cfg.data, cfg.format, cfg.split, cfg.val_fraction, cfg.split_seed)
+    samples = read_samples(cfg.data, cfg.format)  # once: the layouts and, with match_stain, the slides' stains
+    tiles, classes = source_tiles(samples, cfg.split, cfg.val_fraction, cfg.split_seed)
+    stains = source_stains(samples, cfg.data) if cfg.match_stain else {}
+    del samples  # planning needs layouts only: a large dataset's pixels are not held through the run
     sources = {t.name: t.source for t in tiles}
     if classes.names != pipe.class_set.names:
         raise AugmentError(f"{cfg.data} has classes {classes.to_list()}, the model {pipe.class_set.to_list()}")
@@ -398,7 +407,6 @@ def augment(cfg: AugmentConfig, pipe: CoSynPipeline | None = None, rank: int | N
             pipe.check_stain(jobs[0].layout, cfg.sampling.refine)
         except ValueError as e:
             raise AugmentError(f"--match-stain: {e}") from None
-        stains = source_stains(cfg.data, cfg.format)
         for job in jobs:
             job.stain = stains[job.origin.get("source") or sources[job.origin["counts_from"]]]
     tissues = {t.layout.tissue for t in tiles}

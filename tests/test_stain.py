@@ -11,7 +11,7 @@ import pytest
 from conftest import disc_sample
 from PIL import Image
 
-from cosyn.augment import AugmentConfig, AugmentError, SamplingSettings, augment, read_meta, source_stains
+from cosyn.augment import AugmentConfig, AugmentError, SamplingSettings, augment, read_meta, read_samples, source_stains
 from cosyn.core.layout import Layout, Point
 from cosyn.data.formats import read_dataset, write_dataset
 from cosyn.stages.base import STAIN_PARAM
@@ -95,7 +95,7 @@ def test_augment_matches_each_tile_to_its_source_slides_stain(pipe, tmp_path, mo
                         sampling=SamplingSettings(steps=2, guidance=2.0), match_stain=True)
     augment(cfg, pipe=pipe, rank=0, world=1, progress=False)
     assert json.loads((out / "generation.json").read_text())["match_stain"] is True
-    stains = source_stains(data)
+    stains = source_stains(read_samples(data), data)
     for s in read_dataset(out, "folder"):
         source = s.source.removeprefix("synthetic-")
         assert read_meta(out, s.name)["params"][STAIN_PARAM] == stains[source].to_dict()  # recorded with the tile
@@ -137,4 +137,4 @@ def test_a_source_slide_without_stained_pixels_is_named(tmp_path) -> None:
     blank.image[:] = 255  # nothing stained: no stain to match
     write_dataset([disc_sample(n=4, size=(32, 32), name="s0_000"), blank], tmp_path / "d", "folder")
     with pytest.raises(AugmentError, match="source slide 'fat': too few stained pixels"):
-        source_stains(tmp_path / "d")
+        source_stains(read_samples(tmp_path / "d"), tmp_path / "d")
