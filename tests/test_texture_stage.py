@@ -161,6 +161,25 @@ def test_a_requested_stain_recolours_the_tissue_and_changes_no_label(stage: Text
     assert after < before / 3, (before, after)
 
 
+def test_an_output_is_stained_like_a_slide_drawn_at_random_not_like_the_slide_of_its_texture() -> None:
+    """The texture comes from the slide that suits the layout (here always the same one), the stain from any
+    slide of the bank: over seeds, the outputs come in both slides' stains. Labels never change colour."""
+    rng = np.random.default_rng(1)
+    pink = [synthetic_tile(rng, f"p{i}", "pink") for i in range(3)]
+    lilac = [BankTile(f"l{i}", "lilac", np.clip(t.image.astype(int) + [-40, -25, 20], 0, 255).astype(np.uint8),
+                      t.inst_map, t.inst_classes) for i, t in enumerate(pink)]
+    stage = TextureStage(TextureBank(pink + lilac, 0.25, CLASSES, "synthetic test tiles"), TextureSettings(slides=1))
+    stains = {name: np.array(Stain.of([t.image for t in tiles]).mean) for name, tiles in (("pink", pink),
+                                                                                        ("lilac", lilac))}
+    nearest = []
+    for seed in range(12):
+        out = stage.to_mpp(base_triple(POINTS), 0.25, seed=seed)
+        assert out.params["missed_centroids"] == 0
+        mean = np.array(Stain.of([out.image]).mean)
+        nearest.append(min(stains, key=lambda name: np.abs(stains[name] - mean).sum()))
+    assert 2 <= nearest.count("pink") <= 10, nearest
+
+
 def test_saved_stage_loads_through_the_registry_contract(stage: TextureStage, tmp_path: Path) -> None:
     spec = stage.save(tmp_path / "second_stage")
     assert spec["name"] == "texture"
