@@ -7,6 +7,9 @@
     python benchmarks/judge_probes.py phase 3 5
     # per scored source, its generated crops against its own real crops, under each seed's judge
     python benchmarks/judge_probes.py by-source /tmp/x_nw3 --judge-seeds 0,1,2,5
+    # the stain (L*a*b* mean of stained pixels) of each training slide, offset from their average; then per
+    # validation source its real tiles', the stain-matched floor's and a candidate's
+    python benchmarks/judge_probes.py colour /tmp/x_ms_a
 
 A copied block off the 8 px JPEG grid keeps its old block edges; the phase probe asks whether the judge,
 after its own q75 pass, can tell (0.5: it cannot).
@@ -21,10 +24,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from realism_judge import candidate_tiles, real_tiles
+from realism_judge import candidate_tiles, in_validation_stains, real_tiles
 
+from cosyn.data.formats import read_dataset
 from cosyn.evaluation.c2st import C2STConfig, _tensor, _train_and_score, crops, roc_auc
 from cosyn.evaluation.judge import View, compare, source_halves
+from cosyn.stages.texture.stain import Stain
 
 
 def blurred_copy(src: Path, dst: Path, sigma: float) -> None:
@@ -64,6 +69,31 @@ def by_source(data: str, folder: Path, judge_seeds: list[int]) -> dict[int, dict
     return out
 
 
+def colour(data: str, folder: Path) -> list[str]:
+    """Lines: each training slide's stain as an offset from the slides' average (bluest first, by b*), then per
+    validation source the stain of its real tiles, of the floor's tiles moved to its stain, and of `folder`'s."""
+    val, train = real_tiles(data)
+    seq = read_dataset(data)
+    by_slide: dict[str, list[np.ndarray]] = {}
+    for i in range(len(seq)):
+        by_slide.setdefault(seq[i].source, []).append(seq[i].image)
+    slides = sorted(set(by_slide) - {s.source for s in val})  # the whole training split's slides, as the bank's
+    stains = {src: Stain.of(by_slide[src]) for src in slides}
+    average = np.array(Stain.average(list(stains.values())).mean)
+    lines = [f"slide {src}: L*a*b* offset {np.round(np.array(stains[src].mean) - average, 1).tolist()}"
+             for src in sorted(slides, key=lambda src: stains[src].mean[2])]
+    floor, assigned = in_validation_stains(data, val, train)
+    cand = candidate_tiles(str(folder), {s.source for s in val})
+    for src in sorted({s.source for s in val}):
+        for name, images in (("real", [s.image for s in val if s.source == src]),
+                             ("stain-matched floor", [im for im, a in zip(floor, assigned, strict=True) if a == src]),
+                             (folder.name, [s.image for s in cand if s.source == src])):
+            stain = Stain.of(images)
+            lines.append(f"{src} {name}: L*a*b* mean {np.round(stain.mean, 1).tolist()}, "
+                         f"spread {np.round(stain.spread, 1).tolist()}")
+    return lines
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default="../shared/data/consep_patched")
@@ -79,11 +109,15 @@ def main() -> None:
     s = sub.add_parser("by-source")
     s.add_argument("candidate", type=Path)
     s.add_argument("--judge-seeds", default="0,1,2,3,4,5")
+    c = sub.add_parser("colour")
+    c.add_argument("candidate", type=Path)
     args = ap.parse_args()
     torch.set_num_threads(1)
     if args.probe == "blur":
         blurred_copy(args.src, args.dst, args.sigma)
         print(f"wrote {args.dst}")
+    elif args.probe == "colour":
+        print("\n".join(colour(args.data, args.candidate)))
     elif args.probe == "by-source":
         for seed, aucs in by_source(args.data, args.candidate, [int(k) for k in args.judge_seeds.split(",")]).items():
             print(f"judge seed {seed}: " + ", ".join(f"{src} {auc:.3f}" for src, auc in aucs.items()), flush=True)
