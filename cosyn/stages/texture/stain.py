@@ -1,8 +1,9 @@
 """Stain statistics and stain transfer (Reinhard et al. 2001, in L*a*b*), on stained tissue only.
 
-A texture-stage output is stained like the training slide it was quilted from. Given a reference (the slide
-a layout came from, or a user's own tiles) it can take that stain instead: most of what tells training
-tiles from another lab's or patient's tiles is stain, not texture (docs/model.md).
+A texture-stage output is moved from the stain of the training slide it was quilted from to that of a slide
+drawn at random. Given a reference (the slide a layout came from, or a user's own tiles) it takes that stain
+instead: most of what tells training tiles from another lab's or patient's tiles is stain, not texture
+(docs/model.md).
 
 Statistics are over stained pixels only (EMPTY_LEVEL), so a tile of fat or lumen does not read as a pale
 stain; the transfer leaves unstained pixels as they are, and it never raises a spread (a colour channel
