@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # Example layouts, prompt presets and the prompt vocabulary. In the repository cosyn/assets links to
 # the top-level assets/; a built wheel carries the files themselves (pyproject.toml, package-data).

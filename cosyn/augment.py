@@ -49,6 +49,7 @@ from PIL import Image
 from scipy.spatial import cKDTree
 from tqdm import tqdm
 
+from cosyn import __version__
 from cosyn.core.classes import ClassSet
 from cosyn.core.layout import Layout
 from cosyn.data.dataset import split_by_source
@@ -369,14 +370,17 @@ class AugmentConfig:
         check_numbers(self, AUGMENT_RANGES, "augment options")
 
     def settings(self, checkpoint_sha256: str, second_stage: dict[str, Any] | None) -> dict[str, Any]:
-        """What makes a tile what it is: all but N and the output folder, with the weights' hash and the second
-        stage's spec (config.json, outside that hash). Seed and n come from the jobs; refine does not count."""
+        """What makes a tile what it is: all but N and the output folder, with the weights' hash, the second
+        stage's spec (config.json, outside that hash) and the code's version (a release may change what the
+        same settings make: 0.2.0 draws each texture-stage tile's stain). Seed and n come from the jobs;
+        refine does not count."""
         d = asdict(self)
         for key in ("n", "out", "checkpoint"):
             d.pop(key)
         if d["sampling"] is not None:
             d["sampling"] = {k: d["sampling"][k] for k in ("steps", "guidance", "sampler")}
-        d.update(data=str(Path(self.data).resolve()), checkpoint_sha256=checkpoint_sha256, second_stage=second_stage)
+        d.update(data=str(Path(self.data).resolve()), checkpoint_sha256=checkpoint_sha256, second_stage=second_stage,
+                 cosyn_version=__version__)
         return d
 
 

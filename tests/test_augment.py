@@ -15,6 +15,7 @@ import pytest
 from conftest import disc_sample
 from test_fileio import cosyn_killed_at_publish, temp_files
 
+import cosyn.augment as augment_module
 from cosyn.augment import (
     AugmentConfig,
     AugmentError,
@@ -127,6 +128,11 @@ def test_augment_writes_a_readable_folder_and_resumes(checkpoint, pipe, data, tm
     # the second stage's settings live in config.json, outside the weights' hash: a change is refused too
     monkeypatch.setattr(pipe.config, "second_stage", {"name": "texture", "settings": {"size_to_bank": 0.5}})
     with pytest.raises(AugmentError, match="second_stage"):
+        augment(_cfg(checkpoint, data, out, 8), pipe=pipe, rank=0, world=1, progress=False)
+    monkeypatch.undo()
+    # so is a release that may make other tiles from the same settings: no folder mixes two versions' tiles
+    monkeypatch.setattr(augment_module, "__version__", "0.0.1")
+    with pytest.raises(AugmentError, match="cosyn_version"):
         augment(_cfg(checkpoint, data, out, 8), pipe=pipe, rank=0, world=1, progress=False)
 
 
