@@ -24,9 +24,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from realism_judge import candidate_tiles, in_validation_stains, real_tiles
+from realism_judge import candidate_tiles, images_by_slide, in_validation_stains, real_tiles
 
-from cosyn.data.formats import read_dataset
 from cosyn.evaluation.c2st import C2STConfig, _tensor, _train_and_score, crops, roc_auc
 from cosyn.evaluation.judge import View, compare, source_halves
 from cosyn.stages.texture.stain import Stain
@@ -73,10 +72,7 @@ def colour(data: str, folder: Path) -> list[str]:
     """Lines: each training slide's stain as an offset from the slides' average (bluest first, by b*), then per
     validation source the stain of its real tiles, of the floor's tiles moved to its stain, and of `folder`'s."""
     val, train = real_tiles(data)
-    seq = read_dataset(data)
-    by_slide: dict[str, list[np.ndarray]] = {}
-    for i in range(len(seq)):
-        by_slide.setdefault(seq[i].source, []).append(seq[i].image)
+    by_slide = images_by_slide(data)
     slides = sorted(set(by_slide) - {s.source for s in val})  # the whole training split's slides, as the bank's
     stains = {src: Stain.of(by_slide[src]) for src in slides}
     average = np.array(Stain.average(list(stains.values())).mean)

@@ -79,14 +79,20 @@ def candidate_tiles(folder: str, val_sources: set[str]) -> list[Sample]:
     return tiles
 
 
-def in_validation_stains(data: str, val: list[Sample], train: list[Sample]) -> tuple[list[np.ndarray], list[str]]:
-    """The floor's training tiles, each moved to one validation source's stain (in turn) as the texture stage
-    moves an output asked for a reference stain (from the training slides' average stain: each tile keeps
-    its slide's offset), with that source as its own: the stain-referenced control."""
+def images_by_slide(data: str) -> dict[str, list[np.ndarray]]:
+    """Every tile's image of the dataset, by source slide."""
     seq = read_dataset(data)
     by_source: dict[str, list[np.ndarray]] = {}
     for i in range(len(seq)):
         by_source.setdefault(seq[i].source, []).append(seq[i].image)
+    return by_source
+
+
+def in_validation_stains(data: str, val: list[Sample], train: list[Sample]) -> tuple[list[np.ndarray], list[str]]:
+    """The floor's training tiles, each moved to one validation source's stain (in turn) as the texture stage
+    moves an output asked for a reference stain (from the training slides' average stain: each tile keeps
+    its slide's offset), with that source as its own: the stain-referenced control."""
+    by_source = images_by_slide(data)
     targets = sorted({s.source for s in val})
     average = Stain.average([Stain.of(images) for source, images in by_source.items() if source not in targets])
     stains = {source: Stain.of(by_source[source]) for source in targets}
