@@ -163,7 +163,7 @@ def test_a_requested_stain_recolours_the_tissue_and_changes_no_label(stage: Text
 
 def test_an_output_is_stained_like_a_slide_drawn_at_random_not_like_the_slide_of_its_texture() -> None:
     """The texture comes from the slide that suits the layout (here always the same one), the stain from any
-    slide of the bank: over seeds, the outputs come in both slides' stains. Labels never change colour."""
+    slide of the bank: over seeds, the outputs come in both slides' stains (before, all 12 in the texture's)."""
     rng = np.random.default_rng(1)
     pink = [synthetic_tile(rng, f"p{i}", "pink") for i in range(3)]
     lilac = [BankTile(f"l{i}", "lilac", np.clip(t.image.astype(int) + [-40, -25, 20], 0, 255).astype(np.uint8),

@@ -182,7 +182,8 @@ class TextureStage:
         image = np.clip(image, 0, 255).round().astype(np.uint8)
         if stain is None:
             # the slides that suit a kind of layout share stains by chance (in CoNSeP the stroma and fat
-            # slides are the yellowest), which the judge learnt as "generated" (docs/model.md, "Stain")
+            # slides are the yellowest), which the judge learnt as "generated" (docs/model.md, "The stain no
+            # longer follows the tissue")
             drawn = self._slides[int(rng.integers(len(self._slides)))]
             image = toward(image, self._tissue_stain(slide), self._tissue_stain(drawn))
         else:
