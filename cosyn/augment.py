@@ -17,7 +17,7 @@ With `enrich` ({class: factor}, `--enrich inflammatory=2,other=3`), each layout 
 (cosyn.core.enrich): about factor × as many nuclei of each named class, drawn from a stream of its own
 per job, so the perturbations and sampling seeds stay those of the same run without enrichment.
 With `match_stain` (`--match-stain`) every tile takes the stain of its layout's source slide, measured over
-that slide's tiles in the dataset (cosyn.stages.texture.stain), instead of its bank slide's.
+that slide's tiles in the dataset (cosyn.stages.texture.stain), instead of a training slide's drawn at random.
 
 Job i (tile name `syn_{i:06d}`) is a pure function of (data, seed, i), so a run can be resumed,
 extended to a larger N, or sharded: under `torchrun --nproc_per_node W -m cosyn augment ...`
@@ -106,7 +106,7 @@ class Job:
     source: str
     origin: dict[str, Any]
     enrichment: dict[str, Any] | None = None  # what enrichment did to `layout` (cosyn.enrichment.enrich)
-    stain: Stain | None = None  # the stain its tile is made in (`match_stain`); None: its bank slide's
+    stain: Stain | None = None  # the stain its tile is made in (`match_stain`); None: a bank slide's, drawn per tile
 
 
 @dataclass

@@ -205,7 +205,7 @@ class Request:
     settings: SamplingSettings
     edit: TileEdit | None = None
     enrich: Mapping[str, float] | None = None
-    stain: Stain | None = None  # the triples' stain (cosyn.stages.texture.stain); None: their bank slide's
+    stain: Stain | None = None  # the triples' stain (cosyn.stages.texture.stain); None: a drawn bank slide's
     canvas: Layout = field(init=False)
     enrichment: dict | None = field(init=False, default=None)
 
